@@ -1,0 +1,86 @@
+# unilock — top-level build.
+#   make                 release build of libunilock (.so with SONAME, .a), header and .pc
+#   make check           every test: cargo tests, header/ABI checks, the C tests (cmocka, valgrind)
+#   make demo            build and run the demo file server
+#   make bench           benchmarks against the kernel's lock manager (BENCH_ARGS=--quick for a smoke run)
+#   make install PREFIX=/usr/local DESTDIR=   /   make uninstall
+
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+BINDIR     ?= $(PREFIX)/bin
+CARGO      ?= cargo
+
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+MAJOR   := $(firstword $(subst ., ,$(VERSION)))
+STAGE   := $(CURDIR)/build
+LIB     := $(STAGE)/lib
+export UNILOCK_STAGE := $(STAGE)
+
+.PHONY: all lib deps deps-check check check-rust check-header check-symbols check-c demo bench install uninstall clean
+
+all: lib
+
+deps:
+	@sh scripts/deps.sh build
+
+deps-check:
+	@sh scripts/deps.sh check
+
+lib: deps
+	$(CARGO) build --release
+	@mkdir -p $(LIB)
+	cp -f target/release/libunilock.so $(LIB)/libunilock.so.$(VERSION)
+	ln -sf libunilock.so.$(VERSION) $(LIB)/libunilock.so.$(MAJOR)
+	ln -sf libunilock.so.$(MAJOR) $(LIB)/libunilock.so
+	cp -f target/release/libunilock.a $(LIB)/libunilock.a
+
+check: deps-check lib check-header check-symbols check-rust check-c
+	@echo "make check: all passed"
+
+check-rust:
+	$(CARGO) test --release
+
+# The committed header must equal the one cbindgen generates from the sources.
+check-header: lib
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	  git diff --exit-code -- include/unilock.h || { echo "include/unilock.h differs from the generated header: commit it"; exit 1; }; \
+	fi
+	@echo "check-header: include/unilock.h is up to date"
+
+# The shared object exports only unilock_* and has the right SONAME.
+check-symbols: lib
+	@bad=$$(nm -D --defined-only $(LIB)/libunilock.so | awk '{print $$3}' | grep -v '^unilock_' || true); \
+	if [ -n "$$bad" ]; then echo "unexpected exported symbols:"; echo "$$bad"; exit 1; fi
+	@readelf -d $(LIB)/libunilock.so | grep -q 'SONAME.*libunilock.so.$(MAJOR)' || { echo "SONAME is not libunilock.so.$(MAJOR)"; exit 1; }
+	@echo "check-symbols: only unilock_* exported, SONAME libunilock.so.$(MAJOR)"
+
+check-c: lib
+	$(MAKE) -C c-tests check
+
+demo: lib
+	$(MAKE) -C examples run
+
+bench: lib
+	$(MAKE) -C bench run
+
+install: lib
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)
+	install -m 755 $(LIB)/libunilock.so.$(VERSION) $(DESTDIR)$(LIBDIR)/
+	ln -sf libunilock.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libunilock.so.$(MAJOR)
+	ln -sf libunilock.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libunilock.so
+	install -m 644 $(LIB)/libunilock.a $(DESTDIR)$(LIBDIR)/
+	install -m 644 include/unilock.h $(DESTDIR)$(INCLUDEDIR)/
+	sed -e 's|^prefix=.*|prefix=$(PREFIX)|' -e 's|^libdir=.*|libdir=$(LIBDIR)|' \
+	    -e 's|^includedir=.*|includedir=$(INCLUDEDIR)|' pkgconfig/unilock.pc > $(DESTDIR)$(LIBDIR)/pkgconfig/unilock.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libunilock.so $(DESTDIR)$(LIBDIR)/libunilock.so.$(MAJOR) \
+	      $(DESTDIR)$(LIBDIR)/libunilock.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libunilock.a \
+	      $(DESTDIR)$(INCLUDEDIR)/unilock.h $(DESTDIR)$(LIBDIR)/pkgconfig/unilock.pc
+
+clean:
+	$(CARGO) clean
+	rm -rf $(STAGE)
+	-$(MAKE) -C c-tests clean

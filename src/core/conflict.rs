@@ -1,0 +1,85 @@
+//! Conflict rules (SPEC.md §3): small predicates, and the searches that combine them.
+//!
+//! Two locks conflict when their ranges overlap, their owners differ, and at least one is exclusive.
+//! POSIX and Windows locks share one table and never share an owner, so cross-flavour locks conflict by
+//! that rule alone. Windows adds rules for an owner's own locks (MS-FSA 2.1.5.7, Samba `brl_conflict`):
+//! an exclusive request conflicts with *any* overlapping lock of the same owner, while a shared request
+//! may stack on the owner's own shared or exclusive locks.
+
+use super::lockset::{LockId, LockSet};
+use super::range::{overlaps, Range};
+use super::{Access, Flavour, LockType, OwnerIdx};
+
+/// At least one of the two is exclusive (`locks_conflict` in `fs/locks.c`).
+#[inline]
+pub fn types_conflict(a: LockType, b: LockType) -> bool {
+    a == LockType::Exclusive || b == LockType::Exclusive
+}
+
+/// The first held lock that refuses a request of `owner` for `kind` on `range` under `flavour`'s
+/// rules, or `None` if the request can be granted. A test (`F_GETLK`, NLM TEST) and a non-blocking lock
+/// use this same function, so they always agree.
+pub fn find_conflict(
+    set: &LockSet,
+    owner: OwnerIdx,
+    flavour: Flavour,
+    kind: LockType,
+    range: &Range,
+) -> Option<LockId> {
+    let (lo, hi) = (range.start as u128, range.search_end());
+    // Windows: an exclusive request may not overlap any lock of its own owner.
+    if flavour == Flavour::Windows && kind == LockType::Exclusive {
+        if let Some(id) = set.of_owner(owner).find(lo, hi, |id| overlaps(&set.get(id).range, range)) {
+            return Some(id);
+        }
+    }
+    let other = |id: LockId| {
+        let l = set.get(id);
+        l.owner != owner && overlaps(&l.range, range)
+    };
+    // Exclusive locks conflict with every request of another owner.
+    if let Some(id) = set.exclusive().find(lo, hi, other) {
+        return Some(id);
+    }
+    // Shared locks conflict only with an exclusive request.
+    if kind == LockType::Exclusive {
+        return set.shared().find(lo, hi, other);
+    }
+    None
+}
+
+/// The strict-locking I/O check (SPEC.md §3, Samba `brl_conflict_other`): a read or write of `range`
+/// by an open is refused if another owner holds an overlapping exclusive lock, or (for a write) any
+/// overlapping lock of another owner, or the open writes through its own Windows shared lock.
+/// `posix_self` and `windows_self` are the probe's identities as a POSIX owner (client, owner) and as a
+/// Windows owner (client, owner, open id); locks of either are the probe's own. Own POSIX locks never
+/// refuse I/O (POSIX locks are advisory to their owner). A zero-length I/O is always allowed.
+pub fn check_io(
+    set: &LockSet,
+    posix_self: Option<OwnerIdx>,
+    windows_self: Option<OwnerIdx>,
+    access: Access,
+    range: &Range,
+) -> Option<LockId> {
+    if range.is_empty() {
+        return None;
+    }
+    let (lo, hi) = (range.start as u128, range.end);
+    let is_self = |o: OwnerIdx| Some(o) == posix_self || Some(o) == windows_self;
+    let other = |id: LockId| {
+        let l = set.get(id);
+        !is_self(l.owner) && overlaps(&l.range, range)
+    };
+    if let Some(id) = set.exclusive().find(lo, hi, other) {
+        return Some(id);
+    }
+    if access == Access::Write {
+        if let Some(id) = set.shared().find(lo, hi, |id| {
+            let l = set.get(id);
+            overlaps(&l.range, range) && (!is_self(l.owner) || Some(l.owner) == windows_self)
+        }) {
+            return Some(id);
+        }
+    }
+    None
+}

@@ -1,0 +1,31 @@
+//! The crate's error type: every way a call can fail, mapped to a C status in one place
+//! (`ffi::status::status_of`).
+
+use crate::core::{Flavour, LockType};
+
+/// The holder of a conflicting lock, as reported by a refused lock or a test.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holder {
+    pub client: Vec<u8>,
+    pub owner: Vec<u8>,
+    /// The holder's open id (Windows); 0 for a POSIX holder, whose owner ignores open ids.
+    pub open_id: u64,
+    pub flavour: Flavour,
+    pub kind: LockType,
+    pub offset: u64,
+    pub length: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// A bad argument; the text says which.
+    Invalid(&'static str),
+    /// An impossible range for the flavour (SPEC.md §2).
+    InvalidRange,
+    /// A conflicting lock is held.
+    Conflict(Box<Holder>),
+    /// A Windows unlock of a range the owner does not hold.
+    RangeNotLocked,
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

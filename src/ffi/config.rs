@@ -1,0 +1,170 @@
+//! Handle life cycle, configuration and versions.
+
+use super::status::unilock_status;
+use crate::manager::{Manager, Settings};
+
+/// A lock manager. Opaque; create with `unilock_open`, destroy with `unilock_close`.
+pub struct unilock {
+    pub(crate) inner: Manager,
+}
+
+/// Configuration for `unilock_open`.
+///
+/// Always initialise with `unilock_config_init`, which sets `size` and every default, then change the
+/// fields you need. The library reads only the first `size` bytes, so a program built against an older
+/// header keeps working with a newer library.
+#[repr(C)]
+pub struct unilock_config {
+    /// `sizeof(unilock_config)` as the caller was compiled with; set by `unilock_config_init`.
+    pub size: usize,
+    /// Reserved for future flags; must be 0.
+    pub flags: u32,
+}
+
+impl Default for unilock_config {
+    fn default() -> Self {
+        unilock_config { size: std::mem::size_of::<unilock_config>(), flags: 0 }
+    }
+}
+
+/// Fills `*cfg` with the defaults and sets `cfg->size`.
+///
+/// Defaults: `flags` 0. Passing NULL does nothing. Thread-safe.
+#[no_mangle]
+pub extern "C" fn unilock_config_init(cfg: *mut unilock_config) {
+    boundary! {
+        super::boundary::put(cfg, unilock_config::default());
+    }
+}
+
+/// Reads a caller's config honouring its `size`: known fields beyond it keep their defaults; bytes
+/// beyond our struct must be zero (a newer caller asking for something this library cannot do).
+fn read_config(cfg: &unilock_config) -> Result<unilock_config, &'static str> {
+    let ours = std::mem::size_of::<unilock_config>();
+    let theirs = cfg.size;
+    if theirs < std::mem::size_of::<usize>() {
+        return Err("config size too small: call unilock_config_init");
+    }
+    let mut out = unilock_config::default();
+    let n = theirs.min(ours);
+    // SAFETY: the caller promises `size` readable bytes at `cfg`; we copy at most our own size.
+    unsafe {
+        std::ptr::copy_nonoverlapping(cfg as *const _ as *const u8, &mut out as *mut _ as *mut u8, n);
+        if theirs > ours {
+            let extra = std::slice::from_raw_parts((cfg as *const _ as *const u8).add(ours), theirs - ours);
+            if extra.iter().any(|&b| b != 0) {
+                return Err("config has fields this library does not know");
+            }
+        }
+    }
+    out.size = ours;
+    Ok(out)
+}
+
+/// Opens a lock manager.
+///
+/// `cfg`: configuration made with `unilock_config_init`, or NULL for all defaults; read only during
+/// the call. `out`: receives the new handle on success; untouched on failure.
+///
+/// Returns `UNILOCK_OK`; `UNILOCK_E_INVALID` if `out` is NULL, `cfg->size` is too small, or `cfg` sets
+/// fields or flags this library does not know.
+///
+/// The handle is thread-safe: any number of threads may call into it at once. Free it with
+/// `unilock_close`.
+#[no_mangle]
+pub extern "C" fn unilock_open(cfg: *const unilock_config, out: *mut *mut unilock) -> unilock_status {
+    boundary! {
+        if out.is_null() {
+            return unilock_status::UNILOCK_E_INVALID;
+        }
+        let cfg = match unsafe { cfg.as_ref() } {
+            Some(c) => match read_config(c) {
+                Ok(c) => c,
+                Err(why) => {
+                    log::warn!("unilock_open: {why}");
+                    return unilock_status::UNILOCK_E_INVALID;
+                }
+            },
+            None => unilock_config::default(),
+        };
+        if cfg.flags != 0 {
+            log::warn!("unilock_open: unknown flags {:#x}", cfg.flags);
+            return unilock_status::UNILOCK_E_INVALID;
+        }
+        let handle = Box::new(unilock { inner: Manager::new(Settings::default()) });
+        log::info!("unilock {} opened", env!("CARGO_PKG_VERSION"));
+        super::boundary::put(out, Box::into_raw(handle));
+        unilock_status::UNILOCK_OK
+    }
+}
+
+/// Closes a lock manager and frees everything it holds.
+///
+/// All locks of the handle are dropped. `ul` may be NULL (nothing happens). The caller must ensure no
+/// other thread is using `ul` and must not use it afterwards.
+#[no_mangle]
+pub extern "C" fn unilock_close(ul: *mut unilock) {
+    boundary! {
+        if !ul.is_null() {
+            // SAFETY: `ul` came from `unilock_open` and the caller gives up every use of it.
+            drop(unsafe { Box::from_raw(ul) });
+        }
+    }
+}
+
+/// The library version as a static string, e.g. "0.1.0" (compare `UNILOCK_VERSION`).
+#[no_mangle]
+pub extern "C" fn unilock_libversion() -> *const libc::c_char {
+    boundary! {
+        concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr() as *const libc::c_char
+    }
+}
+
+/// The library version as X*1000000 + Y*1000 + Z (compare `UNILOCK_VERSION_NUMBER`).
+#[no_mangle]
+pub extern "C" fn unilock_libversion_number() -> i32 {
+    boundary! {
+        let p = |s: &str| s.parse::<i32>().unwrap_or(0);
+        p(env!("CARGO_PKG_VERSION_MAJOR")) * 1_000_000
+            + p(env!("CARGO_PKG_VERSION_MINOR")) * 1_000
+            + p(env!("CARGO_PKG_VERSION_PATCH"))
+    }
+}
+
+/// Builds the canonical file id of a file from its identity on disk, so that every protocol adapter
+/// (an SMB server using `st_dev`/`st_ino`, an NFS server using fsid/fileid) names one file with the
+/// same bytes.
+///
+/// Encoding (`UNILOCK_FILE_ID_CANONICAL_LEN` = 25 bytes): byte 0 is the encoding version 0x01, then
+/// `dev_or_fsid`, `inode` and `generation`, each as a big-endian 64-bit number. Use generation 0 when
+/// the file system has none.
+///
+/// `out`: receives exactly 25 bytes. Returns `UNILOCK_OK`, or `UNILOCK_E_INVALID` if `out` is NULL.
+#[no_mangle]
+pub extern "C" fn unilock_file_id_make(dev_or_fsid: u64, inode: u64, generation: u64, out: *mut u8) -> unilock_status {
+    boundary! {
+        if out.is_null() {
+            return unilock_status::UNILOCK_E_INVALID;
+        }
+        let mut b = [0u8; 25];
+        b[0] = 1;
+        b[1..9].copy_from_slice(&dev_or_fsid.to_be_bytes());
+        b[9..17].copy_from_slice(&inode.to_be_bytes());
+        b[17..25].copy_from_slice(&generation.to_be_bytes());
+        // SAFETY: the caller provides 25 writable bytes at `out`.
+        unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), out, b.len()) };
+        unilock_status::UNILOCK_OK
+    }
+}
+
+/// For tests of the panic boundary: panics inside the library and returns `UNILOCK_E_INTERNAL`.
+/// Has no other effect.
+#[no_mangle]
+pub extern "C" fn unilock_debug_panic() -> unilock_status {
+    boundary! {
+        if std::hint::black_box(true) {
+            panic!("unilock_debug_panic");
+        }
+        unilock_status::UNILOCK_OK
+    }
+}

@@ -1,0 +1,15 @@
+//! The C ABI. This layer only converts and checks C arguments, calls the manager, and maps results to
+//! `unilock_status`; it holds no lock logic. Every exported function body runs inside `boundary!`, so a
+//! panic never crosses into C (it becomes `UNILOCK_E_INTERNAL`).
+//!
+//! The doc comments on `extern "C"` items are the header's documentation (cbindgen copies them).
+
+#![allow(non_camel_case_types)]
+
+#[macro_use]
+pub mod boundary;
+pub mod config;
+pub mod lock;
+pub mod log;
+pub mod status;
+pub mod types;

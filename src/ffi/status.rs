@@ -1,0 +1,58 @@
+//! `unilock_status`, `unilock_strerror`, and the one mapping from crate errors to statuses.
+
+use crate::error::Error;
+
+/// Status codes returned by every fallible unilock call.
+///
+/// `UNILOCK_OK` is 0. `UNILOCK_PENDING` is a non-error status. Errors are numbered from 100; numbers
+/// are permanent and new codes may be added, so treat unknown values as errors and name them with
+/// `unilock_strerror`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum unilock_status {
+    /// Success.
+    UNILOCK_OK = 0,
+    /// An argument is invalid: a NULL pointer where none is allowed, an empty or oversize file id,
+    /// client or owner, an unknown flavour, type or flag. Nothing was changed.
+    UNILOCK_E_INVALID = 100,
+    /// The range is impossible for its flavour (POSIX length 0, or an end past 2^64). Nothing was changed.
+    UNILOCK_E_INVALID_RANGE = 101,
+    /// The lock is held by another owner (or, for a Windows exclusive lock, by the same open); the
+    /// holder is reported where the call has a holder argument. Nothing was changed.
+    UNILOCK_E_CONFLICT = 102,
+    /// A Windows unlock named a range the owner does not hold exactly.
+    UNILOCK_E_RANGE_NOT_LOCKED = 103,
+    /// An internal error (a caught panic). The handle remains usable; the failed call changed nothing
+    /// it reported as changed.
+    UNILOCK_E_INTERNAL = 199,
+}
+
+/// Maps a crate error to its status.
+pub fn status_of(e: &Error) -> unilock_status {
+    match e {
+        Error::Invalid(_) => unilock_status::UNILOCK_E_INVALID,
+        Error::InvalidRange => unilock_status::UNILOCK_E_INVALID_RANGE,
+        Error::Conflict(_) => unilock_status::UNILOCK_E_CONFLICT,
+        Error::RangeNotLocked => unilock_status::UNILOCK_E_RANGE_NOT_LOCKED,
+    }
+}
+
+/// Names a status code.
+///
+/// Returns a static, NUL-terminated English text for `status`; never NULL. Unknown numbers give
+/// "unknown status". The string must not be freed. Thread-safe; may be called from a callback.
+#[no_mangle]
+pub extern "C" fn unilock_strerror(status: u32) -> *const libc::c_char {
+    boundary! {
+        let s: &'static std::ffi::CStr = match status {
+            0 => c"ok",
+            100 => c"invalid argument",
+            101 => c"invalid lock range",
+            102 => c"lock conflict",
+            103 => c"range not locked",
+            199 => c"internal error",
+            _ => c"unknown status",
+        };
+        s.as_ptr()
+    }
+}

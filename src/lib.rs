@@ -1,0 +1,10 @@
+//! unilock: one lock table for every file-sharing protocol, shipped as a C library.
+//!
+//! Layout: `core` (pure lock semantics) ← `table` (sharded in-memory state) ← `ffi` (the C ABI).
+
+pub mod core;
+pub mod error;
+pub mod owners;
+pub mod table;
+pub mod manager;
+pub mod ffi;
