@@ -36,6 +36,46 @@
 
 
 /**
+ * `unilock_config.event_mode`: a library thread runs timers and invokes the event callback.
+ */
+#define UNILOCK_EVENTS_THREAD 0
+
+/**
+ * `unilock_config.event_mode`: no library thread; the caller polls `unilock_event_fd()` and calls
+ * `unilock_process_events()` (event-loop servers, forking servers such as smbd).
+ */
+#define UNILOCK_EVENTS_LOOP 1
+
+/**
+ * Event type: a blocking lock request ended. `status` is `UNILOCK_OK` (granted: the owner now holds
+ * the lock), `UNILOCK_E_TIMEOUT` (its timeout passed), or `UNILOCK_E_RANGE_NOT_LOCKED` (its open was
+ * closed or its client released while it waited).
+ */
+#define UNILOCK_EVENT_LOCK 1
+
+/**
+ * Event type: a watched file's locks changed (one-shot); retry what you were waiting for.
+ */
+#define UNILOCK_EVENT_WATCH 2
+
+/**
+ * `unilock_cancel` outcome: the request was waiting and is gone; no event will be delivered for it.
+ */
+#define UNILOCK_CANCELLED 1
+
+/**
+ * `unilock_cancel` outcome: the lock had already been granted; the caller owns it (and must unlock
+ * it); no event will be delivered for it.
+ */
+#define UNILOCK_ALREADY_GRANTED 2
+
+/**
+ * `unilock_cancel` outcome: the request had already ended (timed out, or the watch fired); no event
+ * will be delivered for it.
+ */
+#define UNILOCK_ALREADY_ENDED 3
+
+/**
  * Log level: deliver nothing (for `unilock_set_log`).
  */
 #define UNILOCK_LOG_OFF 0
@@ -138,6 +178,11 @@ enum unilock_status
    */
   UNILOCK_OK = 0,
   /**
+   * Not an error: a blocking request is queued; its completion arrives as a `UNILOCK_EVENT_LOCK`
+   * event carrying the request id written by the call.
+   */
+  UNILOCK_PENDING = 1,
+  /**
    * An argument is invalid: a NULL pointer where none is allowed, an empty or oversize file id,
    * client or owner, an unknown flavour, type or flag. Nothing was changed.
    */
@@ -156,6 +201,23 @@ enum unilock_status
    */
   UNILOCK_E_RANGE_NOT_LOCKED = 103,
   /**
+   * Waiting would close a cycle of owners waiting for each other (POSIX `EDEADLK`). Nothing was
+   * queued.
+   */
+  UNILOCK_E_DEADLOCK = 104,
+  /**
+   * A blocking request waited longer than its timeout (reported in its completion event).
+   */
+  UNILOCK_E_TIMEOUT = 105,
+  /**
+   * No such request: an unknown id, or one whose completion was already delivered.
+   */
+  UNILOCK_E_NOT_FOUND = 112,
+  /**
+   * The system refused a resource the call needed (a file descriptor or a thread).
+   */
+  UNILOCK_E_RESOURCE = 116,
+  /**
    * An internal error (a caught panic). The handle remains usable; the failed call changed nothing
    * it reported as changed.
    */
@@ -169,6 +231,60 @@ typedef uint32_t unilock_status;
  * A lock manager. Opaque; create with `unilock_open`, destroy with `unilock_close`.
  */
 typedef struct unilock unilock;
+
+/**
+ * One event. Every pointer in it is valid only during the callback.
+ *
+ */
+typedef struct unilock_event {
+  /**
+   * `UNILOCK_EVENT_LOCK` or `UNILOCK_EVENT_WATCH`.
+   */
+  uint32_t type;
+  /**
+   * The request's result (see the event types).
+   */
+  unilock_status status;
+  /**
+   * The id the request call returned.
+   */
+  uint64_t request_id;
+  /**
+   * The caller's token, echoed.
+   */
+  uint64_t token;
+  /**
+   * The caller's `user_data` for this request, echoed.
+   */
+  void *user_data;
+  /**
+   * The file.
+   */
+  const uint8_t *file_id;
+  size_t file_id_len;
+  /**
+   * The owner (lock events): client id (NUL-terminated), owner bytes and open id as requested.
+   */
+  const char *client;
+  const uint8_t *owner;
+  size_t owner_len;
+  uint64_t open_id;
+  /**
+   * The requested lock (lock events), exactly as requested.
+   */
+  uint32_t flavour;
+  uint32_t lock_type;
+  uint64_t offset;
+  uint64_t length;
+} unilock_event;
+
+/**
+ * Receives one event. `event` and everything it points to are valid only during the call. The
+ * callback may call back into the library (for example unlock the lock just granted), but must not
+ * call `unilock_close`.
+ */
+typedef void (*unilock_event_fn)(void *user_data,
+                                 const struct unilock_event *event);
 
 /**
  * Configuration for `unilock_open`.
@@ -186,6 +302,21 @@ typedef struct unilock_config {
    * Reserved for future flags; must be 0.
    */
   uint32_t flags;
+  /**
+   * How timers run and events are delivered: `UNILOCK_EVENTS_THREAD` (default) or
+   * `UNILOCK_EVENTS_LOOP`.
+   */
+  uint32_t event_mode;
+  /**
+   * Receives every event (blocking-lock completions, watches). May be NULL: events are then
+   * settled and dropped. Invoked with no internal lock held, on the library thread
+   * (`UNILOCK_EVENTS_THREAD`) or inside `unilock_process_events` (`UNILOCK_EVENTS_LOOP`).
+   */
+  unilock_event_fn event_fn;
+  /**
+   * Passed unchanged as the first argument of `event_fn`.
+   */
+  void *event_user_data;
 } unilock_config;
 
 /**
@@ -237,6 +368,26 @@ typedef struct unilock_lock_req {
    */
   uint64_t length;
 } unilock_lock_req;
+
+/**
+ * How a blocking request waits.
+ */
+typedef struct unilock_wait {
+  /**
+   * The caller's token, echoed in the completion. Re-submitting the same token for the same owner
+   * and file is idempotent: `UNILOCK_PENDING` with the same request id while it waits,
+   * `UNILOCK_OK` once granted (until the owner loses a lock on the file).
+   */
+  uint64_t token;
+  /**
+   * Echoed in the completion event; never dereferenced by the library.
+   */
+  void *user_data;
+  /**
+   * Milliseconds to wait before failing with `UNILOCK_E_TIMEOUT`; 0 waits until granted or cancelled.
+   */
+  uint64_t timeout_ms;
+} unilock_wait;
 
 /**
  * A held lock, as reported by a refused lock, a test, or a listing. All data is copied in: the
@@ -304,7 +455,8 @@ extern "C" {
 /**
  * Fills `*cfg` with the defaults and sets `cfg->size`.
  *
- * Defaults: `flags` 0. Passing NULL does nothing. Thread-safe.
+ * Defaults: `flags` 0; `event_mode` `UNILOCK_EVENTS_THREAD`; `event_fn` NULL; `event_user_data`
+ * NULL. Passing NULL does nothing. Thread-safe.
  */
 void unilock_config_init(struct unilock_config *cfg);
 
@@ -315,10 +467,11 @@ void unilock_config_init(struct unilock_config *cfg);
  * the call. `out`: receives the new handle on success; untouched on failure.
  *
  * Returns `UNILOCK_OK`; `UNILOCK_E_INVALID` if `out` is NULL, `cfg->size` is too small, or `cfg` sets
- * fields or flags this library does not know.
+ * fields, flags or an event mode this library does not know; `UNILOCK_E_RESOURCE` if the event
+ * descriptors (loop mode) or the library thread (thread mode) cannot be created.
  *
  * The handle is thread-safe: any number of threads may call into it at once. Free it with
- * `unilock_close`.
+ * `unilock_close`. In `UNILOCK_EVENTS_LOOP` mode the library starts no thread at all.
  */
 unilock_status unilock_open(const struct unilock_config *cfg,
                             struct unilock **out);
@@ -326,8 +479,10 @@ unilock_status unilock_open(const struct unilock_config *cfg,
 /**
  * Closes a lock manager and frees everything it holds.
  *
- * All locks of the handle are dropped. `ul` may be NULL (nothing happens). The caller must ensure no
- * other thread is using `ul` and must not use it afterwards.
+ * All locks and waiting requests of the handle are dropped; events not yet delivered are discarded
+ * (their `user_data` is not used). In thread mode the library thread is stopped and joined first.
+ * `ul` may be NULL (nothing happens). The caller must ensure no other thread is using `ul`, must not
+ * call this from an event callback, and must not use `ul` afterwards.
  */
 void unilock_close(struct unilock *ul);
 
@@ -362,6 +517,106 @@ unilock_status unilock_file_id_make(uint64_t dev_or_fsid,
  * Has no other effect.
  */
 unilock_status unilock_debug_panic(void);
+
+/**
+ * Requests a lock, waiting for it if it conflicts (NLM LOCK with block, a blocking SMB2 LOCK, an
+ * NFSv4 blocking lock). Never sleeps: a conflicting request is queued and completes later through a
+ * `UNILOCK_EVENT_LOCK` event.
+ *
+ * `req`: as for `unilock_lock`. `wait`: token, user data and timeout (not NULL). `request_id`:
+ * receives the id of a queued request (on `UNILOCK_PENDING`); may be NULL. `holder`: may be NULL; on
+ * `UNILOCK_PENDING` receives a held lock the request waits for, when one is the reason (untouched when
+ * it queues only behind an earlier waiter).
+ *
+ * Waiters for the same bytes are granted in arrival order: a request that conflicts with an earlier
+ * waiter queues behind it even if the held locks would allow it. When locks go away (unlock, close,
+ * client release, downgrade, cancel or timeout of an earlier waiter) every waiter that can proceed is
+ * granted atomically, in order.
+ *
+ * Returns `UNILOCK_OK` (granted now); `UNILOCK_PENDING` (queued); `UNILOCK_E_DEADLOCK` (waiting would
+ * close a cycle in the owner→owner wait-for graph, checked over the whole graph; nothing queued);
+ * `UNILOCK_E_INVALID`; `UNILOCK_E_INVALID_RANGE`. Thread-safe; may be called from a callback.
+ */
+unilock_status unilock_lock_blocking(const struct unilock *ul,
+                                     const uint8_t *file_id,
+                                     size_t file_id_len,
+                                     const struct unilock_owner *owner,
+                                     const struct unilock_lock_req *req,
+                                     const struct unilock_wait *wait,
+                                     uint64_t *request_id,
+                                     struct unilock_lock_info *holder);
+
+/**
+ * Watches a file: one `UNILOCK_EVENT_WATCH` event the next time one of its locks is released or
+ * shrunk, after which the caller retries (Samba's VFS hook, which cannot tell whether a client asked
+ * to block, and `lm_notify`/`lock_avail` style servers).
+ *
+ * `token`, `user_data`: echoed in the event. `request_id`: receives the watch's id (for
+ * `unilock_cancel`); may be NULL. Returns `UNILOCK_OK` or `UNILOCK_E_INVALID`. Thread-safe.
+ */
+unilock_status unilock_watch(const struct unilock *ul,
+                             const uint8_t *file_id,
+                             size_t file_id_len,
+                             uint64_t token,
+                             void *user_data,
+                             uint64_t *request_id);
+
+/**
+ * Cancels a queued blocking request or a watch, race-free.
+ *
+ * `outcome`: receives `UNILOCK_CANCELLED` (it was waiting and is gone), `UNILOCK_ALREADY_GRANTED` (the
+ * lock was granted first: the caller owns it) or `UNILOCK_ALREADY_ENDED` (it had already failed or
+ * fired); may be NULL. In all three cases no event is delivered for the request afterwards, and once
+ * this call returns the library never uses the request's `user_data` again. If another thread is
+ * delivering the request's event at that moment, this call waits for that callback to return and
+ * then answers `UNILOCK_E_NOT_FOUND`.
+ *
+ * Returns `UNILOCK_OK`; `UNILOCK_E_NOT_FOUND` (unknown id, or its event was already delivered —
+ * including from inside that event's own callback); `UNILOCK_E_INVALID`. Thread-safe.
+ */
+unilock_status unilock_cancel(const struct unilock *ul,
+                              uint64_t request_id,
+                              uint32_t *outcome);
+
+/**
+ * Cancels every waiting request of an open on a file (NLM CANCEL, a client giving up): the requests
+ * of its Windows owner (client, owner, open id) and of its POSIX owner (client, owner). No event is
+ * delivered for them. Requests already granted are not affected.
+ *
+ * `cancelled`: receives how many were cancelled; may be NULL. Returns `UNILOCK_OK` or
+ * `UNILOCK_E_INVALID`. Thread-safe.
+ */
+unilock_status unilock_cancel_owner(const struct unilock *ul,
+                                    const uint8_t *file_id,
+                                    size_t file_id_len,
+                                    const struct unilock_owner *owner,
+                                    size_t *cancelled);
+
+/**
+ * The pollable descriptor of `UNILOCK_EVENTS_LOOP` mode.
+ *
+ * Level-triggered: readable while events are queued or a timer is due, made unreadable by
+ * `unilock_process_events`. Timers are folded in (a timerfd inside an epoll descriptor), so watching
+ * this one fd for reading (`tevent_add_fd`, `poll`) is enough; no signals are used. The descriptor
+ * belongs to the handle: do not close it. Returns -1 in thread mode or for a NULL handle.
+ */
+int32_t unilock_event_fd(const struct unilock *ul);
+
+/**
+ * Runs due timers and delivers every queued event on the calling thread (`UNILOCK_EVENTS_LOOP`
+ * mode; harmless in thread mode, where the library thread also does this).
+ *
+ * `delivered`: receives the number of events delivered; may be NULL. Callbacks run inside this call
+ * with no internal lock held. Returns `UNILOCK_OK` or `UNILOCK_E_INVALID`.
+ */
+unilock_status unilock_process_events(const struct unilock *ul,
+                                      size_t *delivered);
+
+/**
+ * How long an event loop may sleep before calling `unilock_process_events`: 0 if work is due now,
+ * -1 if nothing is scheduled (wait for the event fd only), otherwise milliseconds.
+ */
+int64_t unilock_next_timeout_ms(const struct unilock *ul);
 
 /**
  * Takes one byte-range lock without waiting.

@@ -24,8 +24,16 @@ pub enum Error {
     InvalidRange,
     /// A conflicting lock is held.
     Conflict(Box<Holder>),
-    /// A Windows unlock of a range the owner does not hold.
+    /// A Windows unlock of a range the owner does not hold (also: a waiting request whose open closed).
     RangeNotLocked,
+    /// Waiting would close a cycle in the wait-for graph.
+    Deadlock,
+    /// A blocking request waited longer than its timeout.
+    Timeout,
+    /// No such request (unknown id, or its completion was already delivered).
+    NotFound,
+    /// The system refused a resource (a descriptor, a thread).
+    Resource(&'static str),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -8,3 +8,6 @@ pub mod owners;
 pub mod table;
 pub mod manager;
 pub mod ffi;
+pub mod clock;
+pub mod events;
+pub mod requests;

@@ -1,10 +1,17 @@
 //! The lock manager behind one `unilock *` handle: argument checks that do not depend on C, then one
 //! call into the table per request. The FFI layer converts C arguments and calls these methods.
 
+use crate::clock::{Clock, SystemClock};
+use crate::core::wait::WaitGraph;
 use crate::core::{Access, Flavour, LockType, Range};
 use crate::error::{Error, Holder, Result};
+use crate::events::{Events, TimerKind};
 use crate::owners::OwnerRef;
-use crate::table::{check_file_id, check_owner, Table};
+use crate::requests::{CancelOutcome, Ctx, Event, OwnerKey, Outcome, ReqState, Requests};
+use crate::table::{check_file_id, check_owner, Queued, Table};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// One lock element of a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,38 +28,274 @@ impl LockReq {
     }
 }
 
+/// Receives every event, on the thread that runs `process_events`.
+pub type EventCallback = Box<dyn Fn(&Event) + Send + Sync>;
+
 /// Settings fixed at open.
-#[derive(Clone, Debug, Default)]
-pub struct Settings {}
+#[derive(Default)]
+pub struct Settings {
+    /// Event-loop mode: an event fd and no library thread (the caller runs `process_events`).
+    pub loop_mode: bool,
+    /// The clock (default: CLOCK_MONOTONIC). Tests pass a `ManualClock`.
+    pub clock: Option<Arc<dyn Clock>>,
+    /// Where events go; without one they are dropped after their request is settled.
+    pub callback: Option<EventCallback>,
+}
+
+/// Parameters of a blocking request.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WaitSpec {
+    pub token: u64,
+    pub user_data: usize,
+    /// 0: wait until granted or cancelled.
+    pub timeout_ms: u64,
+}
 
 pub struct Manager {
     table: Table,
-    #[allow(dead_code)]
-    settings: Settings,
+    events: Events<Event>,
+    requests: Requests,
+    graph: Mutex<WaitGraph<OwnerKey>>,
+    next_id: AtomicU64,
+    callback: Option<EventCallback>,
+    loop_mode: bool,
+    stop: AtomicBool,
+    /// Requests refused because they would deadlock.
+    pub deadlocks: AtomicU64,
 }
 
 impl Manager {
-    pub fn new(settings: Settings) -> Manager {
-        Manager { table: Table::new(), settings }
+    pub fn new(settings: Settings) -> Result<Manager> {
+        let clock = settings.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let events = Events::new(clock, settings.loop_mode).map_err(|e| {
+            log::error!("cannot create the event descriptors: {e}");
+            Error::Resource("event descriptors")
+        })?;
+        Ok(Manager {
+            table: Table::new(),
+            events,
+            requests: Requests::default(),
+            graph: Mutex::new(WaitGraph::default()),
+            next_id: AtomicU64::new(1),
+            callback: settings.callback,
+            loop_mode: settings.loop_mode,
+            stop: AtomicBool::new(false),
+            deadlocks: AtomicU64::new(0),
+        })
     }
 
     pub fn table(&self) -> &Table {
         &self.table
     }
 
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx { requests: &self.requests, graph: &self.graph, events: &self.events }
+    }
+
+    /// Thread mode: starts the library thread that runs timers and delivers events.
+    pub fn start_thread(self: &Arc<Self>) -> Result<std::thread::JoinHandle<()>> {
+        if self.loop_mode {
+            return Err(Error::Invalid("no library thread in event-loop mode"));
+        }
+        let me = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("unilock-events".into())
+            .spawn(move || {
+                while !me.stop.load(Ordering::Acquire) {
+                    me.events.wait(1000);
+                    if me.stop.load(Ordering::Acquire) {
+                        break;
+                    }
+                    // A panic must not kill the thread that delivers every later event.
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| me.process_events())).is_err() {
+                        log::error!("internal panic while processing events");
+                    }
+                }
+            })
+            .map_err(|_| Error::Resource("thread"))
+    }
+
+    /// Thread mode: asks the library thread to stop (the caller joins it).
+    pub fn stop_thread(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.events.wake_thread();
+    }
+
+    /// The pollable descriptor of event-loop mode, or -1.
+    pub fn event_fd(&self) -> i32 {
+        self.events.fd()
+    }
+
+    /// Milliseconds until `process_events` has work, or `None` if nothing is scheduled.
+    pub fn next_timeout_ms(&self) -> Option<u64> {
+        self.events.next_timeout_ms()
+    }
+
+    /// Runs due timers, then delivers every queued event through the callback, on the calling thread
+    /// and with no internal lock held. Returns the number of events delivered.
+    pub fn process_events(&self) -> usize {
+        self.events.begin_round();
+        let now = self.events.now_ms();
+        for t in self.events.due_timers(now) {
+            match t {
+                TimerKind::RequestTimeout(id) => self.expire(id),
+            }
+        }
+        let mut delivered = 0;
+        for ev in self.events.take_queued() {
+            let me = std::thread::current().id();
+            {
+                let mut map = self.requests.map.lock();
+                match map.get_mut(&ev.request_id) {
+                    Some(st @ ReqState::Completed(_)) => *st = ReqState::Delivering(me),
+                    _ => continue, // cancelled, or its outcome was taken by cancel
+                }
+            }
+            if let Some(cb) = &self.callback {
+                cb(&ev);
+            }
+            delivered += 1;
+            self.requests.map.lock().remove(&ev.request_id);
+            self.requests.delivered.notify_all();
+        }
+        self.events.rearm();
+        delivered
+    }
+
+    fn expire(&self, id: u64) {
+        let file = match self.requests.map.lock().get(&id) {
+            Some(ReqState::Waiting { file }) => file.clone(),
+            _ => return,
+        };
+        let ctx = self.ctx();
+        self.table.with_file(&file, false, |fs| {
+            if let Some(fs) = fs {
+                if fs.fail(&ctx, id, Error::Timeout) {
+                    fs.settle(&ctx);
+                }
+            }
+        });
+    }
+
+    /// A blocking lock request (SPEC.md §3): `Queued::Granted`, or `Queued::Pending(id, holder)` and a
+    /// completion event later. Re-submitting the same token for the same owner is idempotent.
+    pub fn lock_blocking(&self, file: &[u8], o: &OwnerRef, req: &LockReq, wait: &WaitSpec) -> Result<Queued> {
+        check_file_id(file)?;
+        check_owner(o)?;
+        let range = req.range()?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let ctx = self.ctx();
+        let r = self.table.with_file(file, true, |fs| {
+            fs.unwrap().lock_blocking(&ctx, id, o, req, &range, wait.token, wait.user_data)
+        });
+        match &r {
+            Ok(Queued::Pending(pid, _)) if *pid == id && wait.timeout_ms > 0 => {
+                self.events.add_timer(self.events.now_ms() + wait.timeout_ms, TimerKind::RequestTimeout(id));
+            }
+            Err(Error::Deadlock) => {
+                self.deadlocks.fetch_add(1, Ordering::Relaxed);
+                log::debug!("blocking request refused: deadlock");
+            }
+            _ => {}
+        }
+        r
+    }
+
+    /// A one-shot watch of a file's locks; returns the request id of the watch.
+    pub fn watch(&self, file: &[u8], token: u64, user_data: usize) -> Result<u64> {
+        check_file_id(file)?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let ctx = self.ctx();
+        self.table.with_file(file, true, |fs| fs.unwrap().watch(&ctx, id, token, user_data));
+        Ok(id)
+    }
+
+    /// Cancels a request by id (race-safe; see `requests`).
+    pub fn cancel(&self, id: u64) -> Result<CancelOutcome> {
+        let me = std::thread::current().id();
+        let ctx = self.ctx();
+        loop {
+            let mut map = self.requests.map.lock();
+            match map.get(&id) {
+                None => return Err(Error::NotFound),
+                Some(ReqState::Completed(outcome)) => {
+                    let o = *outcome;
+                    map.remove(&id);
+                    return Ok(match o {
+                        Outcome::Granted => CancelOutcome::AlreadyGranted,
+                        Outcome::Ended => CancelOutcome::AlreadyEnded,
+                    });
+                }
+                Some(ReqState::Delivering(t)) => {
+                    if *t == me {
+                        return Err(Error::NotFound);
+                    }
+                    self.requests.delivered.wait(&mut map);
+                }
+                Some(ReqState::Waiting { file }) => {
+                    let file = file.clone();
+                    drop(map);
+                    let done = self.table.with_file(&file, false, |fs| match fs {
+                        Some(fs) => {
+                            let hit = fs.cancel(&ctx, id);
+                            if hit {
+                                fs.settle(&ctx);
+                            }
+                            hit
+                        }
+                        None => false,
+                    });
+                    if done {
+                        return Ok(CancelOutcome::Cancelled);
+                    }
+                    // Decided meanwhile (the state is now Completed): look again.
+                }
+            }
+        }
+    }
+
+    /// Cancels every waiting request of an open (its Windows and POSIX owners) on a file; no events are
+    /// delivered for them. Returns how many were cancelled.
+    pub fn cancel_owner(&self, file: &[u8], o: &OwnerRef) -> Result<usize> {
+        check_file_id(file)?;
+        check_owner(o)?;
+        let ctx = self.ctx();
+        Ok(self.table.with_file(file, false, |fs| match fs {
+            Some(fs) => {
+                let owners = fs.owners_of_open(o);
+                let n = fs.end_waiters_of(&ctx, &owners, None);
+                fs.settle(&ctx);
+                n
+            }
+            None => 0,
+        }))
+    }
+
     pub fn lock(&self, file: &[u8], o: &OwnerRef, req: &LockReq) -> Result<()> {
         check_file_id(file)?;
         check_owner(o)?;
         let range = req.range()?;
-        self.table.with_file(file, true, |fs| fs.unwrap().lock(o, req.flavour, req.kind, &range))
+        let ctx = self.ctx();
+        self.table.with_file(file, true, |fs| {
+            let fs = fs.unwrap();
+            let r = fs.lock(o, req.flavour, req.kind, &range);
+            // A POSIX downgrade removes locks and may let waiters in.
+            fs.settle(&ctx);
+            r
+        })
     }
 
     pub fn unlock(&self, file: &[u8], o: &OwnerRef, flavour: Flavour, offset: u64, length: u64) -> Result<()> {
         check_file_id(file)?;
         check_owner(o)?;
         let range = Range::from_request(flavour, offset, length).map_err(|_| Error::InvalidRange)?;
+        let ctx = self.ctx();
         self.table.with_file(file, false, |fs| match fs {
-            Some(fs) => fs.unlock(o, flavour, &range),
+            Some(fs) => {
+                let r = fs.unlock(o, flavour, &range);
+                fs.settle(&ctx);
+                r
+            }
             None if flavour == Flavour::Posix => Ok(()),
             None => Err(Error::RangeNotLocked),
         })
@@ -81,7 +324,13 @@ impl Manager {
             }
             elems.push((r.kind, r.range().map_err(|e| (i, e))?));
         }
-        self.table.with_file(file, true, |fs| fs.unwrap().lock_many(o, flavour, &elems))
+        let ctx = self.ctx();
+        self.table.with_file(file, true, |fs| {
+            let fs = fs.unwrap();
+            let r = fs.lock_many(o, flavour, &elems);
+            fs.settle(&ctx);
+            r
+        })
     }
 
     /// Unlocks in order, stopping at the first error (whose index is returned).
@@ -110,13 +359,33 @@ impl Manager {
     pub fn release_open(&self, file: &[u8], o: &OwnerRef) -> Result<usize> {
         check_file_id(file)?;
         check_owner(o)?;
-        Ok(self.table.with_file(file, false, |fs| fs.map(|fs| fs.release_open(o)).unwrap_or(0)))
+        let ctx = self.ctx();
+        Ok(self.table.with_file(file, false, |fs| match fs {
+            Some(fs) => {
+                // Waiting requests of the open end as Samba answers a close: RANGE_NOT_LOCKED.
+                let owners = fs.owners_of_open(o);
+                fs.end_waiters_of(&ctx, &owners, Some(Error::RangeNotLocked));
+                let n = fs.release_open(o);
+                fs.settle(&ctx);
+                n
+            }
+            None => 0,
+        }))
     }
 
     pub fn release_client(&self, client: &[u8]) -> Result<usize> {
         check_owner(&OwnerRef { client, owner: b"", open_id: 0 })?;
         let mut n = 0;
-        self.table.for_each_file(|fs| n += fs.release_client(client));
+        let ctx = self.ctx();
+        self.table.for_each_file(|fs| {
+            let owners = fs.owners_of_client(client);
+            if owners.is_empty() {
+                return;
+            }
+            fs.end_waiters_of(&ctx, &owners, Some(Error::RangeNotLocked));
+            n += fs.release_client(client);
+            fs.settle(&ctx);
+        });
         Ok(n)
     }
 
@@ -125,3 +394,7 @@ impl Manager {
         Ok(self.table.with_file(file, false, |fs| fs.map(|fs| fs.list()).unwrap_or_default()))
     }
 }
+
+#[cfg(test)]
+#[path = "manager_tests.rs"]
+mod tests;

@@ -8,7 +8,9 @@
 use crate::core::{self, Access, Changes, Denied, Flavour, Lock, LockId, LockSet, LockType, Range};
 use crate::error::{Error, Holder, Result};
 use crate::owners::{OwnerRef, Owners};
+use crate::core::wait::{self, Waiter};
 use crate::core::OwnerIdx;
+use crate::requests::{owner_key, Ctx, Event, EventKind, OwnerKey, ReqState};
 use hashbrown::HashTable;
 use parking_lot::Mutex;
 use std::hash::BuildHasher;
@@ -26,6 +28,34 @@ const EMPTY_FILES_MAX: usize = 64;
 /// An owner id that matches no interned owner.
 const NOBODY: OwnerIdx = OwnerIdx(u32::MAX);
 
+/// What a queued request carries besides its core `Waiter`.
+#[derive(Debug)]
+pub struct WaitMeta {
+    pub token: u64,
+    pub user_data: usize,
+    pub key: OwnerKey,
+    pub offset: u64,
+    pub length: u64,
+}
+
+/// A one-shot watch of the file's locks.
+#[derive(Debug)]
+pub struct Watch {
+    pub id: u64,
+    pub token: u64,
+    pub user_data: usize,
+}
+
+/// The answer to a blocking request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Queued {
+    /// Granted at once (or earlier, for a re-submitted token).
+    Granted,
+    /// Waiting; completes through an event. The holder is one lock it waits for, if a lock (not an
+    /// earlier waiter) is what blocks it.
+    Pending(u64, Option<Holder>),
+}
+
 /// One file's state.
 #[derive(Debug)]
 pub struct FileState {
@@ -33,11 +63,30 @@ pub struct FileState {
     hash: u64,
     pub locks: LockSet,
     pub owners: Owners,
+    /// Blocking requests in arrival order, and their metadata (same order).
+    waiters: Vec<Waiter>,
+    meta: Vec<WaitMeta>,
+    watchers: Vec<Watch>,
+    /// (owner, token) of blocking requests already granted: re-submitting the token is idempotent.
+    /// Cleared when the owner loses a lock on this file.
+    granted: Vec<(OwnerIdx, u64)>,
+    /// A lock was removed since the queue was last looked at.
+    dirty: bool,
 }
 
 impl FileState {
     fn new(id: &[u8], hash: u64) -> Self {
-        FileState { id: id.into(), hash, locks: LockSet::new(), owners: Owners::default() }
+        FileState {
+            id: id.into(),
+            hash,
+            locks: LockSet::new(),
+            owners: Owners::default(),
+            waiters: Vec::new(),
+            meta: Vec::new(),
+            watchers: Vec::new(),
+            granted: Vec::new(),
+            dirty: false,
+        }
     }
 
     pub fn id(&self) -> &[u8] {
@@ -45,7 +94,11 @@ impl FileState {
     }
 
     fn is_idle(&self) -> bool {
-        self.locks.is_empty()
+        self.locks.is_empty() && self.waiters.is_empty() && self.watchers.is_empty()
+    }
+
+    pub fn waiter_count(&self) -> usize {
+        self.waiters.len()
     }
 
     /// Applies `changes`, keeping owner reference counts in step; returns the new lock ids.
@@ -53,6 +106,12 @@ impl FileState {
         for &id in &changes.removed {
             let o = self.locks.get(id).owner;
             self.owners.add_refs(o, -1);
+            if !self.granted.is_empty() {
+                self.granted.retain(|(g, _)| *g != o);
+            }
+        }
+        if !changes.removed.is_empty() {
+            self.dirty = true;
         }
         for n in &changes.added {
             self.owners.add_refs(n.owner, 1);
@@ -190,6 +249,230 @@ impl FileState {
             self.locks.iter().map(|(_, l)| (l.range, holder_of(&self.owners, l))).collect();
         v.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.client.cmp(&b.1.client)).then_with(|| a.1.owner.cmp(&b.1.owner)));
         v.into_iter().map(|(_, h)| h).collect()
+    }
+
+    fn key_of(&self, owner: OwnerIdx) -> OwnerKey {
+        let e = self.owners.get(owner);
+        owner_key(e.flavour, &e.client, &e.owner, e.open_id)
+    }
+
+    fn blocker_keys(&self, earlier: usize, w: &Waiter) -> Vec<OwnerKey> {
+        wait::blocking_owners(&self.locks, &self.waiters[..earlier], w.owner, w.flavour, w.kind, &w.range)
+            .into_iter()
+            .map(|o| self.key_of(o))
+            .collect()
+    }
+
+    /// A blocking request (SPEC.md §3): granted now if neither a held lock nor an earlier waiter
+    /// conflicts; otherwise queued (after a deadlock check over the whole wait-for graph).
+    #[allow(clippy::too_many_arguments)]
+    pub fn lock_blocking(
+        &mut self,
+        ctx: &Ctx,
+        id: u64,
+        o: &OwnerRef,
+        req: &crate::manager::LockReq,
+        range: &Range,
+        token: u64,
+        user_data: usize,
+    ) -> Result<Queued> {
+        let owner = self.owners.intern(req.flavour, o);
+        if let Some(i) = self.waiters.iter().zip(&self.meta).position(|(w, m)| w.owner == owner && m.token == token) {
+            return Ok(Queued::Pending(self.waiters[i].id, None));
+        }
+        if self.granted.contains(&(owner, token)) {
+            return Ok(Queued::Granted);
+        }
+        let w = Waiter { id, owner, flavour: req.flavour, kind: req.kind, range: *range };
+        match wait::blocked_by(&self.locks, &self.waiters, owner, w.flavour, w.kind, range) {
+            None => {
+                self.lock(o, req.flavour, req.kind, range)?;
+                self.granted.push((owner, token));
+                Ok(Queued::Granted)
+            }
+            Some(b) => {
+                let key = self.key_of(owner);
+                let blockers = self.blocker_keys(self.waiters.len(), &w);
+                {
+                    let mut g = ctx.graph.lock();
+                    if g.would_deadlock(&key, &blockers) {
+                        return Err(Error::Deadlock);
+                    }
+                    g.set(id, key.clone(), blockers);
+                }
+                ctx.requests.map.lock().insert(id, ReqState::Waiting { file: self.id.clone() });
+                let holder = match b {
+                    wait::Blocker::Held(l) => Some(self.holder(l)),
+                    wait::Blocker::Queued(_) => None,
+                };
+                self.owners.add_refs(owner, 1);
+                self.waiters.push(w);
+                self.meta.push(WaitMeta { token, user_data, key, offset: req.offset, length: req.length });
+                Ok(Queued::Pending(id, holder))
+            }
+        }
+    }
+
+    /// A one-shot watch: an event when a lock of this file is next released or shrunk.
+    pub fn watch(&mut self, ctx: &Ctx, id: u64, token: u64, user_data: usize) {
+        ctx.requests.map.lock().insert(id, ReqState::Waiting { file: self.id.clone() });
+        self.watchers.push(Watch { id, token, user_data });
+    }
+
+    fn event_for(&self, i: usize, result: Result<()>) -> Event {
+        let (w, m) = (&self.waiters[i], &self.meta[i]);
+        let e = self.owners.get(w.owner);
+        Event {
+            kind: EventKind::LockDone,
+            result,
+            request_id: w.id,
+            token: m.token,
+            user_data: m.user_data,
+            file: self.id.clone(),
+            client: e.client.to_vec(),
+            owner: e.owner.to_vec(),
+            open_id: e.open_id,
+            flavour: w.flavour,
+            lock_kind: w.kind,
+            offset: m.offset,
+            length: m.length,
+        }
+    }
+
+    fn take_waiter(&mut self, i: usize) -> (Waiter, WaitMeta) {
+        let w = self.waiters.remove(i);
+        let m = self.meta.remove(i);
+        self.owners.add_refs(w.owner, -1);
+        // Removing a waiter can unblock those queued behind it.
+        self.dirty = true;
+        (w, m)
+    }
+
+    /// After locks were removed: grants, in arrival order, every waiter that can now proceed, fires the
+    /// watches, and refreshes the wait-for edges of those still waiting.
+    pub fn settle(&mut self, ctx: &Ctx) {
+        if !self.dirty {
+            return;
+        }
+        self.dirty = false;
+        if !self.watchers.is_empty() {
+            for wt in std::mem::take(&mut self.watchers) {
+                ctx.complete(Event {
+                    kind: EventKind::Watch,
+                    result: Ok(()),
+                    request_id: wt.id,
+                    token: wt.token,
+                    user_data: wt.user_data,
+                    file: self.id.clone(),
+                    client: Vec::new(),
+                    owner: Vec::new(),
+                    open_id: 0,
+                    flavour: Flavour::Posix,
+                    lock_kind: LockType::Shared,
+                    offset: 0,
+                    length: 0,
+                });
+            }
+        }
+        let mut i = 0;
+        while i < self.waiters.len() {
+            let w = &self.waiters[i];
+            if wait::blocked_by(&self.locks, &self.waiters[..i], w.owner, w.flavour, w.kind, &w.range).is_some() {
+                i += 1;
+                continue;
+            }
+            let decision = match w.flavour {
+                Flavour::Posix => core::posix::lock(&self.locks, w.owner, w.kind, &w.range),
+                Flavour::Windows => core::windows::lock(&self.locks, w.owner, w.kind, &w.range),
+            };
+            let changes = decision.expect("no held lock conflicts with a waiter found unblocked");
+            let ev = self.event_for(i, Ok(()));
+            let owner = w.owner;
+            self.commit(&changes);
+            let (_, m) = self.take_waiter(i);
+            self.granted.push((owner, m.token));
+            ctx.complete(ev);
+            // A grant that replaced locks (a POSIX downgrade) may unblock earlier waiters: look again
+            // from the front. Each pass grants one waiter, so this ends.
+            if !changes.removed.is_empty() {
+                i = 0;
+            }
+        }
+        self.dirty = false;
+        if !self.waiters.is_empty() {
+            let edges: Vec<(u64, OwnerKey, Vec<OwnerKey>)> = (0..self.waiters.len())
+                .map(|i| (self.waiters[i].id, self.meta[i].key.clone(), self.blocker_keys(i, &self.waiters[i])))
+                .collect();
+            let mut g = ctx.graph.lock();
+            for (id, key, blockers) in edges {
+                g.set(id, key, blockers);
+            }
+        }
+    }
+
+    /// Removes a waiting request or watch by id (cancel); true if it was here.
+    pub fn cancel(&mut self, ctx: &Ctx, id: u64) -> bool {
+        if let Some(i) = self.waiters.iter().position(|w| w.id == id) {
+            self.take_waiter(i);
+            ctx.forget(id);
+            return true;
+        }
+        if let Some(i) = self.watchers.iter().position(|w| w.id == id) {
+            self.watchers.remove(i);
+            ctx.forget(id);
+            return true;
+        }
+        false
+    }
+
+    /// Ends a waiting request with an error event (timeout); true if it was here.
+    pub fn fail(&mut self, ctx: &Ctx, id: u64, err: Error) -> bool {
+        match self.waiters.iter().position(|w| w.id == id) {
+            Some(i) => {
+                let ev = self.event_for(i, Err(err));
+                self.take_waiter(i);
+                ctx.complete(ev);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends every waiting request of `owners`: with an error event (close, client gone) or silently
+    /// (`err` None: cancelled by owner). Returns how many ended.
+    pub fn end_waiters_of(&mut self, ctx: &Ctx, owners: &[OwnerIdx], err: Option<Error>) -> usize {
+        let mut n = 0;
+        let mut i = 0;
+        while i < self.waiters.len() {
+            if !owners.contains(&self.waiters[i].owner) {
+                i += 1;
+                continue;
+            }
+            let id = self.waiters[i].id;
+            match &err {
+                Some(e) => {
+                    let ev = self.event_for(i, Err(e.clone()));
+                    self.take_waiter(i);
+                    ctx.complete(ev);
+                }
+                None => {
+                    self.take_waiter(i);
+                    ctx.forget(id);
+                }
+            }
+            n += 1;
+        }
+        n
+    }
+
+    /// The interned owners an open stands for: its Windows owner and its POSIX owner.
+    pub fn owners_of_open(&self, o: &OwnerRef) -> Vec<OwnerIdx> {
+        [Flavour::Windows, Flavour::Posix].iter().filter_map(|f| self.owners.find(*f, o)).collect()
+    }
+
+    /// The interned owners of a client (with locks or waiters).
+    pub fn owners_of_client(&self, client: &[u8]) -> Vec<OwnerIdx> {
+        self.owners.of_client(client).collect()
     }
 
     fn refusal(&self, d: Denied) -> Error {

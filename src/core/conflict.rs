@@ -48,6 +48,30 @@ pub fn find_conflict(
     None
 }
 
+/// Calls `f` for every held lock of *another* owner that conflicts with the request (exhaustive: the
+/// deadlock check needs every blocking owner). A Windows request's conflicts with its own open's locks
+/// are not owner→owner edges and are not reported here.
+pub fn for_each_conflict(
+    set: &LockSet,
+    owner: OwnerIdx,
+    _flavour: Flavour,
+    kind: LockType,
+    range: &Range,
+    mut f: impl FnMut(LockId),
+) {
+    let (lo, hi) = (range.start as u128, range.search_end());
+    let mut other = |id: LockId| {
+        let l = set.get(id);
+        if l.owner != owner && overlaps(&l.range, range) {
+            f(id);
+        }
+    };
+    set.exclusive().for_each_overlapping(lo, hi, &mut other);
+    if kind == LockType::Exclusive {
+        set.shared().for_each_overlapping(lo, hi, &mut other);
+    }
+}
+
 /// The strict-locking I/O check (SPEC.md §3, Samba `brl_conflict_other`): a read or write of `range`
 /// by an open is refused if another owner holds an overlapping exclusive lock, or (for a write) any
 /// overlapping lock of another owner, or the open writes through its own Windows shared lock.

@@ -14,6 +14,7 @@ pub mod itree;
 pub mod lockset;
 pub mod posix;
 pub mod range;
+pub mod wait;
 pub mod windows;
 
 pub use lockset::{Lock, LockId, LockSet};

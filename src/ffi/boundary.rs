@@ -31,6 +31,15 @@ impl Fallback for u64 {
     }
 }
 
+impl Fallback for i64 {
+    fn internal() -> Self {
+        -1
+    }
+    fn invalid() -> Self {
+        -1
+    }
+}
+
 impl Fallback for i32 {
     fn internal() -> Self {
         -1

@@ -5,8 +5,15 @@ use crate::manager::{Manager, Settings};
 
 /// A lock manager. Opaque; create with `unilock_open`, destroy with `unilock_close`.
 pub struct unilock {
-    pub(crate) inner: Manager,
+    pub(crate) inner: std::sync::Arc<Manager>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
+
+/// `unilock_config.event_mode`: a library thread runs timers and invokes the event callback.
+pub const UNILOCK_EVENTS_THREAD: u32 = 0;
+/// `unilock_config.event_mode`: no library thread; the caller polls `unilock_event_fd()` and calls
+/// `unilock_process_events()` (event-loop servers, forking servers such as smbd).
+pub const UNILOCK_EVENTS_LOOP: u32 = 1;
 
 /// Configuration for `unilock_open`.
 ///
@@ -19,17 +26,33 @@ pub struct unilock_config {
     pub size: usize,
     /// Reserved for future flags; must be 0.
     pub flags: u32,
+    /// How timers run and events are delivered: `UNILOCK_EVENTS_THREAD` (default) or
+    /// `UNILOCK_EVENTS_LOOP`.
+    pub event_mode: u32,
+    /// Receives every event (blocking-lock completions, watches). May be NULL: events are then
+    /// settled and dropped. Invoked with no internal lock held, on the library thread
+    /// (`UNILOCK_EVENTS_THREAD`) or inside `unilock_process_events` (`UNILOCK_EVENTS_LOOP`).
+    pub event_fn: super::events::unilock_event_fn,
+    /// Passed unchanged as the first argument of `event_fn`.
+    pub event_user_data: *mut libc::c_void,
 }
 
 impl Default for unilock_config {
     fn default() -> Self {
-        unilock_config { size: std::mem::size_of::<unilock_config>(), flags: 0 }
+        unilock_config {
+            size: std::mem::size_of::<unilock_config>(),
+            flags: 0,
+            event_mode: UNILOCK_EVENTS_THREAD,
+            event_fn: None,
+            event_user_data: std::ptr::null_mut(),
+        }
     }
 }
 
 /// Fills `*cfg` with the defaults and sets `cfg->size`.
 ///
-/// Defaults: `flags` 0. Passing NULL does nothing. Thread-safe.
+/// Defaults: `flags` 0; `event_mode` `UNILOCK_EVENTS_THREAD`; `event_fn` NULL; `event_user_data`
+/// NULL. Passing NULL does nothing. Thread-safe.
 #[no_mangle]
 pub extern "C" fn unilock_config_init(cfg: *mut unilock_config) {
     boundary! {
@@ -67,10 +90,11 @@ fn read_config(cfg: &unilock_config) -> Result<unilock_config, &'static str> {
 /// the call. `out`: receives the new handle on success; untouched on failure.
 ///
 /// Returns `UNILOCK_OK`; `UNILOCK_E_INVALID` if `out` is NULL, `cfg->size` is too small, or `cfg` sets
-/// fields or flags this library does not know.
+/// fields, flags or an event mode this library does not know; `UNILOCK_E_RESOURCE` if the event
+/// descriptors (loop mode) or the library thread (thread mode) cannot be created.
 ///
 /// The handle is thread-safe: any number of threads may call into it at once. Free it with
-/// `unilock_close`.
+/// `unilock_close`. In `UNILOCK_EVENTS_LOOP` mode the library starts no thread at all.
 #[no_mangle]
 pub extern "C" fn unilock_open(cfg: *const unilock_config, out: *mut *mut unilock) -> unilock_status {
     boundary! {
@@ -91,7 +115,29 @@ pub extern "C" fn unilock_open(cfg: *const unilock_config, out: *mut *mut uniloc
             log::warn!("unilock_open: unknown flags {:#x}", cfg.flags);
             return unilock_status::UNILOCK_E_INVALID;
         }
-        let handle = Box::new(unilock { inner: Manager::new(Settings::default()) });
+        let loop_mode = match cfg.event_mode {
+            UNILOCK_EVENTS_THREAD => false,
+            UNILOCK_EVENTS_LOOP => true,
+            _ => return unilock_status::UNILOCK_E_INVALID,
+        };
+        let settings = Settings {
+            loop_mode,
+            clock: None,
+            callback: super::events::callback(cfg.event_fn, cfg.event_user_data),
+        };
+        let m = match Manager::new(settings) {
+            Ok(m) => std::sync::Arc::new(m),
+            Err(e) => return super::status::status_of(&e),
+        };
+        let thread = if loop_mode {
+            None
+        } else {
+            match m.start_thread() {
+                Ok(t) => Some(t),
+                Err(e) => return super::status::status_of(&e),
+            }
+        };
+        let handle = Box::new(unilock { inner: m, thread });
         log::info!("unilock {} opened", env!("CARGO_PKG_VERSION"));
         super::boundary::put(out, Box::into_raw(handle));
         unilock_status::UNILOCK_OK
@@ -100,14 +146,21 @@ pub extern "C" fn unilock_open(cfg: *const unilock_config, out: *mut *mut uniloc
 
 /// Closes a lock manager and frees everything it holds.
 ///
-/// All locks of the handle are dropped. `ul` may be NULL (nothing happens). The caller must ensure no
-/// other thread is using `ul` and must not use it afterwards.
+/// All locks and waiting requests of the handle are dropped; events not yet delivered are discarded
+/// (their `user_data` is not used). In thread mode the library thread is stopped and joined first.
+/// `ul` may be NULL (nothing happens). The caller must ensure no other thread is using `ul`, must not
+/// call this from an event callback, and must not use `ul` afterwards.
 #[no_mangle]
 pub extern "C" fn unilock_close(ul: *mut unilock) {
     boundary! {
         if !ul.is_null() {
             // SAFETY: `ul` came from `unilock_open` and the caller gives up every use of it.
-            drop(unsafe { Box::from_raw(ul) });
+            let mut h = unsafe { Box::from_raw(ul) };
+            if let Some(t) = h.thread.take() {
+                h.inner.stop_thread();
+                let _ = t.join();
+            }
+            drop(h);
         }
     }
 }

@@ -9,6 +9,7 @@
 #[macro_use]
 pub mod boundary;
 pub mod config;
+pub mod events;
 pub mod lock;
 pub mod log;
 pub mod status;

@@ -12,6 +12,9 @@ use crate::error::Error;
 pub enum unilock_status {
     /// Success.
     UNILOCK_OK = 0,
+    /// Not an error: a blocking request is queued; its completion arrives as a `UNILOCK_EVENT_LOCK`
+    /// event carrying the request id written by the call.
+    UNILOCK_PENDING = 1,
     /// An argument is invalid: a NULL pointer where none is allowed, an empty or oversize file id,
     /// client or owner, an unknown flavour, type or flag. Nothing was changed.
     UNILOCK_E_INVALID = 100,
@@ -22,6 +25,15 @@ pub enum unilock_status {
     UNILOCK_E_CONFLICT = 102,
     /// A Windows unlock named a range the owner does not hold exactly.
     UNILOCK_E_RANGE_NOT_LOCKED = 103,
+    /// Waiting would close a cycle of owners waiting for each other (POSIX `EDEADLK`). Nothing was
+    /// queued.
+    UNILOCK_E_DEADLOCK = 104,
+    /// A blocking request waited longer than its timeout (reported in its completion event).
+    UNILOCK_E_TIMEOUT = 105,
+    /// No such request: an unknown id, or one whose completion was already delivered.
+    UNILOCK_E_NOT_FOUND = 112,
+    /// The system refused a resource the call needed (a file descriptor or a thread).
+    UNILOCK_E_RESOURCE = 116,
     /// An internal error (a caught panic). The handle remains usable; the failed call changed nothing
     /// it reported as changed.
     UNILOCK_E_INTERNAL = 199,
@@ -34,6 +46,10 @@ pub fn status_of(e: &Error) -> unilock_status {
         Error::InvalidRange => unilock_status::UNILOCK_E_INVALID_RANGE,
         Error::Conflict(_) => unilock_status::UNILOCK_E_CONFLICT,
         Error::RangeNotLocked => unilock_status::UNILOCK_E_RANGE_NOT_LOCKED,
+        Error::Deadlock => unilock_status::UNILOCK_E_DEADLOCK,
+        Error::Timeout => unilock_status::UNILOCK_E_TIMEOUT,
+        Error::NotFound => unilock_status::UNILOCK_E_NOT_FOUND,
+        Error::Resource(_) => unilock_status::UNILOCK_E_RESOURCE,
     }
 }
 
@@ -46,10 +62,15 @@ pub extern "C" fn unilock_strerror(status: u32) -> *const libc::c_char {
     boundary! {
         let s: &'static std::ffi::CStr = match status {
             0 => c"ok",
+            1 => c"pending",
             100 => c"invalid argument",
             101 => c"invalid lock range",
             102 => c"lock conflict",
             103 => c"range not locked",
+            104 => c"deadlock",
+            105 => c"timed out",
+            112 => c"not found",
+            116 => c"out of system resources",
             199 => c"internal error",
             _ => c"unknown status",
         };

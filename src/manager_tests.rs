@@ -1,0 +1,314 @@
+//! Behaviour of blocking requests, cancel, timeouts, deadlocks, watches and both event drivers,
+//! driven on a manual clock (nothing here sleeps except the thread-mode tests, which wait for events
+//! with a bounded timeout so a lost wake-up fails instead of hanging).
+
+use super::*;
+use crate::clock::ManualClock;
+use crate::requests::EventKind;
+use std::sync::mpsc;
+
+const F: &[u8] = b"file-1";
+const G: &[u8] = b"file-2";
+
+fn own(client: &'static [u8], owner: &'static [u8]) -> OwnerRef<'static> {
+    OwnerRef { client, owner, open_id: 1 }
+}
+
+fn px(kind: LockType, offset: u64, length: u64) -> LockReq {
+    LockReq { flavour: Flavour::Posix, kind, offset, length }
+}
+
+struct Rig {
+    m: Arc<Manager>,
+    clock: Arc<ManualClock>,
+    rx: mpsc::Receiver<Event>,
+}
+
+fn rig() -> Rig {
+    let clock = Arc::new(ManualClock::default());
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let m = Manager::new(Settings {
+        loop_mode: true,
+        clock: Some(clock.clone()),
+        callback: Some(Box::new(move |e: &Event| tx.lock().send(e.clone()).unwrap())),
+    })
+    .unwrap();
+    Rig { m: Arc::new(m), clock, rx }
+}
+
+impl Rig {
+    fn pump(&self) -> Vec<Event> {
+        self.m.process_events();
+        self.rx.try_iter().collect()
+    }
+    fn wait(&self, file: &[u8], o: &OwnerRef, req: LockReq, token: u64) -> Result<Queued> {
+        self.m.lock_blocking(file, o, &req, &WaitSpec { token, user_data: token as usize, timeout_ms: 0 })
+    }
+}
+
+fn pending(r: Result<Queued>) -> u64 {
+    match r {
+        Ok(Queued::Pending(id, _)) => id,
+        other => panic!("expected pending, got {other:?}"),
+    }
+}
+
+#[test]
+fn waiters_are_granted_in_arrival_order() {
+    let r = rig();
+    let (a, b, c) = (own(b"nlm:a", b"1"), own(b"nlm:b", b"2"), own(b"nlm:c", b"3"));
+    r.m.lock(F, &a, &px(LockType::Exclusive, 0, 100)).unwrap();
+    let idb = pending(r.wait(F, &b, px(LockType::Exclusive, 0, 10), 7));
+    let idc = pending(r.wait(F, &c, px(LockType::Shared, 5, 10), 8));
+    assert!(r.pump().is_empty());
+    r.m.unlock(F, &a, Flavour::Posix, 0, 100).unwrap();
+    let ev = r.pump();
+    assert_eq!(ev.len(), 1, "only B can proceed: C conflicts with B's grant");
+    assert_eq!((ev[0].request_id, ev[0].token, ev[0].user_data), (idb, 7, 7));
+    assert_eq!(ev[0].result, Ok(()));
+    assert_eq!((ev[0].client.as_slice(), ev[0].offset, ev[0].length), (&b"nlm:b"[..], 0, 10));
+    r.m.unlock(F, &b, Flavour::Posix, 0, 10).unwrap();
+    let ev = r.pump();
+    assert_eq!(ev.iter().map(|e| e.request_id).collect::<Vec<_>>(), vec![idc]);
+    assert_eq!(r.m.list(F).unwrap().len(), 1);
+}
+
+#[test]
+fn waiting_exclusive_is_not_starved_by_later_shared() {
+    let r = rig();
+    let (a, b, c) = (own(b"a", b""), own(b"b", b""), own(b"c", b""));
+    r.m.lock(F, &a, &px(LockType::Shared, 0, 10)).unwrap();
+    let idb = pending(r.wait(F, &b, px(LockType::Exclusive, 0, 10), 1));
+    // A blocking shared request queues behind B although the held locks would allow it...
+    let idc = pending(r.wait(F, &c, px(LockType::Shared, 0, 10), 2));
+    // ...while a non-blocking one is decided against held locks only (and agrees with test).
+    assert!(r.m.test(F, &c, &px(LockType::Shared, 20, 1)).unwrap().is_none());
+    r.m.unlock(F, &a, Flavour::Posix, 0, 10).unwrap();
+    let ev = r.pump();
+    assert_eq!(ev.iter().map(|e| e.request_id).collect::<Vec<_>>(), vec![idb]);
+    r.m.release_open(F, &b).unwrap();
+    assert_eq!(r.pump().iter().map(|e| e.request_id).collect::<Vec<_>>(), vec![idc]);
+}
+
+#[test]
+fn token_resubmission_is_idempotent() {
+    let r = rig();
+    let (a, b) = (own(b"a", b""), own(b"b", b""));
+    r.m.lock(F, &a, &px(LockType::Exclusive, 0, 10)).unwrap();
+    let id = pending(r.wait(F, &b, px(LockType::Exclusive, 0, 10), 42));
+    assert_eq!(pending(r.wait(F, &b, px(LockType::Exclusive, 0, 10), 42)), id);
+    r.m.unlock(F, &a, Flavour::Posix, 0, 10).unwrap();
+    assert_eq!(r.pump().len(), 1);
+    assert_eq!(r.wait(F, &b, px(LockType::Exclusive, 0, 10), 42), Ok(Queued::Granted));
+    assert_eq!(r.m.list(F).unwrap().len(), 1);
+}
+
+#[test]
+fn cancel_is_race_safe() {
+    let r = rig();
+    let (a, b) = (own(b"a", b""), own(b"b", b""));
+    r.m.lock(F, &a, &px(LockType::Exclusive, 0, 10)).unwrap();
+    let id = pending(r.wait(F, &b, px(LockType::Exclusive, 0, 10), 1));
+    assert_eq!(r.m.cancel(id), Ok(CancelOutcome::Cancelled));
+    assert_eq!(r.m.cancel(id), Err(Error::NotFound));
+    // Granted but not yet delivered: the caller owns the lock and no event comes.
+    let id = pending(r.wait(F, &b, px(LockType::Exclusive, 0, 10), 2));
+    r.m.unlock(F, &a, Flavour::Posix, 0, 10).unwrap();
+    assert_eq!(r.m.cancel(id), Ok(CancelOutcome::AlreadyGranted));
+    assert!(r.pump().is_empty());
+    assert_eq!(r.m.list(F).unwrap()[0].client, b"b");
+    assert_eq!(r.m.cancel(999_999), Err(Error::NotFound));
+}
+
+#[test]
+fn timeout_fails_the_request_and_lets_later_waiters_in() {
+    let r = rig();
+    let (a, b, c) = (own(b"a", b""), own(b"b", b""), own(b"c", b""));
+    r.m.lock(F, &a, &px(LockType::Shared, 0, 10)).unwrap();
+    let spec = WaitSpec { token: 1, user_data: 0, timeout_ms: 500 };
+    let idb = pending(r.m.lock_blocking(F, &b, &px(LockType::Exclusive, 0, 10), &spec));
+    let idc = pending(r.wait(F, &c, px(LockType::Shared, 0, 10), 2));
+    assert_eq!(r.m.next_timeout_ms(), Some(500));
+    r.clock.advance(499);
+    assert!(r.pump().is_empty());
+    r.clock.advance(1);
+    let ev = r.pump();
+    let ids: Vec<_> = ev.iter().map(|e| (e.request_id, e.result.clone())).collect();
+    assert_eq!(ids, vec![(idb, Err(Error::Timeout)), (idc, Ok(()))]);
+    assert_eq!(r.m.cancel(idb), Err(Error::NotFound));
+}
+
+#[test]
+fn deadlocks_are_refused_over_the_whole_graph() {
+    let r = rig();
+    let (a, b, c) = (own(b"a", b""), own(b"b", b""), own(b"c", b""));
+    r.m.lock(F, &a, &px(LockType::Exclusive, 0, 1)).unwrap();
+    r.m.lock(G, &b, &px(LockType::Exclusive, 0, 1)).unwrap();
+    pending(r.wait(G, &a, px(LockType::Exclusive, 0, 1), 1)); // a waits for b
+    assert_eq!(r.wait(F, &b, px(LockType::Exclusive, 0, 1), 2), Err(Error::Deadlock)); // b -> a -> b
+    // Three owners across three files.
+    let h: &[u8] = b"file-3";
+    r.m.lock(h, &c, &px(LockType::Exclusive, 0, 1)).unwrap();
+    pending(r.wait(h, &b, px(LockType::Exclusive, 0, 1), 3)); // b waits for c
+    assert_eq!(r.wait(F, &c, px(LockType::Exclusive, 0, 1), 4), Err(Error::Deadlock)); // c -> a -> b -> c
+    assert_eq!(r.m.deadlocks.load(Ordering::Relaxed), 2);
+    // A long chain: o0 <- o1 <- ... each waits for the previous one's lock.
+    let r = rig();
+    let names: Vec<Vec<u8>> = (0..200).map(|i: u32| i.to_be_bytes().to_vec()).collect();
+    let o = |i: usize| OwnerRef { client: b"x", owner: &names[i], open_id: 0 };
+    for i in 0..200 {
+        r.m.lock(F, &o(i), &px(LockType::Exclusive, i as u64, 1)).unwrap();
+    }
+    for i in 1..200 {
+        pending(r.wait(F, &o(i), px(LockType::Exclusive, i as u64 - 1, 1), i as u64));
+    }
+    assert_eq!(r.wait(F, &o(0), px(LockType::Exclusive, 199, 1), 9), Err(Error::Deadlock));
+}
+
+#[test]
+fn close_and_client_release_end_or_wake_waiters() {
+    let r = rig();
+    let (a, b, c) = (own(b"a", b""), own(b"b", b""), own(b"c", b""));
+    r.m.lock(F, &a, &px(LockType::Exclusive, 0, 10)).unwrap();
+    let idb = pending(r.wait(F, &b, px(LockType::Exclusive, 0, 10), 1));
+    assert_eq!(r.wait(F, &c, px(LockType::Exclusive, 20, 1), 2), Ok(Queued::Granted)); // not blocked
+    r.m.release_open(F, &b).unwrap(); // b's open closes while it waits
+    let ev = r.pump();
+    assert_eq!(ev.iter().map(|e| (e.request_id, e.result.clone())).collect::<Vec<_>>(), vec![(idb, Err(Error::RangeNotLocked))]);
+    let idb = pending(r.wait(F, &b, px(LockType::Exclusive, 0, 10), 3));
+    assert_eq!(r.m.release_client(b"a"), Ok(1));
+    assert_eq!(r.pump().iter().map(|e| e.request_id).collect::<Vec<_>>(), vec![idb]);
+}
+
+#[test]
+fn watch_fires_once_when_locks_go() {
+    let r = rig();
+    let a = own(b"a", b"");
+    r.m.lock(F, &a, &px(LockType::Exclusive, 0, 10)).unwrap();
+    let id = r.m.watch(F, 5, 55).unwrap();
+    r.m.lock(F, &a, &px(LockType::Exclusive, 20, 10)).unwrap();
+    assert!(r.pump().is_empty());
+    r.m.unlock(F, &a, Flavour::Posix, 0, 5).unwrap();
+    let ev = r.pump();
+    assert_eq!(ev.len(), 1);
+    assert_eq!((ev[0].kind, ev[0].request_id, ev[0].token, ev[0].user_data), (EventKind::Watch, id, 5, 55));
+    r.m.unlock(F, &a, Flavour::Posix, 0, 100).unwrap();
+    assert!(r.pump().is_empty());
+    let id = r.m.watch(F, 6, 0).unwrap();
+    assert_eq!(r.m.cancel(id), Ok(CancelOutcome::Cancelled));
+}
+
+#[test]
+fn callbacks_may_reenter_the_library() {
+    let clock = Arc::new(ManualClock::default());
+    let slot: Arc<once_cell::sync::OnceCell<std::sync::Weak<Manager>>> = Arc::default();
+    let s2 = slot.clone();
+    let seen = Arc::new(AtomicU64::new(0));
+    let seen2 = seen.clone();
+    let m = Arc::new(
+        Manager::new(Settings {
+            loop_mode: true,
+            clock: Some(clock),
+            callback: Some(Box::new(move |e: &Event| {
+                let m = s2.get().unwrap().upgrade().unwrap();
+                let o = OwnerRef { client: &e.client, owner: &e.owner, open_id: e.open_id };
+                // Unlock the lock just granted, and cancel our own request from inside its callback.
+                m.unlock(&e.file, &o, e.flavour, e.offset, e.length).unwrap();
+                assert_eq!(m.cancel(e.request_id), Err(Error::NotFound));
+                seen2.fetch_add(1, Ordering::SeqCst);
+            })),
+        })
+        .unwrap(),
+    );
+    slot.set(Arc::downgrade(&m)).unwrap();
+    let (a, b) = (own(b"a", b""), own(b"b", b""));
+    m.lock(F, &a, &px(LockType::Exclusive, 0, 10)).unwrap();
+    pending(m.lock_blocking(F, &b, &px(LockType::Exclusive, 0, 10), &WaitSpec::default()));
+    m.unlock(F, &a, Flavour::Posix, 0, 10).unwrap();
+    assert_eq!(m.process_events(), 1);
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
+    assert!(m.list(F).unwrap().is_empty());
+}
+
+#[test]
+fn loop_mode_fd_is_level_triggered() {
+    let r = rig();
+    let fd = r.m.event_fd();
+    assert!(fd >= 0);
+    let readable = || {
+        let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        unsafe { libc::poll(&mut p, 1, 0) == 1 }
+    };
+    assert!(!readable());
+    let (a, b) = (own(b"a", b""), own(b"b", b""));
+    r.m.lock(F, &a, &px(LockType::Exclusive, 0, 10)).unwrap();
+    pending(r.wait(F, &b, px(LockType::Exclusive, 0, 10), 1));
+    r.m.unlock(F, &a, Flavour::Posix, 0, 10).unwrap();
+    assert!(readable());
+    assert!(readable(), "stays readable until processed");
+    assert_eq!(r.pump().len(), 1);
+    assert!(!readable());
+}
+
+/// Many threads blocking and releasing on shared ranges (thread mode): every request must be
+/// granted (no lost wake-up) and no lock may be left behind.
+#[test]
+fn stress_blocking_threads() {
+    const THREADS: usize = 8;
+    const ROUNDS: usize = 300;
+    let chans: Vec<(mpsc::Sender<u64>, mpsc::Receiver<u64>)> = (0..THREADS).map(|_| mpsc::channel()).collect();
+    let senders: Vec<Mutex<mpsc::Sender<u64>>> = chans.iter().map(|(t, _)| Mutex::new(t.clone())).collect();
+    let m = Arc::new(
+        Manager::new(Settings {
+            loop_mode: false,
+            clock: None,
+            callback: Some(Box::new(move |e: &Event| {
+                assert_eq!(e.result, Ok(()));
+                senders[e.user_data].lock().send(e.request_id).unwrap();
+            })),
+        })
+        .unwrap(),
+    );
+    let t = m.start_thread().unwrap();
+    let waited = Arc::new(AtomicU64::new(0));
+    let handles: Vec<_> = chans
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, rx))| {
+            let m = m.clone();
+            let waited = waited.clone();
+            std::thread::spawn(move || {
+                let name = (i as u32).to_be_bytes();
+                let o = OwnerRef { client: b"stress", owner: &name, open_id: 0 };
+                let mut x = i as u64 * 7919 + 1;
+                for round in 0..ROUNDS {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let (off, kind) = (x % 8, if x % 3 == 0 { LockType::Shared } else { LockType::Exclusive });
+                    let req = LockReq { flavour: Flavour::Posix, kind, offset: off, length: 4 };
+                    let spec = WaitSpec { token: round as u64, user_data: i, timeout_ms: 0 };
+                    match m.lock_blocking(b"shared", &o, &req, &spec) {
+                        Ok(Queued::Granted) => {}
+                        Ok(Queued::Pending(id, _)) => {
+                            let got = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("lost wake-up");
+                            assert_eq!(got, id);
+                            waited.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(Error::Deadlock) => continue,
+                        Err(e) => panic!("{e:?}"),
+                    }
+                    m.unlock(b"shared", &o, Flavour::Posix, off, 4).unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    m.stop_thread();
+    t.join().unwrap();
+    assert_eq!(m.table().lock_count(), 0);
+    assert!(waited.load(Ordering::Relaxed) > 0, "the stress test must exercise waiting");
+}
