@@ -16,8 +16,13 @@
  *
  * Threads and processes
  *  - A `unilock *` handle may be used by any number of threads at once; state is sharded internally.
- *  - No callback is ever invoked while the library holds an internal lock, and never from inside the
- *    call that caused it, so a callback may call back into the library.
+ *  - Event callbacks (lock grants, timeouts, watches) are never invoked while the library holds an
+ *    internal lock, and never from inside the call that caused the event: they run on the library
+ *    thread (UNILOCK_EVENTS_THREAD) or inside unilock_process_events (UNILOCK_EVENTS_LOOP), so they
+ *    may call back into the library. The unilock_list_locks visitor runs inside that call, after its
+ *    snapshot is taken and every internal lock released. The log callback runs on whatever thread
+ *    logs, possibly inside any call.
+ *  - In UNILOCK_EVENTS_LOOP mode the library starts no thread.
  *  - A handle must not be used in a child after fork(): open a new one in the child.
  */
 
@@ -702,7 +707,7 @@ unilock_status unilock_lock_many(const struct unilock *ul,
 /**
  * Releases several ranges in order, stopping at the first error (SMB2 LOCK with unlock elements).
  *
- * `elems`, `n`: the ranges (`type_` is ignored), n >= 1. `failed_index`: may be NULL; on failure
+ * `elems`, `n`: the ranges (`type` is ignored), n >= 1. `failed_index`: may be NULL; on failure
  * receives the index of the element that failed; elements before it stay unlocked.
  * Returns as `unilock_unlock`.
  */

@@ -299,6 +299,10 @@ fn stress_blocking_threads() {
                         Err(Error::Deadlock) => continue,
                         Err(e) => panic!("{e:?}"),
                     }
+                    // Hold the lock for a moment so other threads really contend and queue.
+                    for _ in 0..20 {
+                        std::thread::yield_now();
+                    }
                     m.unlock(b"shared", &o, Flavour::Posix, off, 4).unwrap();
                 }
             })

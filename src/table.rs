@@ -70,8 +70,10 @@ pub struct FileState {
     /// (owner, token) of blocking requests already granted: re-submitting the token is idempotent.
     /// Cleared when the owner loses a lock on this file.
     granted: Vec<(OwnerIdx, u64)>,
-    /// A lock was removed since the queue was last looked at.
+    /// A lock or an earlier waiter went away since the queue was last looked at.
     dirty: bool,
+    /// A lock was removed or shrunk since the watches were last looked at.
+    released: bool,
 }
 
 impl FileState {
@@ -86,6 +88,7 @@ impl FileState {
             watchers: Vec::new(),
             granted: Vec::new(),
             dirty: false,
+            released: false,
         }
     }
 
@@ -112,6 +115,7 @@ impl FileState {
         }
         if !changes.removed.is_empty() {
             self.dirty = true;
+            self.released = true;
         }
         for n in &changes.added {
             self.owners.add_refs(n.owner, 1);
@@ -355,7 +359,7 @@ impl FileState {
             return;
         }
         self.dirty = false;
-        if !self.watchers.is_empty() {
+        if self.released && !self.watchers.is_empty() {
             for wt in std::mem::take(&mut self.watchers) {
                 ctx.complete(Event {
                     kind: EventKind::Watch,
@@ -374,6 +378,7 @@ impl FileState {
                 });
             }
         }
+        self.released = false;
         let mut i = 0;
         while i < self.waiters.len() {
             let w = &self.waiters[i];

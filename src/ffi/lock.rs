@@ -164,7 +164,7 @@ pub extern "C" fn unilock_lock_many(
 
 /// Releases several ranges in order, stopping at the first error (SMB2 LOCK with unlock elements).
 ///
-/// `elems`, `n`: the ranges (`type_` is ignored), n >= 1. `failed_index`: may be NULL; on failure
+/// `elems`, `n`: the ranges (`type` is ignored), n >= 1. `failed_index`: may be NULL; on failure
 /// receives the index of the element that failed; elements before it stay unlocked.
 /// Returns as `unilock_unlock`.
 #[no_mangle]
