@@ -64,6 +64,26 @@
 #define UNILOCK_EVENT_WATCH 2
 
 /**
+ * Event type: a lease (oplock, delegation) of `client` must be broken from `lease_state` to
+ * `break_to` (SMB2 LEASE_BREAK / oplock break, NFSv4 CB_RECALL). If `ack_required`, acknowledge with
+ * `unilock_lease_ack` before the break timeout; otherwise (R to none) it already took effect.
+ * `request_id` is 0: this is a notification, not the completion of a request.
+ */
+#define UNILOCK_EVENT_LEASE_BREAK 3
+
+/**
+ * Event type: a break was not acknowledged in time; the lease is now none ("revoked").
+ * `request_id` is 0.
+ */
+#define UNILOCK_EVENT_LEASE_REVOKED 4
+
+/**
+ * Event type: the lease breaks a pending open or trigger waited for are over (acknowledged,
+ * released or timed out); retry the open or the operation. `status` is `UNILOCK_OK`.
+ */
+#define UNILOCK_EVENT_BREAKS_DONE 5
+
+/**
  * `unilock_cancel` outcome: the request was waiting and is gone; no event will be delivered for it.
  */
 #define UNILOCK_CANCELLED 1
@@ -79,6 +99,134 @@
  * will be delivered for it.
  */
 #define UNILOCK_ALREADY_ENDED 3
+
+/**
+ * Lease state: none.
+ */
+#define UNILOCK_LEASE_NONE 0
+
+/**
+ * Lease state bit: read caching (MS-SMB2 value 0x01).
+ */
+#define UNILOCK_LEASE_R 1
+
+/**
+ * Lease state bit: handle caching (MS-SMB2 value 0x02).
+ */
+#define UNILOCK_LEASE_H 2
+
+/**
+ * Lease state bit: write caching (MS-SMB2 value 0x04).
+ */
+#define UNILOCK_LEASE_W 4
+
+/**
+ * Oplock level II, as a lease state (R).
+ */
+#define UNILOCK_OPLOCK_LEVEL_II 1
+
+/**
+ * Exclusive oplock, as a lease state (RW).
+ */
+#define UNILOCK_OPLOCK_EXCLUSIVE 5
+
+/**
+ * Batch oplock, as a lease state (RWH).
+ */
+#define UNILOCK_OPLOCK_BATCH 7
+
+/**
+ * NFSv4 read delegation, as a lease state (R).
+ */
+#define UNILOCK_DELEG_READ 1
+
+/**
+ * NFSv4 write delegation, as a lease state (RW).
+ */
+#define UNILOCK_DELEG_WRITE 5
+
+/**
+ * `unilock_open_req.lease_kind`: a plain open, no lease.
+ */
+#define UNILOCK_LEASE_KIND_NONE 0
+
+/**
+ * An SMB2.1/3 lease keyed by `lease_key`, shared by every open of the client with that key.
+ */
+#define UNILOCK_LEASE_KIND_LEASE 1
+
+/**
+ * An oplock: a keyless lease of this one open (Level II / Exclusive / Batch).
+ */
+#define UNILOCK_LEASE_KIND_OPLOCK 2
+
+/**
+ * An NFSv4 delegation of the client (one per client and file); only ever granted as a try.
+ */
+#define UNILOCK_LEASE_KIND_DELEGATION 3
+
+/**
+ * A per-open lease in the shape of Linux `F_SETLEASE` (read = R, write = RW); only ever a try.
+ */
+#define UNILOCK_LEASE_KIND_SETLEASE 4
+
+/**
+ * Open flag: a stat open (only READ_ATTRIBUTES, WRITE_ATTRIBUTES, SYNCHRONIZE, READ_CONTROL): it
+ * breaks nothing, does not prevent W, and never gets an oplock.
+ */
+#define UNILOCK_OPEN_STAT 1
+
+/**
+ * Open flag: opened for writing.
+ */
+#define UNILOCK_OPEN_WRITE 2
+
+/**
+ * Open flag: an overwriting or superseding open (breaks every other lease to none).
+ */
+#define UNILOCK_OPEN_OVERWRITE 4
+
+/**
+ * Open flag: the file is a directory (leases: none, R, RH only).
+ */
+#define UNILOCK_OPEN_DIRECTORY 8
+
+/**
+ * Open flag: the open failed with a sharing violation: break other holders' H and record nothing;
+ * retry the open (and the sharing check) once the breaks are done.
+ */
+#define UNILOCK_OPEN_SHARING_VIOLATION 16
+
+/**
+ * Trigger: a data write or set-size (R leases of others go to none; W holders must flush first).
+ */
+#define UNILOCK_TRIGGER_WRITE 1
+
+/**
+ * Trigger: truncate / overwrite (every other lease to none).
+ */
+#define UNILOCK_TRIGGER_TRUNCATE 2
+
+/**
+ * Trigger: delete of the file (others lose H).
+ */
+#define UNILOCK_TRIGGER_DELETE 3
+
+/**
+ * Trigger: rename of the file (others lose H).
+ */
+#define UNILOCK_TRIGGER_RENAME 4
+
+/**
+ * Trigger: a directory entry created, deleted, renamed or changed; `file_id` is the directory and
+ * `key` the parent lease key of the opener (a lease with that key is not broken).
+ */
+#define UNILOCK_TRIGGER_DIR_CHANGE 5
+
+/**
+ * Trigger: a byte-range lock (lock calls run this one themselves).
+ */
+#define UNILOCK_TRIGGER_BYTE_RANGE_LOCK 6
 
 /**
  * Log level: deliver nothing (for `unilock_set_log`).
@@ -215,9 +363,23 @@ enum unilock_status
    */
   UNILOCK_E_TIMEOUT = 105,
   /**
-   * No such request: an unknown id, or one whose completion was already delivered.
+   * Lease breaks are in progress and the caller said it cannot wait: retry later (NFS4ERR_DELAY).
+   * Also returned by a lock call while another client's write-caching lease is being broken.
+   */
+  UNILOCK_E_BUSY = 111,
+  /**
+   * No such request, open or lease: an unknown id (or one whose completion was already
+   * delivered), or a lease key unknown for this client on this file.
    */
   UNILOCK_E_NOT_FOUND = 112,
+  /**
+   * A lease acknowledgement with no break in progress (a second ack, an ack after the timeout).
+   */
+  UNILOCK_E_NO_BREAK = 113,
+  /**
+   * A lease acknowledgement for a state that is not a subset of the break-to state.
+   */
+  UNILOCK_E_BAD_ACK = 114,
   /**
    * The system refused a resource the call needed (a file descriptor or a thread).
    */
@@ -281,6 +443,30 @@ typedef struct unilock_event {
   uint32_t lock_type;
   uint64_t offset;
   uint64_t length;
+  /**
+   * Lease events: the lease key (for oplocks and delegations, the key the open reported).
+   */
+  uint8_t lease_key[16];
+  /**
+   * Lease events: `UNILOCK_LEASE_KIND_*`.
+   */
+  uint32_t lease_kind;
+  /**
+   * Lease events: the current state (`UNILOCK_LEASE_R|H|W` bits).
+   */
+  uint32_t lease_state;
+  /**
+   * Lease events: the state the lease breaks to.
+   */
+  uint32_t break_to;
+  /**
+   * Lease events: the lease epoch (v2 leases).
+   */
+  uint32_t epoch;
+  /**
+   * Lease events: 1 if the holder must acknowledge with `unilock_lease_ack`.
+   */
+  uint32_t ack_required;
 } unilock_event;
 
 /**
@@ -322,6 +508,12 @@ typedef struct unilock_config {
    * Passed unchanged as the first argument of `event_fn`.
    */
   void *event_user_data;
+  /**
+   * Default lease break timeout in milliseconds: a break not acknowledged in time leaves the lease
+   * at none and the holder gets `UNILOCK_EVENT_LEASE_REVOKED`. Default 35000 (Windows' value); an
+   * open may ask for its own (`unilock_open_req.break_timeout_ms`, e.g. one NFS lease period).
+   */
+  uint64_t lease_break_timeout_ms;
 } unilock_config;
 
 /**
@@ -439,6 +631,72 @@ typedef struct unilock_lock_info {
 } unilock_lock_info;
 
 /**
+ * An open, with an optional lease, oplock or delegation request.
+ */
+typedef struct unilock_open_req {
+  /**
+   * `UNILOCK_LEASE_KIND_*`.
+   */
+  uint32_t lease_kind;
+  /**
+   * `UNILOCK_OPEN_*` flags.
+   */
+  uint32_t flags;
+  /**
+   * The requested state: `UNILOCK_LEASE_R|H|W` bits (oplock levels and delegation types are such
+   * states). Bits outside R|H|W are `UNILOCK_E_INVALID`; a state without R is granted none.
+   */
+  uint32_t requested;
+  /**
+   * Lease version, 1 or 2 (epochs are kept for version 2).
+   */
+  uint32_t lease_version;
+  /**
+   * The client's lease key (`UNILOCK_LEASE_KIND_LEASE`); ignored for other kinds.
+   */
+  uint8_t lease_key[16];
+  /**
+   * Version 2: the epoch the client sent.
+   */
+  uint32_t epoch;
+  /**
+   * Break timeout for this lease in ms; 0 = the handle's `lease_break_timeout_ms`.
+   */
+  uint64_t break_timeout_ms;
+  /**
+   * The file's size, for the rule "no R or H while a byte-range lock starts below end of file".
+   */
+  uint64_t file_size;
+} unilock_open_req;
+
+/**
+ * What an open got.
+ */
+typedef struct unilock_open_result {
+  /**
+   * The granted state (`UNILOCK_LEASE_*` bits); 0 when none.
+   */
+  uint32_t state;
+  /**
+   * The lease epoch after the grant.
+   */
+  uint32_t epoch;
+  /**
+   * 1 if the same key is being broken: the open joined the lease and `state` is its current state.
+   */
+  uint32_t breaking;
+  /**
+   * The key the lease is known by in break events (the request's key, or the one unilock made for
+   * an oplock, delegation or setlease).
+   */
+  uint8_t lease_key[16];
+  /**
+   * On `UNILOCK_PENDING`: the id of the wait (a `UNILOCK_EVENT_BREAKS_DONE` event follows).
+   */
+  uint64_t request_id;
+} unilock_open_result;
+
+/**
  * Visits one lock of a listing. `lock` is valid only during the call. Return 0 to continue, non-zero
  * to stop the listing.
  */
@@ -461,7 +719,7 @@ extern "C" {
  * Fills `*cfg` with the defaults and sets `cfg->size`.
  *
  * Defaults: `flags` 0; `event_mode` `UNILOCK_EVENTS_THREAD`; `event_fn` NULL; `event_user_data`
- * NULL. Passing NULL does nothing. Thread-safe.
+ * NULL; `lease_break_timeout_ms` 35000. Passing NULL does nothing. Thread-safe.
  */
 void unilock_config_init(struct unilock_config *cfg);
 
@@ -622,6 +880,102 @@ unilock_status unilock_process_events(const struct unilock *ul,
  * -1 if nothing is scheduled (wait for the event fd only), otherwise milliseconds.
  */
 int64_t unilock_next_timeout_ms(const struct unilock *ul);
+
+/**
+ * Records an open and answers its lease, oplock or delegation request (SMB2 CREATE, NFSv4 OPEN),
+ * after running the open's break trigger against every other holder (SPEC.md §4).
+ *
+ * `client`: NUL-terminated client id. `open_id`: the open, unique per client and file. `req`: what
+ * is asked. `wait`: non-NULL if the requester can wait for breaks (an SMB open); NULL if it cannot
+ * (NFSv4 answers NFS4ERR_DELAY). `out`: the grant (on `UNILOCK_OK`) or the wait id (on
+ * `UNILOCK_PENDING`).
+ *
+ * Rules, in short: R and H may be held by many keys, W only while no open of another key exists; a
+ * same-key open joins the lease and upgrades it only to a strict superset that can be granted whole;
+ * next to an oplock a lease gets at most R, an oplock next to an R lease gets Level II and next to an H
+ * lease nothing; no R or H while a byte-range lock starts below `file_size` (unless overwriting);
+ * directories never get W; a delegation or setlease is granted whole or not at all, never by
+ * breaking anything. A new v2 lease starts at `epoch` + 1.
+ *
+ * Returns `UNILOCK_OK` (recorded; `out->state` may be 0); `UNILOCK_PENDING` (breaks must be
+ * acknowledged first: nothing recorded; retry the open after `UNILOCK_EVENT_BREAKS_DONE`);
+ * `UNILOCK_E_BUSY` (the same, but `wait` was NULL); `UNILOCK_E_INVALID` (NULL argument, unknown kind
+ * or flags, state bits outside R|H|W, a lease key that already leases another file for this client).
+ * With `UNILOCK_OPEN_SHARING_VIOLATION` nothing is ever recorded: `UNILOCK_OK` means no H break was
+ * needed and the sharing violation stands. Thread-safe; never sleeps.
+ */
+unilock_status unilock_file_open(const struct unilock *ul,
+                                 const uint8_t *file_id,
+                                 size_t file_id_len,
+                                 const char *client,
+                                 uint64_t open_id,
+                                 const struct unilock_open_req *req,
+                                 const struct unilock_wait *wait,
+                                 struct unilock_open_result *out);
+
+/**
+ * Closes an open recorded by `unilock_file_open`. The open's lease (or oplock) goes with the last
+ * open that uses it; breaks waited on for it end, and their waiters proceed.
+ *
+ * Returns `UNILOCK_OK`, `UNILOCK_E_NOT_FOUND` (no such open) or `UNILOCK_E_INVALID`. Byte-range locks
+ * of the open are released separately (`unilock_release_open`).
+ */
+unilock_status unilock_file_close(const struct unilock *ul,
+                                  const uint8_t *file_id,
+                                  size_t file_id_len,
+                                  const char *client,
+                                  uint64_t open_id);
+
+/**
+ * Acknowledges a lease break (SMB2 LEASE_BREAK_ACK, oplock break ack).
+ *
+ * `key`: 16 bytes, as in the break event. `state`: the acknowledged state, any subset of the
+ * break-to state (none removes the lease). If the lease must go lower still (a second trigger came
+ * during the break), a further break event follows with the same epoch.
+ *
+ * Returns `UNILOCK_OK`; `UNILOCK_E_NOT_FOUND` (unknown key, or a key of another client);
+ * `UNILOCK_E_NO_BREAK` (no break in progress: a second ack, an ack after the timeout, an ack of an
+ * R→none break); `UNILOCK_E_BAD_ACK` (not a subset of the break-to state); `UNILOCK_E_INVALID`.
+ */
+unilock_status unilock_lease_ack(const struct unilock *ul,
+                                 const uint8_t *file_id,
+                                 size_t file_id_len,
+                                 const char *client,
+                                 const uint8_t *key,
+                                 uint32_t state);
+
+/**
+ * Gives a lease back at once (NFSv4 DELEGRETURN, `F_SETLEASE` with `F_UNLCK`).
+ *
+ * Returns `UNILOCK_OK`, `UNILOCK_E_NOT_FOUND` or `UNILOCK_E_INVALID`.
+ */
+unilock_status unilock_lease_release(const struct unilock *ul,
+                                     const uint8_t *file_id,
+                                     size_t file_id_len,
+                                     const char *client,
+                                     const uint8_t *key);
+
+/**
+ * Reports activity that breaks other holders' leases, from any protocol (an NFS write, an SMB
+ * delete, a rename, a directory change). The requester's own lease (same client and key, or the
+ * delegation's own client) is never broken.
+ *
+ * `client`: the requester. `key`: its lease key (16 bytes; the parent key for
+ * `UNILOCK_TRIGGER_DIR_CHANGE`), or NULL. `trigger`: `UNILOCK_TRIGGER_*`. `wait`: non-NULL if the
+ * requester can wait. `request_id`: on `UNILOCK_PENDING`, the wait's id; may be NULL.
+ *
+ * Returns `UNILOCK_OK` (proceed: no break needs an ack first; R→none breaks already took effect);
+ * `UNILOCK_PENDING` (a `UNILOCK_EVENT_BREAKS_DONE` event follows once the breaks are acknowledged,
+ * released or timed out); `UNILOCK_E_BUSY` (the same, `wait` NULL); `UNILOCK_E_INVALID`.
+ */
+unilock_status unilock_break_trigger(const struct unilock *ul,
+                                     const uint8_t *file_id,
+                                     size_t file_id_len,
+                                     const char *client,
+                                     const uint8_t *key,
+                                     uint32_t trigger,
+                                     const struct unilock_wait *wait,
+                                     uint64_t *request_id);
 
 /**
  * Takes one byte-range lock without waiting.

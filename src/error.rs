@@ -32,6 +32,12 @@ pub enum Error {
     Timeout,
     /// No such request (unknown id, or its completion was already delivered).
     NotFound,
+    /// Breaks are in progress and the requester cannot wait: retry later (NFS4ERR_DELAY).
+    Busy,
+    /// A lease acknowledgement with no break in progress.
+    NoBreak,
+    /// A lease acknowledgement for a state that is not a subset of the break-to state.
+    BadAck,
     /// The system refused a resource (a descriptor, a thread).
     Resource(&'static str),
 }

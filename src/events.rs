@@ -24,6 +24,8 @@ use std::sync::Arc;
 pub enum TimerKind {
     /// A blocking request's timeout.
     RequestTimeout(u64),
+    /// A lease break on this file may have timed out.
+    LeaseBreak(Box<[u8]>),
 }
 
 /// The epoll/eventfd/timerfd trio of loop mode.

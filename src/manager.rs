@@ -8,7 +8,8 @@ use crate::error::{Error, Holder, Result};
 use crate::events::{Events, TimerKind};
 use crate::owners::OwnerRef;
 use crate::requests::{CancelOutcome, Ctx, Event, OwnerKey, Outcome, ReqState, Requests};
-use crate::table::{check_file_id, check_owner, Queued, Table};
+use crate::core::lease::{self, Key, Requester, Trigger};
+use crate::table::{check_file_id, check_owner, LeaseAnswer, OpenSpec, Queued, Table};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -36,6 +37,8 @@ pub type EventCallback = Box<dyn Fn(&Event) + Send + Sync>;
 pub struct Settings {
     /// Event-loop mode: an event fd and no library thread (the caller runs `process_events`).
     pub loop_mode: bool,
+    /// Default lease break timeout in ms (0: 35 000, Windows' value).
+    pub break_timeout_ms: u64,
     /// The clock (default: CLOCK_MONOTONIC). Tests pass a `ManualClock`.
     pub clock: Option<Arc<dyn Clock>>,
     /// Where events go; without one they are dropped after their request is settled.
@@ -62,6 +65,10 @@ pub struct Manager {
     stop: AtomicBool,
     /// Requests refused because they would deadlock.
     pub deadlocks: AtomicU64,
+    /// (client, lease key) → the file it leases (a key belongs to one file per client).
+    lease_files: Mutex<std::collections::HashMap<(Box<[u8]>, Key), Box<[u8]>>>,
+    /// Default lease break timeout (ms).
+    pub break_timeout_ms: u64,
 }
 
 impl Manager {
@@ -81,6 +88,8 @@ impl Manager {
             loop_mode: settings.loop_mode,
             stop: AtomicBool::new(false),
             deadlocks: AtomicU64::new(0),
+            lease_files: Mutex::new(std::collections::HashMap::new()),
+            break_timeout_ms: if settings.break_timeout_ms == 0 { 35_000 } else { settings.break_timeout_ms },
         })
     }
 
@@ -139,6 +148,14 @@ impl Manager {
         for t in self.events.due_timers(now) {
             match t {
                 TimerKind::RequestTimeout(id) => self.expire(id),
+                TimerKind::LeaseBreak(file) => {
+                    let ctx = self.ctx();
+                    self.table.with_file(&file, false, |fs| {
+                        if let Some(fs) = fs {
+                            fs.expire_leases(&ctx);
+                        }
+                    });
+                }
             }
         }
         let mut delivered = 0;
@@ -146,6 +163,14 @@ impl Manager {
             let me = std::thread::current().id();
             {
                 let mut map = self.requests.map.lock();
+                if ev.request_id == 0 {
+                    drop(map);
+                    if let Some(cb) = &self.callback {
+                        cb(&ev);
+                    }
+                    delivered += 1;
+                    continue;
+                }
                 match map.get_mut(&ev.request_id) {
                     Some(st @ ReqState::Completed(_)) => *st = ReqState::Delivering(me),
                     _ => continue, // cancelled, or its outcome was taken by cancel
@@ -186,7 +211,9 @@ impl Manager {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let ctx = self.ctx();
         let r = self.table.with_file(file, true, |fs| {
-            fs.unwrap().lock_blocking(&ctx, id, o, req, &range, wait.token, wait.user_data)
+            let fs = fs.unwrap();
+            fs.brl_trigger(&ctx, o)?;
+            fs.lock_blocking(&ctx, id, o, req, &range, wait.token, wait.user_data)
         });
         match &r {
             Ok(Queued::Pending(pid, _)) if *pid == id && wait.timeout_ms > 0 => {
@@ -254,6 +281,106 @@ impl Manager {
         }
     }
 
+    /// An open with an optional lease, oplock or delegation request (SPEC.md §4). `wait`: the
+    /// requester can wait for breaks (an SMB open) — `Pending` then a `BreaksDone` event, after which
+    /// it retries; `None`: it cannot (NFSv4) — `Busy` while breaks go on.
+    pub fn open_file(
+        &self,
+        file: &[u8],
+        client: &[u8],
+        open_id: u64,
+        spec: &OpenSpec,
+        wait: Option<&WaitSpec>,
+    ) -> Result<LeaseAnswer> {
+        check_file_id(file)?;
+        check_owner(&OwnerRef { client, owner: b"", open_id })?;
+        if spec.requested & !lease::RWH != 0 {
+            return Err(Error::Invalid("lease state has bits outside R|H|W"));
+        }
+        let mut spec = spec.clone();
+        if spec.timeout_ms == 0 {
+            spec.timeout_ms = self.break_timeout_ms;
+        }
+        let is_lease = spec.kind == Some(lease::Kind::Lease) && spec.requested != 0;
+        if is_lease {
+            self.check_key_file(file, client, &spec.key)?;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let w = wait.map(|w| (id, w.token, w.user_data));
+        let ctx = self.ctx();
+        let r = self.table.with_file(file, true, |fs| fs.unwrap().open_file(&ctx, client, open_id, &spec, w));
+        if let (true, Ok(LeaseAnswer::Ready(g))) = (is_lease, &r) {
+            if g.state != 0 {
+                self.lease_files.lock().insert((client.into(), spec.key), file.into());
+            }
+        }
+        r
+    }
+
+    /// SPEC.md §4: a lease key that leases file A presented on file B is invalid.
+    fn check_key_file(&self, file: &[u8], client: &[u8], key: &Key) -> Result<()> {
+        let other = match self.lease_files.lock().get(&(client.into(), *key)) {
+            Some(f) if **f != *file => f.clone(),
+            _ => return Ok(()),
+        };
+        let still = self.table.with_file(&other, false, |fs| fs.map(|fs| fs.leases.find(client, key).is_some()).unwrap_or(false));
+        if still {
+            return Err(Error::Invalid("lease key already leases another file"));
+        }
+        self.lease_files.lock().remove(&(client.into(), *key));
+        Ok(())
+    }
+
+    /// Closes an open recorded by `open_file`.
+    pub fn close_file(&self, file: &[u8], client: &[u8], open_id: u64) -> Result<()> {
+        check_file_id(file)?;
+        let ctx = self.ctx();
+        self.table.with_file(file, false, |fs| match fs {
+            Some(fs) => fs.close_file(&ctx, client, open_id),
+            None => Err(Error::NotFound),
+        })
+    }
+
+    /// Acknowledges a lease break.
+    pub fn lease_ack(&self, file: &[u8], client: &[u8], key: &Key, state: u8) -> Result<()> {
+        check_file_id(file)?;
+        if state & !lease::RWH != 0 {
+            return Err(Error::Invalid("lease state has bits outside R|H|W"));
+        }
+        let ctx = self.ctx();
+        self.table.with_file(file, false, |fs| match fs {
+            Some(fs) => fs.lease_ack(&ctx, client, key, state),
+            None => Err(Error::NotFound),
+        })
+    }
+
+    /// Gives a lease back (delegation return, setlease to none).
+    pub fn lease_release(&self, file: &[u8], client: &[u8], key: &Key) -> Result<()> {
+        check_file_id(file)?;
+        let ctx = self.ctx();
+        self.table.with_file(file, false, |fs| match fs {
+            Some(fs) => fs.lease_release(&ctx, client, key),
+            None => Err(Error::NotFound),
+        })
+    }
+
+    /// A break trigger from any protocol (write, truncate, delete, rename, directory change, ...).
+    pub fn lease_trigger(
+        &self,
+        file: &[u8],
+        client: &[u8],
+        key: Option<&Key>,
+        trigger: Trigger,
+        wait: Option<&WaitSpec>,
+    ) -> Result<LeaseAnswer> {
+        check_file_id(file)?;
+        check_owner(&OwnerRef { client, owner: b"", open_id: 0 })?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let w = wait.map(|w| (id, w.token, w.user_data));
+        let ctx = self.ctx();
+        self.table.with_file(file, true, |fs| fs.unwrap().lease_trigger(&ctx, &Requester { client, key }, trigger, w))
+    }
+
     /// Cancels every waiting request of an open (its Windows and POSIX owners) on a file; no events are
     /// delivered for them. Returns how many were cancelled.
     pub fn cancel_owner(&self, file: &[u8], o: &OwnerRef) -> Result<usize> {
@@ -278,6 +405,7 @@ impl Manager {
         let ctx = self.ctx();
         self.table.with_file(file, true, |fs| {
             let fs = fs.unwrap();
+            fs.brl_trigger(&ctx, o)?;
             let r = fs.lock(o, req.flavour, req.kind, &range);
             // A POSIX downgrade removes locks and may let waiters in.
             fs.settle(&ctx);
@@ -327,6 +455,7 @@ impl Manager {
         let ctx = self.ctx();
         self.table.with_file(file, true, |fs| {
             let fs = fs.unwrap();
+            fs.brl_trigger(&ctx, o).map_err(|e| (0, e))?;
             let r = fs.lock_many(o, flavour, &elems);
             fs.settle(&ctx);
             r

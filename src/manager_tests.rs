@@ -29,6 +29,7 @@ fn rig() -> Rig {
     let (tx, rx) = mpsc::channel();
     let tx = Mutex::new(tx);
     let m = Manager::new(Settings {
+        break_timeout_ms: 0,
         loop_mode: true,
         clock: Some(clock.clone()),
         callback: Some(Box::new(move |e: &Event| tx.lock().send(e.clone()).unwrap())),
@@ -208,6 +209,7 @@ fn callbacks_may_reenter_the_library() {
     let seen2 = seen.clone();
     let m = Arc::new(
         Manager::new(Settings {
+            break_timeout_ms: 0,
             loop_mode: true,
             clock: Some(clock),
             callback: Some(Box::new(move |e: &Event| {
@@ -261,6 +263,7 @@ fn stress_blocking_threads() {
     let senders: Vec<Mutex<mpsc::Sender<u64>>> = chans.iter().map(|(t, _)| Mutex::new(t.clone())).collect();
     let m = Arc::new(
         Manager::new(Settings {
+            break_timeout_ms: 0,
             loop_mode: false,
             clock: None,
             callback: Some(Box::new(move |e: &Event| {

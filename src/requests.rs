@@ -47,6 +47,24 @@ pub enum EventKind {
     LockDone,
     /// A watched file's locks changed.
     Watch,
+    /// A lease (oplock, delegation) must be broken: the holder is told (request id 0).
+    LeaseBreak,
+    /// A break was not acknowledged in time: the lease is now none (request id 0).
+    LeaseRevoked,
+    /// The breaks a waiting open or trigger waited for are over: retry it.
+    BreaksDone,
+}
+
+/// Lease fields of an event (zero for lock events).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LeaseInfo {
+    pub key: [u8; 16],
+    /// 0 for events that are not about a lease, else `lease::Kind as u8 + 1`.
+    pub kind: u8,
+    pub state: u8,
+    pub break_to: u8,
+    pub epoch: u16,
+    pub ack_required: bool,
 }
 
 /// One event waiting for delivery. Owns copies of everything it reports.
@@ -65,6 +83,7 @@ pub struct Event {
     pub lock_kind: LockType,
     pub offset: u64,
     pub length: u64,
+    pub lease: LeaseInfo,
 }
 
 /// How a decided request ended (kept until delivered, so cancel can say which).
@@ -111,6 +130,11 @@ impl Ctx<'_> {
     /// concurrent cancel sees either `Waiting` with the waiter still queued, or `Completed`.
     pub fn complete(&self, ev: Event) {
         let outcome = if ev.kind == EventKind::LockDone && ev.result.is_ok() { Outcome::Granted } else { Outcome::Ended };
+        if ev.request_id == 0 {
+            // A notification (lease break, revocation): not a request, nothing to cancel.
+            self.events.push_all([ev]);
+            return;
+        }
         self.requests.map.lock().insert(ev.request_id, ReqState::Completed(outcome));
         self.graph.lock().remove(ev.request_id);
         self.events.push_all([ev]);

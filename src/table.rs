@@ -8,7 +8,10 @@
 use crate::core::{self, Access, Changes, Denied, Flavour, Lock, LockId, LockSet, LockType, Range};
 use crate::error::{Error, Holder, Result};
 use crate::owners::{OwnerRef, Owners};
+use crate::core::lease::{self, FileLeases, Grant, Key, Note, Requester, Trigger};
 use crate::core::wait::{self, Waiter};
+use crate::events::TimerKind;
+use crate::requests::LeaseInfo;
 use crate::core::OwnerIdx;
 use crate::requests::{owner_key, Ctx, Event, EventKind, OwnerKey, ReqState};
 use hashbrown::HashTable;
@@ -74,6 +77,46 @@ pub struct FileState {
     dirty: bool,
     /// A lock was removed or shrunk since the watches were last looked at.
     released: bool,
+    /// Leases, oplocks, delegations and the opens they belong to.
+    pub leases: FileLeases,
+    /// Opens and triggers waiting for lease breaks to end.
+    lease_waiters: Vec<LeaseWaiter>,
+}
+
+/// A requester waiting for breaks (SPEC.md §4: completes when no break it waits on is in progress).
+#[derive(Debug)]
+struct LeaseWaiter {
+    id: u64,
+    waits: Vec<(Box<[u8]>, Key)>,
+    token: u64,
+    user_data: usize,
+}
+
+/// The answer to an open or a trigger that may have to wait for breaks.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LeaseAnswer {
+    /// Proceed (for an open: with this grant).
+    Ready(Grant),
+    /// Waiting for breaks; a `BreaksDone` event with this request id follows; then retry.
+    Pending(u64),
+}
+
+/// What an open asks for.
+#[derive(Clone, Debug)]
+pub struct OpenSpec {
+    /// `None`: a plain open with no lease.
+    pub kind: Option<lease::Kind>,
+    pub key: Key,
+    pub requested: u8,
+    pub version: u8,
+    pub epoch: u16,
+    pub stat: bool,
+    pub write: bool,
+    pub overwrite: bool,
+    pub dir: bool,
+    pub sharing_violation: bool,
+    pub file_size: u64,
+    pub timeout_ms: u64,
 }
 
 impl FileState {
@@ -89,6 +132,8 @@ impl FileState {
             granted: Vec::new(),
             dirty: false,
             released: false,
+            leases: FileLeases::default(),
+            lease_waiters: Vec::new(),
         }
     }
 
@@ -97,7 +142,11 @@ impl FileState {
     }
 
     fn is_idle(&self) -> bool {
-        self.locks.is_empty() && self.waiters.is_empty() && self.watchers.is_empty()
+        self.locks.is_empty()
+            && self.waiters.is_empty()
+            && self.watchers.is_empty()
+            && self.leases.is_empty()
+            && self.lease_waiters.is_empty()
     }
 
     pub fn waiter_count(&self) -> usize {
@@ -340,6 +389,7 @@ impl FileState {
             lock_kind: w.kind,
             offset: m.offset,
             length: m.length,
+            lease: Default::default(),
         }
     }
 
@@ -375,6 +425,7 @@ impl FileState {
                     lock_kind: LockType::Shared,
                     offset: 0,
                     length: 0,
+                    lease: Default::default(),
                 });
             }
         }
@@ -427,7 +478,7 @@ impl FileState {
             ctx.forget(id);
             return true;
         }
-        false
+        self.cancel_lease_waiter(ctx, id)
     }
 
     /// Ends a waiting request with an error event (timeout); true if it was here.
@@ -478,6 +529,219 @@ impl FileState {
     /// The interned owners of a client (with locks or waiters).
     pub fn owners_of_client(&self, client: &[u8]) -> Vec<OwnerIdx> {
         self.owners.of_client(client).collect()
+    }
+
+    /// Delivers lease notes as events and arms a timer for every break that needs an ack.
+    fn send_notes(&self, ctx: &Ctx, notes: Vec<Note>) {
+        for n in notes {
+            let (kind, client, key, lkind, from, to, epoch, ack) = match n {
+                Note::Break { client, key, kind, from, to, epoch, ack } => (EventKind::LeaseBreak, client, key, kind, from, to, epoch, ack),
+                Note::Revoked { client, key, kind, from, epoch } => (EventKind::LeaseRevoked, client, key, kind, from, 0, epoch, false),
+            };
+            if ack {
+                if let Some(i) = self.leases.find(&client, &key) {
+                    ctx.events.add_timer(self.leases.leases[i].deadline, TimerKind::LeaseBreak(self.id.clone()));
+                }
+            }
+            ctx.complete(Event {
+                kind,
+                result: Ok(()),
+                request_id: 0,
+                token: 0,
+                user_data: 0,
+                file: self.id.clone(),
+                client: client.to_vec(),
+                owner: Vec::new(),
+                open_id: 0,
+                flavour: Flavour::Posix,
+                lock_kind: LockType::Shared,
+                offset: 0,
+                length: 0,
+                lease: LeaseInfo { key, kind: lkind as u8 + 1, state: from, break_to: to, epoch, ack_required: ack },
+            });
+        }
+    }
+
+    /// Completes every lease waiter none of whose breaks is still in progress.
+    fn settle_leases(&mut self, ctx: &Ctx) {
+        if self.lease_waiters.is_empty() {
+            return;
+        }
+        let leases = &self.leases;
+        let (done, keep): (Vec<LeaseWaiter>, Vec<LeaseWaiter>) = std::mem::take(&mut self.lease_waiters)
+            .into_iter()
+            .partition(|w| w.waits.iter().all(|(c, k)| !leases.is_breaking(c, k)));
+        self.lease_waiters = keep;
+        for w in done {
+            ctx.complete(Event {
+                kind: EventKind::BreaksDone,
+                result: Ok(()),
+                request_id: w.id,
+                token: w.token,
+                user_data: w.user_data,
+                file: self.id.clone(),
+                client: Vec::new(),
+                owner: Vec::new(),
+                open_id: 0,
+                flavour: Flavour::Posix,
+                lock_kind: LockType::Shared,
+                offset: 0,
+                length: 0,
+                lease: Default::default(),
+            });
+        }
+    }
+
+    /// Runs a trigger; `wait` = None means the requester cannot wait (`Busy` if breaks must end first).
+    pub fn lease_trigger(
+        &mut self,
+        ctx: &Ctx,
+        req: &Requester,
+        trigger: Trigger,
+        wait: Option<(u64, u64, usize)>,
+    ) -> Result<LeaseAnswer> {
+        let (notes, waits) = self.leases.trigger(req, trigger, ctx.events.now_ms());
+        self.send_notes(ctx, notes);
+        if waits.is_empty() {
+            return Ok(LeaseAnswer::Ready(Grant { state: 0, epoch: 0, breaking: false }));
+        }
+        match wait {
+            None => Err(Error::Busy),
+            Some((id, token, user_data)) => {
+                ctx.requests.map.lock().insert(id, ReqState::Waiting { file: self.id.clone() });
+                self.lease_waiters.push(LeaseWaiter { id, waits, token, user_data });
+                Ok(LeaseAnswer::Pending(id))
+            }
+        }
+    }
+
+    /// The byte-range-lock trigger run before every lock: R leases of others go to none at once; a
+    /// W holder of another client must flush first, so the lock answers `Busy` meanwhile.
+    pub fn brl_trigger(&mut self, ctx: &Ctx, o: &OwnerRef) -> Result<()> {
+        if self.leases.leases.is_empty() {
+            return Ok(());
+        }
+        let key = self.leases.opens.iter().find(|x| *x.client == *o.client && x.open_id == o.open_id).and_then(|x| x.lease);
+        let req = Requester { client: o.client, key: key.as_ref() };
+        self.lease_trigger(ctx, &req, Trigger::ByteRangeLock, None).map(|_| ())
+    }
+
+    fn brl_below(&self, size: u64) -> bool {
+        if size == 0 {
+            return false;
+        }
+        let hit = |t: &crate::core::itree::IntervalTree| t.find(0, size as u128, |_| true).is_some();
+        hit(self.locks.exclusive()) || hit(self.locks.shared())
+    }
+
+    /// An open (SMB CREATE, NFS OPEN): runs its break trigger, then grants and records it.
+    pub fn open_file(
+        &mut self,
+        ctx: &Ctx,
+        client: &[u8],
+        open_id: u64,
+        spec: &OpenSpec,
+        wait: Option<(u64, u64, usize)>,
+    ) -> Result<LeaseAnswer> {
+        let trigger = if spec.sharing_violation {
+            Some(Trigger::SharingViolation)
+        } else if spec.overwrite {
+            Some(Trigger::Overwrite)
+        } else if spec.stat {
+            None
+        } else {
+            Some(Trigger::Open)
+        };
+        let try_only = spec.kind == Some(lease::Kind::Delegation);
+        if let (Some(t), false) = (trigger, try_only) {
+            let own_key = if spec.kind == Some(lease::Kind::Lease) { Some(&spec.key) } else { None };
+            let req = Requester { client, key: own_key };
+            match self.lease_trigger(ctx, &req, t, wait)? {
+                LeaseAnswer::Pending(id) => return Ok(LeaseAnswer::Pending(id)),
+                LeaseAnswer::Ready(_) => {}
+            }
+        }
+        if spec.sharing_violation {
+            // The open failed; only its breaks mattered. Nothing is recorded.
+            return Ok(LeaseAnswer::Ready(Grant { state: 0, epoch: spec.epoch, breaking: false }));
+        }
+        let r = lease::Request {
+            client,
+            open_id,
+            kind: spec.kind.unwrap_or(lease::Kind::Lease),
+            key: spec.key,
+            requested: if spec.kind.is_some() { spec.requested } else { 0 },
+            version: spec.version,
+            epoch: spec.epoch,
+            dir: spec.dir,
+            stat: spec.stat,
+            write: spec.write,
+            overwrite: spec.overwrite,
+            brl_below_eof: self.brl_below(spec.file_size),
+            timeout_ms: spec.timeout_ms,
+        };
+        let g = self.leases.grant(&r);
+        if spec.kind.is_none() {
+            // A plain open holds no lease, whatever key bytes came with it.
+            let mut r = r;
+            r.key = [0xFF; 16];
+            r.requested = 0;
+            self.leases.attach(&r, &Grant { state: 0, epoch: 0, breaking: false });
+            return Ok(LeaseAnswer::Ready(Grant { state: 0, epoch: 0, breaking: false }));
+        }
+        self.leases.attach(&r, &g);
+        Ok(LeaseAnswer::Ready(g))
+    }
+
+    /// Closes an open; its lease goes with its last open, and waiters for it may proceed.
+    pub fn close_file(&mut self, ctx: &Ctx, client: &[u8], open_id: u64) -> Result<()> {
+        if !self.leases.close(client, open_id) {
+            return Err(Error::NotFound);
+        }
+        self.settle_leases(ctx);
+        Ok(())
+    }
+
+    /// Acknowledges a lease break.
+    pub fn lease_ack(&mut self, ctx: &Ctx, client: &[u8], key: &Key, state: u8) -> Result<()> {
+        let notes = self.leases.ack(client, key, state, ctx.events.now_ms()).map_err(|e| match e {
+            lease::AckError::NotFound => Error::NotFound,
+            lease::AckError::NoBreak => Error::NoBreak,
+            lease::AckError::BadAck => Error::BadAck,
+        })?;
+        self.send_notes(ctx, notes);
+        self.settle_leases(ctx);
+        Ok(())
+    }
+
+    /// Gives a lease back (DELEGRETURN, `F_SETLEASE` to none).
+    pub fn lease_release(&mut self, ctx: &Ctx, client: &[u8], key: &Key) -> Result<()> {
+        if !self.leases.release(client, key) {
+            return Err(Error::NotFound);
+        }
+        self.settle_leases(ctx);
+        Ok(())
+    }
+
+    /// Enforces break timeouts due at `now`.
+    pub fn expire_leases(&mut self, ctx: &Ctx) {
+        let notes = self.leases.expire(ctx.events.now_ms());
+        if !notes.is_empty() {
+            self.send_notes(ctx, notes);
+            self.settle_leases(ctx);
+        }
+    }
+
+    /// Cancels a lease waiter by id; true if it was here.
+    fn cancel_lease_waiter(&mut self, ctx: &Ctx, id: u64) -> bool {
+        match self.lease_waiters.iter().position(|w| w.id == id) {
+            Some(i) => {
+                self.lease_waiters.remove(i);
+                ctx.forget(id);
+                true
+            }
+            None => false,
+        }
     }
 
     fn refusal(&self, d: Denied) -> Error {

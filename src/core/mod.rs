@@ -11,6 +11,7 @@
 
 pub mod conflict;
 pub mod itree;
+pub mod lease;
 pub mod lockset;
 pub mod posix;
 pub mod range;

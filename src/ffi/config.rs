@@ -35,6 +35,10 @@ pub struct unilock_config {
     pub event_fn: super::events::unilock_event_fn,
     /// Passed unchanged as the first argument of `event_fn`.
     pub event_user_data: *mut libc::c_void,
+    /// Default lease break timeout in milliseconds: a break not acknowledged in time leaves the lease
+    /// at none and the holder gets `UNILOCK_EVENT_LEASE_REVOKED`. Default 35000 (Windows' value); an
+    /// open may ask for its own (`unilock_open_req.break_timeout_ms`, e.g. one NFS lease period).
+    pub lease_break_timeout_ms: u64,
 }
 
 impl Default for unilock_config {
@@ -45,6 +49,7 @@ impl Default for unilock_config {
             event_mode: UNILOCK_EVENTS_THREAD,
             event_fn: None,
             event_user_data: std::ptr::null_mut(),
+            lease_break_timeout_ms: 35_000,
         }
     }
 }
@@ -52,7 +57,7 @@ impl Default for unilock_config {
 /// Fills `*cfg` with the defaults and sets `cfg->size`.
 ///
 /// Defaults: `flags` 0; `event_mode` `UNILOCK_EVENTS_THREAD`; `event_fn` NULL; `event_user_data`
-/// NULL. Passing NULL does nothing. Thread-safe.
+/// NULL; `lease_break_timeout_ms` 35000. Passing NULL does nothing. Thread-safe.
 #[no_mangle]
 pub extern "C" fn unilock_config_init(cfg: *mut unilock_config) {
     boundary! {
@@ -123,6 +128,7 @@ pub extern "C" fn unilock_open(cfg: *const unilock_config, out: *mut *mut uniloc
         let settings = Settings {
             loop_mode,
             clock: None,
+            break_timeout_ms: cfg.lease_break_timeout_ms,
             callback: super::events::callback(cfg.event_fn, cfg.event_user_data),
         };
         let m = match Manager::new(settings) {

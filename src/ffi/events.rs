@@ -14,6 +14,17 @@ use crate::table::Queued;
 pub const UNILOCK_EVENT_LOCK: u32 = 1;
 /// Event type: a watched file's locks changed (one-shot); retry what you were waiting for.
 pub const UNILOCK_EVENT_WATCH: u32 = 2;
+/// Event type: a lease (oplock, delegation) of `client` must be broken from `lease_state` to
+/// `break_to` (SMB2 LEASE_BREAK / oplock break, NFSv4 CB_RECALL). If `ack_required`, acknowledge with
+/// `unilock_lease_ack` before the break timeout; otherwise (R to none) it already took effect.
+/// `request_id` is 0: this is a notification, not the completion of a request.
+pub const UNILOCK_EVENT_LEASE_BREAK: u32 = 3;
+/// Event type: a break was not acknowledged in time; the lease is now none ("revoked").
+/// `request_id` is 0.
+pub const UNILOCK_EVENT_LEASE_REVOKED: u32 = 4;
+/// Event type: the lease breaks a pending open or trigger waited for are over (acknowledged,
+/// released or timed out); retry the open or the operation. `status` is `UNILOCK_OK`.
+pub const UNILOCK_EVENT_BREAKS_DONE: u32 = 5;
 
 /// `unilock_cancel` outcome: the request was waiting and is gone; no event will be delivered for it.
 pub const UNILOCK_CANCELLED: u32 = 1;
@@ -26,7 +37,7 @@ pub const UNILOCK_ALREADY_ENDED: u32 = 3;
 
 /// One event. Every pointer in it is valid only during the callback.
 ///
-/// cbindgen:field-names=[type, status, request_id, token, user_data, file_id, file_id_len, client, owner, owner_len, open_id, flavour, lock_type, offset, length]
+/// cbindgen:field-names=[type, status, request_id, token, user_data, file_id, file_id_len, client, owner, owner_len, open_id, flavour, lock_type, offset, length, lease_key, lease_kind, lease_state, break_to, epoch, ack_required]
 #[repr(C)]
 pub struct unilock_event {
     /// `UNILOCK_EVENT_LOCK` or `UNILOCK_EVENT_WATCH`.
@@ -52,6 +63,18 @@ pub struct unilock_event {
     pub lock_type: u32,
     pub offset: u64,
     pub length: u64,
+    /// Lease events: the lease key (for oplocks and delegations, the key the open reported).
+    pub lease_key: [u8; 16],
+    /// Lease events: `UNILOCK_LEASE_KIND_*`.
+    pub lease_kind: u32,
+    /// Lease events: the current state (`UNILOCK_LEASE_R|H|W` bits).
+    pub lease_state: u32,
+    /// Lease events: the state the lease breaks to.
+    pub break_to: u32,
+    /// Lease events: the lease epoch (v2 leases).
+    pub epoch: u32,
+    /// Lease events: 1 if the holder must acknowledge with `unilock_lease_ack`.
+    pub ack_required: u32,
 }
 
 /// Receives one event. `event` and everything it points to are valid only during the call. The
@@ -83,6 +106,9 @@ pub fn callback(f: unilock_event_fn, user_data: *mut libc::c_void) -> Option<Eve
             type_: match ev.kind {
                 EventKind::LockDone => UNILOCK_EVENT_LOCK,
                 EventKind::Watch => UNILOCK_EVENT_WATCH,
+                EventKind::LeaseBreak => UNILOCK_EVENT_LEASE_BREAK,
+                EventKind::LeaseRevoked => UNILOCK_EVENT_LEASE_REVOKED,
+                EventKind::BreaksDone => UNILOCK_EVENT_BREAKS_DONE,
             },
             status: match &ev.result {
                 Ok(()) => unilock_status::UNILOCK_OK,
@@ -101,6 +127,12 @@ pub fn callback(f: unilock_event_fn, user_data: *mut libc::c_void) -> Option<Eve
             lock_type: kind_to_c(ev.lock_kind),
             offset: ev.offset,
             length: ev.length,
+            lease_key: ev.lease.key,
+            lease_kind: super::lease::kind_to_c(ev.lease.kind),
+            lease_state: ev.lease.state as u32,
+            break_to: ev.lease.break_to as u32,
+            epoch: ev.lease.epoch as u32,
+            ack_required: ev.lease.ack_required as u32,
         };
         // A panic in our own code above is caught by the caller's boundary; the C callback cannot
         // unwind into Rust.

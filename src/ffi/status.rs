@@ -30,8 +30,16 @@ pub enum unilock_status {
     UNILOCK_E_DEADLOCK = 104,
     /// A blocking request waited longer than its timeout (reported in its completion event).
     UNILOCK_E_TIMEOUT = 105,
-    /// No such request: an unknown id, or one whose completion was already delivered.
+    /// Lease breaks are in progress and the caller said it cannot wait: retry later (NFS4ERR_DELAY).
+    /// Also returned by a lock call while another client's write-caching lease is being broken.
+    UNILOCK_E_BUSY = 111,
+    /// No such request, open or lease: an unknown id (or one whose completion was already
+    /// delivered), or a lease key unknown for this client on this file.
     UNILOCK_E_NOT_FOUND = 112,
+    /// A lease acknowledgement with no break in progress (a second ack, an ack after the timeout).
+    UNILOCK_E_NO_BREAK = 113,
+    /// A lease acknowledgement for a state that is not a subset of the break-to state.
+    UNILOCK_E_BAD_ACK = 114,
     /// The system refused a resource the call needed (a file descriptor or a thread).
     UNILOCK_E_RESOURCE = 116,
     /// An internal error (a caught panic). The handle remains usable; the failed call changed nothing
@@ -49,6 +57,9 @@ pub fn status_of(e: &Error) -> unilock_status {
         Error::Deadlock => unilock_status::UNILOCK_E_DEADLOCK,
         Error::Timeout => unilock_status::UNILOCK_E_TIMEOUT,
         Error::NotFound => unilock_status::UNILOCK_E_NOT_FOUND,
+        Error::Busy => unilock_status::UNILOCK_E_BUSY,
+        Error::NoBreak => unilock_status::UNILOCK_E_NO_BREAK,
+        Error::BadAck => unilock_status::UNILOCK_E_BAD_ACK,
         Error::Resource(_) => unilock_status::UNILOCK_E_RESOURCE,
     }
 }
@@ -69,7 +80,10 @@ pub extern "C" fn unilock_strerror(status: u32) -> *const libc::c_char {
             103 => c"range not locked",
             104 => c"deadlock",
             105 => c"timed out",
+            111 => c"busy: retry later",
             112 => c"not found",
+            113 => c"no break in progress",
+            114 => c"acknowledged state not allowed",
             116 => c"out of system resources",
             199 => c"internal error",
             _ => c"unknown status",

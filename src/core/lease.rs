@@ -1,0 +1,709 @@
+//! Leases, oplocks and delegations of one file (SPEC.md §4; MS-SMB2 3.3.5.9.8/11, 3.3.5.22.2; MS-FSA
+//! 2.1.4.12; Samba `smb2_oplock.c`/`open.c`; smbtorture `smb2.lease`, `smb2.oplock`).
+//!
+//! One mechanism serves all three: an oplock is a keyless lease of one open (Level II = R,
+//! Exclusive = RW, Batch = RWH), an NFSv4 delegation is a lease of an NFS client (read = R,
+//! write = RW) that is only ever granted as a try, and a per-open `F_SETLEASE` is the same as a
+//! delegation keyed by its open. Everything here is pure: time comes in as `now` (ms), and what the
+//! holders must be told comes out as `Note`s for the caller to deliver.
+//!
+//! Invariants: a (client, key) names at most one lease of the file; W is never held by two leases;
+//! a lease at state none survives only while it still has opens (so a late or second ack answers
+//! "no break", as MS-SMB2 keeps the lease object with its opens) and never for a delegation;
+//! `breaking` implies `break_to ⊂ state` and `break_required ⊆ break_to`.
+
+/// Read caching (MS-SMB2 SMB2_LEASE_READ_CACHING).
+pub const R: u8 = 0x01;
+/// Handle caching (SMB2_LEASE_HANDLE_CACHING).
+pub const H: u8 = 0x02;
+/// Write caching (SMB2_LEASE_WRITE_CACHING).
+pub const W: u8 = 0x04;
+pub const RWH: u8 = R | H | W;
+
+pub type Key = [u8; 16];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// An SMB2.1/3 lease (v1 or v2), keyed by the client's lease key.
+    Lease,
+    /// An oplock: a keyless lease of one open.
+    Oplock,
+    /// An NFSv4 delegation or a per-open `F_SETLEASE` lease: only ever granted as a try.
+    Delegation,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub client: Box<[u8]>,
+    pub key: Key,
+    pub kind: Kind,
+    /// Lease version (1 or 2) as created; sticks until the lease goes.
+    pub version: u8,
+    pub dir: bool,
+    pub state: u8,
+    pub epoch: u16,
+    pub breaking: bool,
+    /// The announced break-to state.
+    pub break_to: u8,
+    /// Where the whole break sequence must end (≤ `break_to`; lower when a second trigger came).
+    pub break_required: u8,
+    /// When the current break times out (ms).
+    pub deadline: u64,
+    /// This lease's break timeout (ms), chosen by its protocol adapter.
+    pub timeout_ms: u64,
+    /// Opens sharing this lease.
+    pub opens: u32,
+}
+
+/// An open of the file, as far as leases care.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Open {
+    pub client: Box<[u8]>,
+    pub open_id: u64,
+    /// The lease this open belongs to: (client, key).
+    pub lease: Option<Key>,
+    /// A stat open (attributes only): breaks nothing and does not prevent W.
+    pub stat: bool,
+    /// Opened for writing.
+    pub write: bool,
+}
+
+/// The leases and opens of one file.
+#[derive(Clone, Debug, Default)]
+pub struct FileLeases {
+    pub leases: Vec<Lease>,
+    pub opens: Vec<Open>,
+}
+
+/// What a holder must be told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Note {
+    /// A break: the lease goes from `from` to `to`; `ack` says whether the holder must acknowledge.
+    Break { client: Box<[u8]>, key: Key, kind: Kind, from: u8, to: u8, epoch: u16, ack: bool },
+    /// A break was not acknowledged in time: the lease is now none.
+    Revoked { client: Box<[u8]>, key: Key, kind: Kind, from: u8, epoch: u16 },
+}
+
+/// Activity that breaks other holders' leases (SPEC.md §4 table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// An open that is not a stat open.
+    Open,
+    /// An open that failed with a sharing violation (files or directories).
+    SharingViolation,
+    /// Delete or rename of the file.
+    DeleteRename,
+    /// An overwriting or superseding open, or a truncate.
+    Overwrite,
+    /// A data write or set-size.
+    Write,
+    /// A byte-range lock (either flavour).
+    ByteRangeLock,
+    /// A directory entry created, deleted, renamed, hard-linked or changed (directory leases).
+    DirChange,
+}
+
+/// Who causes a trigger: its own lease is never broken (same key, or the delegation's own client).
+#[derive(Clone, Copy, Debug)]
+pub struct Requester<'a> {
+    pub client: &'a [u8],
+    /// The requester's lease key (or the parent key for `DirChange`).
+    pub key: Option<&'a Key>,
+}
+
+/// Why an acknowledgement is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AckError {
+    /// Unknown key, or a key of another client.
+    NotFound,
+    /// No break in progress.
+    NoBreak,
+    /// The acknowledged state is not a subset of the break-to state.
+    BadAck,
+}
+
+/// A lease request attached to an open.
+#[derive(Clone, Debug)]
+pub struct Request<'a> {
+    pub client: &'a [u8],
+    pub open_id: u64,
+    pub kind: Kind,
+    pub key: Key,
+    pub requested: u8,
+    pub version: u8,
+    /// v2: the epoch the client sent.
+    pub epoch: u16,
+    pub dir: bool,
+    pub stat: bool,
+    pub write: bool,
+    pub overwrite: bool,
+    /// The file has a byte-range lock starting below end of file (and is not empty).
+    pub brl_below_eof: bool,
+    pub timeout_ms: u64,
+}
+
+/// The answer to a lease request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub state: u8,
+    pub epoch: u16,
+    /// The same key is being broken: the open joined it and reports its current state.
+    pub breaking: bool,
+}
+
+/// Valid file states: none, R, RH, RW, RWH; directories: none, R, RH.
+pub fn valid_state(state: u8, dir: bool) -> bool {
+    match state {
+        0 | R | 0x03 => true,
+        0x05 | RWH => !dir,
+        _ => false,
+    }
+}
+
+/// Normalises a grantable bit set to a valid state: anything without R is none.
+fn normalise(state: u8) -> u8 {
+    if state & R == 0 {
+        0
+    } else {
+        state
+    }
+}
+
+impl FileLeases {
+    pub fn is_empty(&self) -> bool {
+        self.leases.is_empty() && self.opens.is_empty()
+    }
+
+    pub fn find(&self, client: &[u8], key: &Key) -> Option<usize> {
+        self.leases.iter().position(|l| *l.client == *client && l.key == *key)
+    }
+
+    fn is_own(l: &Lease, req: &Requester) -> bool {
+        match l.kind {
+            Kind::Delegation => *l.client == *req.client,
+            _ => *l.client == *req.client && req.key == Some(&l.key),
+        }
+    }
+
+    /// The bits a holder keeps under `trigger`, and whether the requester must wait for its ack.
+    fn target(trigger: Trigger, l: &Lease) -> (u8, bool) {
+        let had_w = l.state & W != 0;
+        match trigger {
+            // Oplocks: Batch/Exclusive break to Level II on an open.
+            Trigger::Open if l.kind == Kind::Oplock => (R, true),
+            Trigger::Open => (!W & RWH, true),
+            Trigger::SharingViolation if l.kind == Kind::Oplock => (R, true),
+            Trigger::SharingViolation | Trigger::DeleteRename => (!H & RWH, true),
+            Trigger::Overwrite => (0, had_w),
+            Trigger::Write | Trigger::ByteRangeLock => (0, had_w),
+            Trigger::DirChange => (0, false),
+        }
+    }
+
+    /// Applies `trigger` by `req`: starts every break it needs and returns the notes to send and the
+    /// keys of the breaks the requester must wait for (empty: it may proceed now).
+    pub fn trigger(&mut self, req: &Requester, trigger: Trigger, now: u64) -> (Vec<Note>, Vec<(Box<[u8]>, Key)>) {
+        let mut notes = Vec::new();
+        let mut wait = Vec::new();
+        for i in 0..self.leases.len() {
+            let l = &self.leases[i];
+            // Own lease: never broken, except a Level II oplock by its own write or lock.
+            let own_oplock_rule = l.kind == Kind::Oplock
+                && matches!(trigger, Trigger::Write | Trigger::ByteRangeLock)
+                && l.state == R;
+            if Self::is_own(l, req) && !own_oplock_rule {
+                continue;
+            }
+            if trigger == Trigger::DirChange && !l.dir {
+                continue;
+            }
+            let (mut keep, must_wait) = Self::target(trigger, l);
+            // A delegation is recalled, never downgraded: any loss means none.
+            if l.kind == Kind::Delegation && l.state & keep != l.state {
+                keep = 0;
+            }
+            let l = &mut self.leases[i];
+            if let Some(n) = start_break(l, keep, now) {
+                notes.push(n);
+            }
+            if l.breaking && must_wait {
+                wait.push((l.client.clone(), l.key));
+            }
+        }
+        self.prune();
+        (notes, wait)
+    }
+
+    /// Drops leases that hold nothing and have no opens (or are delegations).
+    fn prune(&mut self) {
+        self.leases.retain(|l| l.state != 0 || (l.opens > 0 && l.kind != Kind::Delegation));
+    }
+
+    /// True while the lease (client, key) is being broken.
+    pub fn is_breaking(&self, client: &[u8], key: &Key) -> bool {
+        self.find(client, key).map(|i| self.leases[i].breaking).unwrap_or(false)
+    }
+
+    /// Decides the lease an open gets (SPEC.md §4 "Requests"). Does not change anything; `attach`
+    /// records the open and the grant.
+    pub fn grant(&self, r: &Request) -> Grant {
+        let mut want = r.requested & RWH;
+        if r.dir {
+            want &= !W;
+        }
+        if r.kind == Kind::Oplock && r.stat {
+            return Grant { state: 0, epoch: 0, breaking: false };
+        }
+        if want & R == 0 {
+            return Grant { state: 0, epoch: r.epoch, breaking: false };
+        }
+        if let Some(i) = self.find(r.client, &r.key) {
+            let l = &self.leases[i];
+            if l.breaking {
+                return Grant { state: l.state, epoch: l.epoch, breaking: true };
+            }
+            // Upgrade only to a strict superset that can be granted whole.
+            if want & l.state == l.state && want != l.state && self.grantable(r, want, Some(i)) == want {
+                let epoch = if l.version >= 2 { l.epoch.wrapping_add(1) } else { l.epoch };
+                return Grant { state: want, epoch, breaking: false };
+            }
+            return Grant { state: l.state, epoch: l.epoch, breaking: false };
+        }
+        let state = self.grantable(r, want, None);
+        let epoch = if state != 0 && r.version >= 2 { r.epoch.wrapping_add(1) } else { r.epoch };
+        Grant { state, epoch, breaking: false }
+    }
+
+    /// The largest part of `want` that can coexist with the other holders and opens.
+    fn grantable(&self, r: &Request, want: u8, own: Option<usize>) -> u8 {
+        let mut s = want;
+        let own_key = own.map(|i| self.leases[i].key);
+        let others = || {
+            self.leases.iter().enumerate().filter(move |(i, _)| Some(*i) != own)
+        };
+        let other_opens = self.opens.iter().filter(|o| {
+            !o.stat && !(*o.client == *r.client && o.open_id == r.open_id) && !(o.lease.is_some() && o.lease == own_key && *o.client == *r.client)
+        });
+        let other_open_count = other_opens.clone().count();
+        if r.brl_below_eof && !r.overwrite {
+            s &= !(R | H);
+        }
+        match r.kind {
+            Kind::Lease => {
+                if other_open_count > 0 || others().any(|(_, l)| l.state & W != 0) {
+                    s &= !W;
+                }
+                if others().any(|(_, l)| l.kind == Kind::Oplock) {
+                    s &= R;
+                }
+            }
+            Kind::Oplock => {
+                if others().any(|(_, l)| l.state & H != 0 && l.kind == Kind::Lease) {
+                    return 0;
+                }
+                if other_open_count > 0 || others().any(|(_, l)| l.state & R != 0) {
+                    s &= R;
+                }
+            }
+            Kind::Delegation => {
+                // Only ever a try: refused whenever it would need a break or could not be whole.
+                let other_client_write = self.opens.iter().any(|o| *o.client != *r.client && o.write && !o.stat);
+                let other_w = others().any(|(_, l)| *l.client != *r.client && l.state & W != 0);
+                let other_client_open = self.opens.iter().any(|o| *o.client != *r.client && !o.stat);
+                if other_client_write || other_w || (want & W != 0 && other_client_open) {
+                    return 0;
+                }
+                if want & W != 0 && others().any(|(_, l)| *l.client != *r.client) {
+                    return 0;
+                }
+                if s != want {
+                    return 0;
+                }
+            }
+        }
+        normalise(s)
+    }
+
+    /// Records an open and the grant it got (a new lease, a join, or an upgrade).
+    pub fn attach(&mut self, r: &Request, g: &Grant) {
+        let lease = if g.state != 0 || self.find(r.client, &r.key).is_some() {
+            match self.find(r.client, &r.key) {
+                Some(i) => {
+                    let l = &mut self.leases[i];
+                    if !g.breaking && g.state != l.state {
+                        l.state = g.state;
+                        l.epoch = g.epoch;
+                    }
+                    l.opens += 1;
+                    Some(r.key)
+                }
+                None => {
+                    self.leases.push(Lease {
+                        client: r.client.into(),
+                        key: r.key,
+                        kind: r.kind,
+                        version: r.version,
+                        dir: r.dir,
+                        state: g.state,
+                        epoch: g.epoch,
+                        breaking: false,
+                        break_to: 0,
+                        break_required: 0,
+                        deadline: 0,
+                        timeout_ms: r.timeout_ms,
+                        opens: 1,
+                    });
+                    Some(r.key)
+                }
+            }
+        } else {
+            None
+        };
+        self.opens.push(Open { client: r.client.into(), open_id: r.open_id, lease, stat: r.stat, write: r.write });
+    }
+
+    /// Closes an open; its lease goes with its last open. Returns whether the open existed.
+    pub fn close(&mut self, client: &[u8], open_id: u64) -> bool {
+        let Some(i) = self.opens.iter().position(|o| *o.client == *client && o.open_id == open_id) else {
+            return false;
+        };
+        let o = self.opens.remove(i);
+        if let Some(key) = o.lease {
+            if let Some(j) = self.find(client, &key) {
+                let l = &mut self.leases[j];
+                l.opens = l.opens.saturating_sub(1);
+                if l.opens == 0 && l.kind != Kind::Delegation {
+                    self.leases.remove(j);
+                }
+            }
+        }
+        true
+    }
+
+    /// Removes a lease outright (NFSv4 DELEGRETURN, `F_SETLEASE` to none); false if unknown.
+    pub fn release(&mut self, client: &[u8], key: &Key) -> bool {
+        match self.find(client, key) {
+            Some(i) => {
+                self.leases.remove(i);
+                for o in &mut self.opens {
+                    if *o.client == *client && o.lease == Some(*key) {
+                        o.lease = None;
+                    }
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Acknowledges a break (SPEC.md §4 "Acknowledge"). A lease acknowledged to none is removed; one
+    /// still above the state its sequence requires is broken again one step, with the same epoch.
+    pub fn ack(&mut self, client: &[u8], key: &Key, state: u8, now: u64) -> Result<Vec<Note>, AckError> {
+        let i = self.find(client, key).ok_or(AckError::NotFound)?;
+        let l = &mut self.leases[i];
+        if !l.breaking {
+            return Err(AckError::NoBreak);
+        }
+        if state & !l.break_to != 0 {
+            return Err(AckError::BadAck);
+        }
+        l.state = state;
+        l.breaking = false;
+        let mut notes = Vec::new();
+        if state & !l.break_required != 0 {
+            let drop = state & !l.break_required;
+            let next = if drop & W != 0 {
+                state & !W
+            } else if drop & H != 0 {
+                state & !H
+            } else {
+                0
+            };
+            let required = l.break_required;
+            if let Some(n) = step(l, next, now) {
+                notes.push(n);
+            }
+            l.break_required = required & l.break_to;
+        }
+        self.prune();
+        Ok(notes)
+    }
+
+    /// Breaks whose time is up go to none (not to the announced state); the holders are told.
+    pub fn expire(&mut self, now: u64) -> Vec<Note> {
+        let mut notes = Vec::new();
+        for l in &mut self.leases {
+            if l.breaking && l.deadline <= now {
+                notes.push(Note::Revoked { client: l.client.clone(), key: l.key, kind: l.kind, from: l.state, epoch: l.epoch });
+                l.state = 0;
+                l.breaking = false;
+            }
+        }
+        self.prune();
+        notes
+    }
+
+    /// The earliest break deadline, if a break is in progress.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.leases.iter().filter(|l| l.breaking).map(|l| l.deadline).min()
+    }
+}
+
+/// Starts a break of `l` down to `l.state & keep`, or lowers the required end state of one in
+/// progress (which sends nothing new). R→none takes effect at once and needs no ack.
+fn start_break(l: &mut Lease, keep: u8, now: u64) -> Option<Note> {
+    if l.breaking {
+        l.break_required &= keep;
+        return None;
+    }
+    let to = normalise(l.state & keep);
+    if to == l.state {
+        return None;
+    }
+    l.epoch = l.epoch.wrapping_add(1);
+    l.break_required = to;
+    step(l, to, now)
+}
+
+/// Announces one step of a break sequence (epoch unchanged).
+fn step(l: &mut Lease, to: u8, now: u64) -> Option<Note> {
+    let from = l.state;
+    if from == to {
+        return None;
+    }
+    let ack = from != R;
+    if ack {
+        l.breaking = true;
+        l.break_to = to;
+        l.deadline = now + l.timeout_ms;
+    } else {
+        l.state = to;
+    }
+    Some(Note::Break { client: l.client.clone(), key: l.key, kind: l.kind, from, to, epoch: l.epoch, ack })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const K1: Key = [1; 16];
+    const K2: Key = [2; 16];
+
+    fn req(client: &'static [u8], open_id: u64, key: Key, requested: u8) -> Request<'static> {
+        Request {
+            client,
+            open_id,
+            kind: Kind::Lease,
+            key,
+            requested,
+            version: 2,
+            epoch: 0,
+            dir: false,
+            stat: false,
+            write: false,
+            overwrite: false,
+            brl_below_eof: false,
+            timeout_ms: 35_000,
+        }
+    }
+
+    fn open(f: &mut FileLeases, r: &Request) -> Grant {
+        let g = f.grant(r);
+        f.attach(r, &g);
+        g
+    }
+
+    #[test]
+    fn states_and_validity() {
+        for s in 0..8u8 {
+            let file_ok = matches!(s, 0 | 1 | 3 | 5 | 7);
+            assert_eq!(valid_state(s, false), file_ok, "{s}");
+            assert_eq!(valid_state(s, true), matches!(s, 0 | 1 | 3), "{s}");
+        }
+        let f = FileLeases::default();
+        // A state without R is granted none.
+        for s in [H, W, H | W] {
+            assert_eq!(f.grant(&req(b"c", 1, K1, s)).state, 0);
+        }
+        // Directories drop W.
+        let mut r = req(b"c", 1, K1, RWH);
+        r.dir = true;
+        assert_eq!(f.grant(&r).state, R | H);
+    }
+
+    #[test]
+    fn rwh_then_other_key_breaks_to_rh_and_waits() {
+        let mut f = FileLeases::default();
+        let g = open(&mut f, &req(b"c1", 1, K1, RWH));
+        assert_eq!((g.state, g.epoch), (RWH, 1));
+        let (notes, wait) = f.trigger(&Requester { client: b"c2", key: Some(&K2) }, Trigger::Open, 0);
+        assert_eq!(notes, vec![Note::Break { client: b"c1"[..].into(), key: K1, kind: Kind::Lease, from: RWH, to: R | H, epoch: 2, ack: true }]);
+        assert_eq!(wait.len(), 1);
+        // Same-key open during the break succeeds and reports the current state.
+        assert_eq!(f.grant(&req(b"c1", 3, K1, RWH)), Grant { state: RWH, epoch: 2, breaking: true });
+        assert_eq!(f.ack(b"c1", &K1, R | H, 10), Ok(vec![]));
+        assert!(!f.is_breaking(b"c1", &K1));
+        // Now key2 gets RH: W is never held by two keys.
+        let g2 = open(&mut f, &req(b"c2", 2, K2, RWH));
+        assert_eq!(g2.state, R | H);
+    }
+
+    #[test]
+    fn r_to_none_needs_no_ack() {
+        let mut f = FileLeases::default();
+        open(&mut f, &req(b"c1", 1, K1, R));
+        let (notes, wait) = f.trigger(&Requester { client: b"nfs", key: None }, Trigger::Write, 0);
+        assert!(matches!(&notes[0], Note::Break { from: R, to: 0, ack: false, .. }));
+        assert!(wait.is_empty());
+        assert_eq!(f.leases[0].state, 0, "the lease object stays with its open, at none");
+        assert_eq!(f.ack(b"c1", &K1, 0, 0), Err(AckError::NoBreak));
+    }
+
+    #[test]
+    fn bad_acks() {
+        let mut f = FileLeases::default();
+        open(&mut f, &req(b"c1", 1, K1, RWH));
+        assert_eq!(f.ack(b"c1", &K1, R, 0), Err(AckError::NoBreak));
+        f.trigger(&Requester { client: b"c2", key: Some(&K2) }, Trigger::Open, 0);
+        assert_eq!(f.ack(b"c2", &K1, R, 0), Err(AckError::NotFound));
+        assert_eq!(f.ack(b"c1", &K2, R, 0), Err(AckError::NotFound));
+        assert_eq!(f.ack(b"c1", &K1, RWH, 0), Err(AckError::BadAck));
+        assert_eq!(f.ack(b"c1", &K1, R, 0), Ok(vec![])); // any subset
+        assert_eq!(f.ack(b"c1", &K1, R, 0), Err(AckError::NoBreak));
+    }
+
+    #[test]
+    fn break_while_breaking_steps_down_with_one_epoch() {
+        let mut f = FileLeases::default();
+        open(&mut f, &req(b"c1", 1, K1, RWH));
+        let other = Requester { client: b"c2", key: Some(&K2) };
+        let (n1, _) = f.trigger(&other, Trigger::Open, 0);
+        assert_eq!(n1.len(), 1);
+        let (n2, wait) = f.trigger(&other, Trigger::Overwrite, 0);
+        assert!(n2.is_empty(), "nothing new during a break");
+        assert_eq!(wait.len(), 1);
+        let n3 = f.ack(b"c1", &K1, R | H, 0).unwrap();
+        assert_eq!(n3, vec![Note::Break { client: b"c1"[..].into(), key: K1, kind: Kind::Lease, from: R | H, to: R, epoch: 2, ack: true }]);
+        let n4 = f.ack(b"c1", &K1, R, 0).unwrap();
+        assert!(matches!(&n4[0], Note::Break { from: R, to: 0, ack: false, epoch: 2, .. }));
+        assert_eq!(f.leases[0].state, 0);
+        assert!(f.close(b"c1", 1));
+        assert!(f.leases.is_empty());
+    }
+
+    #[test]
+    fn timeout_revokes_to_none() {
+        let mut f = FileLeases::default();
+        let mut r = req(b"c1", 1, K1, RWH);
+        r.timeout_ms = 100;
+        open(&mut f, &r);
+        f.trigger(&Requester { client: b"c2", key: None }, Trigger::Open, 1000);
+        assert_eq!(f.next_deadline(), Some(1100));
+        assert!(f.expire(1099).is_empty());
+        let n = f.expire(1100);
+        assert!(matches!(&n[0], Note::Revoked { from: RWH, .. }));
+        assert_eq!(f.leases[0].state, 0);
+        assert_eq!(f.ack(b"c1", &K1, R | H, 1200), Err(AckError::NoBreak));
+    }
+
+    #[test]
+    fn same_key_upgrade_rules() {
+        let mut f = FileLeases::default();
+        assert_eq!(open(&mut f, &req(b"c1", 1, K1, R)).state, R);
+        assert_eq!(open(&mut f, &req(b"c2", 2, K2, R)).state, R);
+        // R held next to another key's R, RWH asked: W impossible, so it stays R (never partly).
+        assert_eq!(open(&mut f, &req(b"c1", 3, K1, RWH)).state, R);
+        // RH is a strict superset that can be granted whole: epoch +1.
+        let g = open(&mut f, &req(b"c1", 4, K1, R | H));
+        assert_eq!((g.state, g.epoch), (R | H, 2));
+        // Asking for less never downgrades.
+        assert_eq!(open(&mut f, &req(b"c1", 5, K1, R)).state, R | H);
+    }
+
+    #[test]
+    fn oplock_mapping() {
+        let mut f = FileLeases::default();
+        let mut b = req(b"c1", 1, [9; 16], RWH);
+        b.kind = Kind::Oplock;
+        assert_eq!(open(&mut f, &b).state, RWH); // batch
+        // An open breaks batch to Level II (R).
+        let (n, _) = f.trigger(&Requester { client: b"c2", key: None }, Trigger::Open, 0);
+        assert!(matches!(&n[0], Note::Break { from: RWH, to: R, .. }));
+        f.ack(b"c1", &[9; 16], R, 0).unwrap();
+        // A lease next to an oplock gets at most R.
+        assert_eq!(open(&mut f, &req(b"c2", 2, K2, RWH)).state, R);
+        // Level II holder's own write breaks its own oplock to none.
+        let (n, _) = f.trigger(&Requester { client: b"c1", key: Some(&[9; 16]) }, Trigger::Write, 0);
+        assert_eq!(n.len(), 2);
+        // An oplock next to an H lease gets nothing.
+        let mut f = FileLeases::default();
+        open(&mut f, &req(b"c1", 1, K1, R | H));
+        let mut o = req(b"c2", 2, [8; 16], RWH);
+        o.kind = Kind::Oplock;
+        assert_eq!(f.grant(&o).state, 0);
+    }
+
+    #[test]
+    fn delegations_are_only_a_try() {
+        let mut f = FileLeases::default();
+        open(&mut f, &req(b"smb", 1, K1, RWH));
+        let mut d = req(b"nfs", 2, [3; 16], R | W);
+        d.kind = Kind::Delegation;
+        assert_eq!(f.grant(&d).state, 0, "write delegation next to another client's lease");
+        d.requested = R;
+        assert_eq!(f.grant(&d).state, 0, "read delegation next to a W lease");
+        let mut f = FileLeases::default();
+        d.requested = R | W;
+        assert_eq!(open(&mut f, &d).state, R | W);
+        // The delegation's own client does not recall it; another client's write does.
+        let (n, _) = f.trigger(&Requester { client: b"nfs", key: None }, Trigger::Write, 0);
+        assert!(n.is_empty());
+        let (n, wait) = f.trigger(&Requester { client: b"smb", key: None }, Trigger::Write, 0);
+        assert!(matches!(&n[0], Note::Break { to: 0, ack: true, .. }));
+        assert_eq!(wait.len(), 1);
+    }
+
+    #[test]
+    fn byte_range_lock_rules() {
+        let f = FileLeases::default();
+        let mut r = req(b"c1", 1, K1, RWH);
+        r.brl_below_eof = true;
+        assert_eq!(f.grant(&r).state, 0);
+        r.overwrite = true;
+        assert_eq!(f.grant(&r).state, RWH);
+    }
+
+    #[test]
+    fn directory_lease_broken_by_child_change_with_other_parent_key() {
+        let mut f = FileLeases::default();
+        let mut d = req(b"c1", 1, K1, R | H);
+        d.dir = true;
+        assert_eq!(open(&mut f, &d).state, R | H);
+        let (n, _) = f.trigger(&Requester { client: b"c1", key: Some(&K1) }, Trigger::DirChange, 0);
+        assert!(n.is_empty(), "same parent key: no break");
+        let (n, wait) = f.trigger(&Requester { client: b"c2", key: Some(&K2) }, Trigger::DirChange, 0);
+        assert!(matches!(&n[0], Note::Break { from: 3, to: 0, ack: true, .. }));
+        assert!(wait.is_empty(), "directory change does not wait");
+    }
+
+    #[test]
+    fn last_close_releases_the_lease() {
+        let mut f = FileLeases::default();
+        open(&mut f, &req(b"c1", 1, K1, RWH));
+        open(&mut f, &req(b"c1", 2, K1, RWH));
+        assert!(f.close(b"c1", 1));
+        assert_eq!(f.leases.len(), 1);
+        assert!(f.close(b"c1", 2));
+        assert!(f.leases.is_empty());
+        assert!(!f.close(b"c1", 2));
+    }
+
+    #[test]
+    fn w_is_never_held_by_two_keys() {
+        let mut f = FileLeases::default();
+        open(&mut f, &req(b"c1", 1, K1, RWH));
+        // Without the break (e.g. a stat open by key2), key2 still cannot get W.
+        let g = f.grant(&req(b"c2", 2, K2, RWH));
+        assert_eq!(g.state & W, 0);
+    }
+}

@@ -1,0 +1,353 @@
+//! Leases, oplocks, delegations and break triggers.
+
+use super::boundary::{put, Fallback};
+use super::config::unilock;
+use super::events::unilock_wait;
+use super::status::{status_of, unilock_status};
+use crate::core::lease::{Key, Kind, Trigger};
+use crate::manager::WaitSpec;
+use crate::table::{LeaseAnswer, OpenSpec};
+use libc::c_char;
+
+/// Lease state: none.
+pub const UNILOCK_LEASE_NONE: u32 = 0;
+/// Lease state bit: read caching (MS-SMB2 value 0x01).
+pub const UNILOCK_LEASE_R: u32 = 0x01;
+/// Lease state bit: handle caching (MS-SMB2 value 0x02).
+pub const UNILOCK_LEASE_H: u32 = 0x02;
+/// Lease state bit: write caching (MS-SMB2 value 0x04).
+pub const UNILOCK_LEASE_W: u32 = 0x04;
+
+/// Oplock level II, as a lease state (R).
+pub const UNILOCK_OPLOCK_LEVEL_II: u32 = 0x01;
+/// Exclusive oplock, as a lease state (RW).
+pub const UNILOCK_OPLOCK_EXCLUSIVE: u32 = 0x05;
+/// Batch oplock, as a lease state (RWH).
+pub const UNILOCK_OPLOCK_BATCH: u32 = 0x07;
+/// NFSv4 read delegation, as a lease state (R).
+pub const UNILOCK_DELEG_READ: u32 = 0x01;
+/// NFSv4 write delegation, as a lease state (RW).
+pub const UNILOCK_DELEG_WRITE: u32 = 0x05;
+
+/// `unilock_open_req.lease_kind`: a plain open, no lease.
+pub const UNILOCK_LEASE_KIND_NONE: u32 = 0;
+/// An SMB2.1/3 lease keyed by `lease_key`, shared by every open of the client with that key.
+pub const UNILOCK_LEASE_KIND_LEASE: u32 = 1;
+/// An oplock: a keyless lease of this one open (Level II / Exclusive / Batch).
+pub const UNILOCK_LEASE_KIND_OPLOCK: u32 = 2;
+/// An NFSv4 delegation of the client (one per client and file); only ever granted as a try.
+pub const UNILOCK_LEASE_KIND_DELEGATION: u32 = 3;
+/// A per-open lease in the shape of Linux `F_SETLEASE` (read = R, write = RW); only ever a try.
+pub const UNILOCK_LEASE_KIND_SETLEASE: u32 = 4;
+
+/// Open flag: a stat open (only READ_ATTRIBUTES, WRITE_ATTRIBUTES, SYNCHRONIZE, READ_CONTROL): it
+/// breaks nothing, does not prevent W, and never gets an oplock.
+pub const UNILOCK_OPEN_STAT: u32 = 0x01;
+/// Open flag: opened for writing.
+pub const UNILOCK_OPEN_WRITE: u32 = 0x02;
+/// Open flag: an overwriting or superseding open (breaks every other lease to none).
+pub const UNILOCK_OPEN_OVERWRITE: u32 = 0x04;
+/// Open flag: the file is a directory (leases: none, R, RH only).
+pub const UNILOCK_OPEN_DIRECTORY: u32 = 0x08;
+/// Open flag: the open failed with a sharing violation: break other holders' H and record nothing;
+/// retry the open (and the sharing check) once the breaks are done.
+pub const UNILOCK_OPEN_SHARING_VIOLATION: u32 = 0x10;
+
+/// Trigger: a data write or set-size (R leases of others go to none; W holders must flush first).
+pub const UNILOCK_TRIGGER_WRITE: u32 = 1;
+/// Trigger: truncate / overwrite (every other lease to none).
+pub const UNILOCK_TRIGGER_TRUNCATE: u32 = 2;
+/// Trigger: delete of the file (others lose H).
+pub const UNILOCK_TRIGGER_DELETE: u32 = 3;
+/// Trigger: rename of the file (others lose H).
+pub const UNILOCK_TRIGGER_RENAME: u32 = 4;
+/// Trigger: a directory entry created, deleted, renamed or changed; `file_id` is the directory and
+/// `key` the parent lease key of the opener (a lease with that key is not broken).
+pub const UNILOCK_TRIGGER_DIR_CHANGE: u32 = 5;
+/// Trigger: a byte-range lock (lock calls run this one themselves).
+pub const UNILOCK_TRIGGER_BYTE_RANGE_LOCK: u32 = 6;
+
+/// An open, with an optional lease, oplock or delegation request.
+#[repr(C)]
+pub struct unilock_open_req {
+    /// `UNILOCK_LEASE_KIND_*`.
+    pub lease_kind: u32,
+    /// `UNILOCK_OPEN_*` flags.
+    pub flags: u32,
+    /// The requested state: `UNILOCK_LEASE_R|H|W` bits (oplock levels and delegation types are such
+    /// states). Bits outside R|H|W are `UNILOCK_E_INVALID`; a state without R is granted none.
+    pub requested: u32,
+    /// Lease version, 1 or 2 (epochs are kept for version 2).
+    pub lease_version: u32,
+    /// The client's lease key (`UNILOCK_LEASE_KIND_LEASE`); ignored for other kinds.
+    pub lease_key: [u8; 16],
+    /// Version 2: the epoch the client sent.
+    pub epoch: u32,
+    /// Break timeout for this lease in ms; 0 = the handle's `lease_break_timeout_ms`.
+    pub break_timeout_ms: u64,
+    /// The file's size, for the rule "no R or H while a byte-range lock starts below end of file".
+    pub file_size: u64,
+}
+
+/// What an open got.
+#[repr(C)]
+pub struct unilock_open_result {
+    /// The granted state (`UNILOCK_LEASE_*` bits); 0 when none.
+    pub state: u32,
+    /// The lease epoch after the grant.
+    pub epoch: u32,
+    /// 1 if the same key is being broken: the open joined the lease and `state` is its current state.
+    pub breaking: u32,
+    /// The key the lease is known by in break events (the request's key, or the one unilock made for
+    /// an oplock, delegation or setlease).
+    pub lease_key: [u8; 16],
+    /// On `UNILOCK_PENDING`: the id of the wait (a `UNILOCK_EVENT_BREAKS_DONE` event follows).
+    pub request_id: u64,
+}
+
+/// Maps an event's lease kind (0 = not a lease event, else `Kind as u8 + 1`) to C.
+pub fn kind_to_c(k: u8) -> u32 {
+    match k {
+        x if x == Kind::Lease as u8 + 1 => UNILOCK_LEASE_KIND_LEASE,
+        x if x == Kind::Oplock as u8 + 1 => UNILOCK_LEASE_KIND_OPLOCK,
+        x if x == Kind::Delegation as u8 + 1 => UNILOCK_LEASE_KIND_DELEGATION,
+        _ => UNILOCK_LEASE_KIND_NONE,
+    }
+}
+
+/// The key unilock uses for keyless kinds.
+fn synth_key(tag: &[u8; 4], open_id: u64) -> Key {
+    let mut k = [0u8; 16];
+    k[..4].copy_from_slice(tag);
+    k[8..].copy_from_slice(&open_id.to_le_bytes());
+    k
+}
+
+fn cstr<'a>(p: *const c_char) -> Option<&'a [u8]> {
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: the caller promises a NUL-terminated string valid for the call.
+    Some(unsafe { std::ffi::CStr::from_ptr(p) }.to_bytes())
+}
+
+fn key_of(p: *const u8) -> Option<Key> {
+    if p.is_null() {
+        return None;
+    }
+    let mut k = [0u8; 16];
+    // SAFETY: the caller promises 16 readable bytes.
+    unsafe { std::ptr::copy_nonoverlapping(p, k.as_mut_ptr(), 16) };
+    Some(k)
+}
+
+fn wait_of(w: *const unilock_wait) -> Option<WaitSpec> {
+    // SAFETY: NULL or a valid `unilock_wait` for the call.
+    unsafe { w.as_ref() }.map(|w| WaitSpec { token: w.token, user_data: w.user_data as usize, timeout_ms: 0 })
+}
+
+/// Records an open and answers its lease, oplock or delegation request (SMB2 CREATE, NFSv4 OPEN),
+/// after running the open's break trigger against every other holder (SPEC.md §4).
+///
+/// `client`: NUL-terminated client id. `open_id`: the open, unique per client and file. `req`: what
+/// is asked. `wait`: non-NULL if the requester can wait for breaks (an SMB open); NULL if it cannot
+/// (NFSv4 answers NFS4ERR_DELAY). `out`: the grant (on `UNILOCK_OK`) or the wait id (on
+/// `UNILOCK_PENDING`).
+///
+/// Rules, in short: R and H may be held by many keys, W only while no open of another key exists; a
+/// same-key open joins the lease and upgrades it only to a strict superset that can be granted whole;
+/// next to an oplock a lease gets at most R, an oplock next to an R lease gets Level II and next to an H
+/// lease nothing; no R or H while a byte-range lock starts below `file_size` (unless overwriting);
+/// directories never get W; a delegation or setlease is granted whole or not at all, never by
+/// breaking anything. A new v2 lease starts at `epoch` + 1.
+///
+/// Returns `UNILOCK_OK` (recorded; `out->state` may be 0); `UNILOCK_PENDING` (breaks must be
+/// acknowledged first: nothing recorded; retry the open after `UNILOCK_EVENT_BREAKS_DONE`);
+/// `UNILOCK_E_BUSY` (the same, but `wait` was NULL); `UNILOCK_E_INVALID` (NULL argument, unknown kind
+/// or flags, state bits outside R|H|W, a lease key that already leases another file for this client).
+/// With `UNILOCK_OPEN_SHARING_VIOLATION` nothing is ever recorded: `UNILOCK_OK` means no H break was
+/// needed and the sharing violation stands. Thread-safe; never sleeps.
+#[no_mangle]
+pub extern "C" fn unilock_file_open(
+    ul: *const unilock,
+    file_id: *const u8,
+    file_id_len: usize,
+    client: *const c_char,
+    open_id: u64,
+    req: *const unilock_open_req,
+    wait: *const unilock_wait,
+    out: *mut unilock_open_result,
+) -> unilock_status {
+    boundary! {
+        let ul = try_ref!(ul);
+        let file = try_bytes!(file_id, file_id_len);
+        let Some(client) = cstr(client) else { return unilock_status::invalid() };
+        let r = try_ref!(req);
+        const FLAGS: u32 = UNILOCK_OPEN_STAT | UNILOCK_OPEN_WRITE | UNILOCK_OPEN_OVERWRITE | UNILOCK_OPEN_DIRECTORY | UNILOCK_OPEN_SHARING_VIOLATION;
+        if r.flags & !FLAGS != 0 || r.requested > 0xFF || r.epoch > 0xFFFF {
+            return unilock_status::invalid();
+        }
+        let (kind, key) = match r.lease_kind {
+            UNILOCK_LEASE_KIND_NONE => (None, [0u8; 16]),
+            UNILOCK_LEASE_KIND_LEASE => (Some(Kind::Lease), r.lease_key),
+            UNILOCK_LEASE_KIND_OPLOCK => (Some(Kind::Oplock), synth_key(b"OPLK", open_id)),
+            UNILOCK_LEASE_KIND_DELEGATION => (Some(Kind::Delegation), synth_key(b"DELG", 0)),
+            UNILOCK_LEASE_KIND_SETLEASE => (Some(Kind::Delegation), synth_key(b"SETL", open_id)),
+            _ => return unilock_status::invalid(),
+        };
+        let spec = OpenSpec {
+            kind,
+            key,
+            requested: r.requested as u8,
+            version: if r.lease_version >= 2 { 2 } else { 1 },
+            epoch: r.epoch as u16,
+            stat: r.flags & UNILOCK_OPEN_STAT != 0,
+            write: r.flags & UNILOCK_OPEN_WRITE != 0,
+            overwrite: r.flags & UNILOCK_OPEN_OVERWRITE != 0,
+            dir: r.flags & UNILOCK_OPEN_DIRECTORY != 0,
+            sharing_violation: r.flags & UNILOCK_OPEN_SHARING_VIOLATION != 0,
+            file_size: r.file_size,
+            timeout_ms: r.break_timeout_ms,
+        };
+        if out.is_null() {
+            return unilock_status::invalid();
+        }
+        match ul.inner.open_file(file, client, open_id, &spec, wait_of(wait).as_ref()) {
+            Ok(LeaseAnswer::Ready(g)) => {
+                put(out, unilock_open_result { state: g.state as u32, epoch: g.epoch as u32, breaking: g.breaking as u32, lease_key: key, request_id: 0 });
+                unilock_status::UNILOCK_OK
+            }
+            Ok(LeaseAnswer::Pending(id)) => {
+                put(out, unilock_open_result { state: 0, epoch: 0, breaking: 0, lease_key: key, request_id: id });
+                unilock_status::UNILOCK_PENDING
+            }
+            Err(e) => status_of(&e),
+        }
+    }
+}
+
+/// Closes an open recorded by `unilock_file_open`. The open's lease (or oplock) goes with the last
+/// open that uses it; breaks waited on for it end, and their waiters proceed.
+///
+/// Returns `UNILOCK_OK`, `UNILOCK_E_NOT_FOUND` (no such open) or `UNILOCK_E_INVALID`. Byte-range locks
+/// of the open are released separately (`unilock_release_open`).
+#[no_mangle]
+pub extern "C" fn unilock_file_close(
+    ul: *const unilock,
+    file_id: *const u8,
+    file_id_len: usize,
+    client: *const c_char,
+    open_id: u64,
+) -> unilock_status {
+    boundary! {
+        let ul = try_ref!(ul);
+        let file = try_bytes!(file_id, file_id_len);
+        let Some(client) = cstr(client) else { return unilock_status::invalid() };
+        match ul.inner.close_file(file, client, open_id) {
+            Ok(()) => unilock_status::UNILOCK_OK,
+            Err(e) => status_of(&e),
+        }
+    }
+}
+
+/// Acknowledges a lease break (SMB2 LEASE_BREAK_ACK, oplock break ack).
+///
+/// `key`: 16 bytes, as in the break event. `state`: the acknowledged state, any subset of the
+/// break-to state (none removes the lease). If the lease must go lower still (a second trigger came
+/// during the break), a further break event follows with the same epoch.
+///
+/// Returns `UNILOCK_OK`; `UNILOCK_E_NOT_FOUND` (unknown key, or a key of another client);
+/// `UNILOCK_E_NO_BREAK` (no break in progress: a second ack, an ack after the timeout, an ack of an
+/// R→none break); `UNILOCK_E_BAD_ACK` (not a subset of the break-to state); `UNILOCK_E_INVALID`.
+#[no_mangle]
+pub extern "C" fn unilock_lease_ack(
+    ul: *const unilock,
+    file_id: *const u8,
+    file_id_len: usize,
+    client: *const c_char,
+    key: *const u8,
+    state: u32,
+) -> unilock_status {
+    boundary! {
+        let ul = try_ref!(ul);
+        let file = try_bytes!(file_id, file_id_len);
+        let Some(client) = cstr(client) else { return unilock_status::invalid() };
+        let Some(key) = key_of(key) else { return unilock_status::invalid() };
+        if state > 0xFF {
+            return unilock_status::invalid();
+        }
+        match ul.inner.lease_ack(file, client, &key, state as u8) {
+            Ok(()) => unilock_status::UNILOCK_OK,
+            Err(e) => status_of(&e),
+        }
+    }
+}
+
+/// Gives a lease back at once (NFSv4 DELEGRETURN, `F_SETLEASE` with `F_UNLCK`).
+///
+/// Returns `UNILOCK_OK`, `UNILOCK_E_NOT_FOUND` or `UNILOCK_E_INVALID`.
+#[no_mangle]
+pub extern "C" fn unilock_lease_release(
+    ul: *const unilock,
+    file_id: *const u8,
+    file_id_len: usize,
+    client: *const c_char,
+    key: *const u8,
+) -> unilock_status {
+    boundary! {
+        let ul = try_ref!(ul);
+        let file = try_bytes!(file_id, file_id_len);
+        let Some(client) = cstr(client) else { return unilock_status::invalid() };
+        let Some(key) = key_of(key) else { return unilock_status::invalid() };
+        match ul.inner.lease_release(file, client, &key) {
+            Ok(()) => unilock_status::UNILOCK_OK,
+            Err(e) => status_of(&e),
+        }
+    }
+}
+
+/// Reports activity that breaks other holders' leases, from any protocol (an NFS write, an SMB
+/// delete, a rename, a directory change). The requester's own lease (same client and key, or the
+/// delegation's own client) is never broken.
+///
+/// `client`: the requester. `key`: its lease key (16 bytes; the parent key for
+/// `UNILOCK_TRIGGER_DIR_CHANGE`), or NULL. `trigger`: `UNILOCK_TRIGGER_*`. `wait`: non-NULL if the
+/// requester can wait. `request_id`: on `UNILOCK_PENDING`, the wait's id; may be NULL.
+///
+/// Returns `UNILOCK_OK` (proceed: no break needs an ack first; R→none breaks already took effect);
+/// `UNILOCK_PENDING` (a `UNILOCK_EVENT_BREAKS_DONE` event follows once the breaks are acknowledged,
+/// released or timed out); `UNILOCK_E_BUSY` (the same, `wait` NULL); `UNILOCK_E_INVALID`.
+#[no_mangle]
+pub extern "C" fn unilock_break_trigger(
+    ul: *const unilock,
+    file_id: *const u8,
+    file_id_len: usize,
+    client: *const c_char,
+    key: *const u8,
+    trigger: u32,
+    wait: *const unilock_wait,
+    request_id: *mut u64,
+) -> unilock_status {
+    boundary! {
+        let ul = try_ref!(ul);
+        let file = try_bytes!(file_id, file_id_len);
+        let Some(client) = cstr(client) else { return unilock_status::invalid() };
+        let key = key_of(key);
+        let t = match trigger {
+            UNILOCK_TRIGGER_WRITE => Trigger::Write,
+            UNILOCK_TRIGGER_TRUNCATE => Trigger::Overwrite,
+            UNILOCK_TRIGGER_DELETE | UNILOCK_TRIGGER_RENAME => Trigger::DeleteRename,
+            UNILOCK_TRIGGER_DIR_CHANGE => Trigger::DirChange,
+            UNILOCK_TRIGGER_BYTE_RANGE_LOCK => Trigger::ByteRangeLock,
+            _ => return unilock_status::invalid(),
+        };
+        match ul.inner.lease_trigger(file, client, key.as_ref(), t, wait_of(wait).as_ref()) {
+            Ok(LeaseAnswer::Ready(_)) => unilock_status::UNILOCK_OK,
+            Ok(LeaseAnswer::Pending(id)) => {
+                put(request_id, id);
+                unilock_status::UNILOCK_PENDING
+            }
+            Err(e) => status_of(&e),
+        }
+    }
+}
