@@ -315,6 +315,11 @@
 #define UNILOCK_FILE_ID_CANONICAL_LEN 25
 
 /**
+ * The schema version this library writes.
+ */
+#define VERSION 1
+
+/**
  * Status codes returned by every fallible unilock call.
  *
  * `UNILOCK_OK` is 0. `UNILOCK_PENDING` is a non-error status. Errors are numbered from 100; numbers
@@ -380,6 +385,24 @@ enum unilock_status
    * A lease acknowledgement for a state that is not a subset of the break-to state.
    */
   UNILOCK_E_BAD_ACK = 114,
+  /**
+   * The grace period after a restart is active: new locks and leases are refused, reclaims and
+   * tests are allowed (NFS4ERR_GRACE, NLM4_DENIED_GRACE_PERIOD).
+   */
+  UNILOCK_E_GRACE = 108,
+  /**
+   * A reclaim outside the grace period (NFS4ERR_NO_GRACE).
+   */
+  UNILOCK_E_NO_GRACE = 109,
+  /**
+   * A reclaim that does not match what existed before the restart (NFS4ERR_RECLAIM_BAD).
+   */
+  UNILOCK_E_RECLAIM_DENIED = 110,
+  /**
+   * The SQLite store failed, or refused a corrupt database or one of a newer schema (it is never
+   * rewritten); `unilock_errdetail()` gives the message.
+   */
+  UNILOCK_E_STORE = 115,
   /**
    * The system refused a resource the call needed (a file descriptor or a thread).
    */
@@ -1154,6 +1177,13 @@ unilock_status unilock_set_log(unilock_log_fn f,
  * "unknown status". The string must not be freed. Thread-safe; may be called from a callback.
  */
 const char *unilock_strerror(uint32_t status);
+
+/**
+ * The detail of the calling thread's last failure (for example the SQLite message behind
+ * `UNILOCK_E_STORE`, or which argument was invalid), or "" if none. Per thread, so another
+ * thread's failure never overwrites it. Valid until this thread's next failing unilock call.
+ */
+const char *unilock_errdetail(void);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -38,6 +38,14 @@ pub enum Error {
     NoBreak,
     /// A lease acknowledgement for a state that is not a subset of the break-to state.
     BadAck,
+    /// A new lock or lease during the grace period.
+    Grace,
+    /// A reclaim outside the grace period.
+    NoGrace,
+    /// A reclaim that does not match the state before the restart.
+    ReclaimDenied,
+    /// The SQLite store failed or refused the database; the text says why.
+    Store(String),
     /// The system refused a resource (a descriptor, a thread).
     Resource(&'static str),
 }

@@ -11,3 +11,4 @@ pub mod ffi;
 pub mod clock;
 pub mod events;
 pub mod requests;
+pub mod store;

@@ -227,8 +227,9 @@ impl FileState {
         elems: &[(LockType, Range)],
     ) -> std::result::Result<(), (usize, Error)> {
         let owner = self.owners.intern(flavour, o);
-        // Undo log: for each applied step, the locks it removed and the ids it added.
-        let mut undo: Vec<(Vec<Lock>, smallvec::SmallVec<[LockId; 3]>)> = Vec::new();
+        // Every element changes only this owner's locks: a snapshot of them is the whole undo.
+        let mut before: Vec<Lock> = Vec::new();
+        self.locks.of_owner(owner).for_each(|id| before.push(*self.locks.get(id)));
         for (i, (kind, range)) in elems.iter().enumerate() {
             let decision = match flavour {
                 Flavour::Posix => core::posix::lock(&self.locks, owner, *kind, range),
@@ -236,23 +237,19 @@ impl FileState {
             };
             match decision {
                 Ok(c) => {
-                    let removed: Vec<Lock> = c.removed.iter().map(|&id| *self.locks.get(id)).collect();
-                    let added = self.commit(&c);
-                    undo.push((removed, added));
+                    self.commit(&c);
                 }
                 Err(d) => {
                     let err = self.refusal(d);
-                    for (removed, added) in undo.into_iter().rev() {
-                        let mut back = Changes::default();
-                        back.removed.extend(added);
-                        back.added.extend(removed.into_iter().map(|l| core::NewLock {
-                            owner: l.owner,
-                            flavour: l.flavour,
-                            kind: l.kind,
-                            range: l.range,
-                        }));
-                        self.commit(&back);
-                    }
+                    let mut back = Changes::default();
+                    self.locks.of_owner(owner).for_each(|id| back.removed.push(id));
+                    back.added.extend(before.into_iter().map(|l| core::NewLock {
+                        owner: l.owner,
+                        flavour: l.flavour,
+                        kind: l.kind,
+                        range: l.range,
+                    }));
+                    self.commit(&back);
                     return Err((i, err));
                 }
             }

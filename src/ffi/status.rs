@@ -40,6 +40,16 @@ pub enum unilock_status {
     UNILOCK_E_NO_BREAK = 113,
     /// A lease acknowledgement for a state that is not a subset of the break-to state.
     UNILOCK_E_BAD_ACK = 114,
+    /// The grace period after a restart is active: new locks and leases are refused, reclaims and
+    /// tests are allowed (NFS4ERR_GRACE, NLM4_DENIED_GRACE_PERIOD).
+    UNILOCK_E_GRACE = 108,
+    /// A reclaim outside the grace period (NFS4ERR_NO_GRACE).
+    UNILOCK_E_NO_GRACE = 109,
+    /// A reclaim that does not match what existed before the restart (NFS4ERR_RECLAIM_BAD).
+    UNILOCK_E_RECLAIM_DENIED = 110,
+    /// The SQLite store failed, or refused a corrupt database or one of a newer schema (it is never
+    /// rewritten); `unilock_errdetail()` gives the message.
+    UNILOCK_E_STORE = 115,
     /// The system refused a resource the call needed (a file descriptor or a thread).
     UNILOCK_E_RESOURCE = 116,
     /// An internal error (a caught panic). The handle remains usable; the failed call changed nothing
@@ -47,8 +57,24 @@ pub enum unilock_status {
     UNILOCK_E_INTERNAL = 199,
 }
 
-/// Maps a crate error to its status.
+thread_local! {
+    static DETAIL: std::cell::RefCell<std::ffi::CString> = std::cell::RefCell::new(std::ffi::CString::default());
+}
+
+/// Remembers the detail of the calling thread's last failure.
+pub fn set_detail(text: &str) {
+    let c = std::ffi::CString::new(text.replace('\0', " ")).unwrap_or_default();
+    DETAIL.with(|d| *d.borrow_mut() = c);
+}
+
+/// Maps a crate error to its status (and records its detail for `unilock_errdetail`).
 pub fn status_of(e: &Error) -> unilock_status {
+    match e {
+        Error::Invalid(why) => set_detail(why),
+        Error::Store(why) => set_detail(why),
+        Error::Resource(why) => set_detail(why),
+        _ => {}
+    }
     match e {
         Error::Invalid(_) => unilock_status::UNILOCK_E_INVALID,
         Error::InvalidRange => unilock_status::UNILOCK_E_INVALID_RANGE,
@@ -61,6 +87,10 @@ pub fn status_of(e: &Error) -> unilock_status {
         Error::NoBreak => unilock_status::UNILOCK_E_NO_BREAK,
         Error::BadAck => unilock_status::UNILOCK_E_BAD_ACK,
         Error::Resource(_) => unilock_status::UNILOCK_E_RESOURCE,
+        Error::Grace => unilock_status::UNILOCK_E_GRACE,
+        Error::NoGrace => unilock_status::UNILOCK_E_NO_GRACE,
+        Error::ReclaimDenied => unilock_status::UNILOCK_E_RECLAIM_DENIED,
+        Error::Store(_) => unilock_status::UNILOCK_E_STORE,
     }
 }
 
@@ -81,7 +111,11 @@ pub extern "C" fn unilock_strerror(status: u32) -> *const libc::c_char {
             104 => c"deadlock",
             105 => c"timed out",
             111 => c"busy: retry later",
+            108 => c"grace period: only reclaims are allowed",
+            109 => c"no grace period: reclaim refused",
+            110 => c"reclaim does not match the state before the restart",
             112 => c"not found",
+            115 => c"storage error",
             113 => c"no break in progress",
             114 => c"acknowledged state not allowed",
             116 => c"out of system resources",
@@ -89,5 +123,15 @@ pub extern "C" fn unilock_strerror(status: u32) -> *const libc::c_char {
             _ => c"unknown status",
         };
         s.as_ptr()
+    }
+}
+
+/// The detail of the calling thread's last failure (for example the SQLite message behind
+/// `UNILOCK_E_STORE`, or which argument was invalid), or "" if none. Per thread, so another
+/// thread's failure never overwrites it. Valid until this thread's next failing unilock call.
+#[no_mangle]
+pub extern "C" fn unilock_errdetail() -> *const libc::c_char {
+    boundary! {
+        DETAIL.with(|d| d.borrow().as_ptr())
     }
 }

@@ -1,0 +1,353 @@
+//! Persistence in SQLite (rusqlite, bundled): locks, leases and client records, the durability
+//! modes, and the pre-restart state that grace-period reclaims are checked against.
+//!
+//! The store only mirrors what the in-memory table decided: the table journals every change of a
+//! file (lock rows ±1, the file's lease set), and the store writes the journal — in the same call
+//! (`Sync`, `Process`) or coalesced in memory and written at most `batch_ms` later (`Batch`).
+//!
+//! Every file the store uses (the database, `-wal`, `-shm`) is created and opened in `Store::open`,
+//! because hosts such as Samba call later under the client's uid.
+
+pub mod schema;
+
+use parking_lot::Mutex;
+use rusqlite::{params, Connection, OpenFlags};
+use std::collections::{HashMap, HashSet};
+
+/// What "granted" promises after a crash (documented on `unilock_config.durability`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Committed with `synchronous=FULL` before the call returns: survives process crash and power loss.
+    Sync,
+    /// Committed (WAL, `synchronous=NORMAL`) before the call returns: survives a process crash; a power
+    /// loss may lose the last commits.
+    Process,
+    /// Coalesced in memory and committed at most `batch_ms` later: a crash may lose that window.
+    Batch,
+}
+
+/// One lock row: a held lock as callers name it (Windows stacking is the `count`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LockRow {
+    pub file: Box<[u8]>,
+    pub client: Box<[u8]>,
+    pub owner: Box<[u8]>,
+    pub open_id: u64,
+    /// 1 POSIX, 2 Windows (the C values).
+    pub flavour: u8,
+    /// 1 shared, 2 exclusive.
+    pub kind: u8,
+    pub start: u64,
+    /// As callers give it (`UNILOCK_TO_EOF` for a POSIX lock to the end).
+    pub length: u64,
+}
+
+/// One lease row.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LeaseRow {
+    pub file: Box<[u8]>,
+    pub client: Box<[u8]>,
+    pub key: [u8; 16],
+    pub kind: u8,
+    pub version: u8,
+    pub dir: bool,
+    pub state: u8,
+    pub epoch: u16,
+    pub breaking: bool,
+    pub break_to: u8,
+}
+
+/// Changes of one operation, journaled by the table.
+#[derive(Debug, Default)]
+pub struct Journal {
+    pub locks: Vec<(LockRow, i64)>,
+    /// Files whose lease set changed, with the new set.
+    pub leases: Vec<(Box<[u8]>, Vec<LeaseRow>)>,
+}
+
+impl Journal {
+    pub fn is_empty(&self) -> bool {
+        self.locks.is_empty() && self.leases.is_empty()
+    }
+}
+
+/// What a restart finds.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    pub locks: Vec<LockRow>,
+    pub leases: Vec<LeaseRow>,
+    /// Clients that held state (the expected clients of the grace period).
+    pub clients: Vec<Box<[u8]>>,
+}
+
+#[derive(Debug)]
+pub struct StoreError(pub String);
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError(e.to_string())
+    }
+}
+
+#[derive(Default)]
+struct Pending {
+    locks: HashMap<LockRow, i64>,
+    leases: HashMap<Box<[u8]>, Vec<LeaseRow>>,
+}
+
+pub struct Store {
+    conn: Mutex<Connection>,
+    mode: Durability,
+    pending: Mutex<Pending>,
+    known_clients: Mutex<HashSet<Box<[u8]>>>,
+}
+
+fn i(v: u64) -> i64 {
+    v as i64
+}
+fn u(v: i64) -> u64 {
+    v as u64
+}
+
+impl Store {
+    /// Opens (creating if needed) the database, migrates it forward, and takes the state of the
+    /// previous run as the pre-restart state (moved to `prev_*`; merged with what an earlier,
+    /// unfinished grace period left there).
+    pub fn open(path: &str, mode: Durability) -> Result<(Store, Recovered), StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Any read of a corrupt file fails here, before anything is written.
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))?;
+        if version > schema::VERSION {
+            return Err(StoreError(format!(
+                "database schema version {version} is newer than this library's {}; refusing to touch it",
+                schema::VERSION
+            )));
+        }
+        let jm: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        if !jm.eq_ignore_ascii_case("wal") {
+            return Err(StoreError(format!("cannot use WAL journal mode (got {jm})")));
+        }
+        conn.execute_batch(match mode {
+            Durability::Sync => "PRAGMA synchronous=FULL;",
+            _ => "PRAGMA synchronous=NORMAL;",
+        })?;
+        {
+            let tx = conn.unchecked_transaction()?;
+            for v in version..schema::VERSION {
+                tx.execute_batch(schema::MIGRATIONS[v as usize])?;
+            }
+            tx.execute_batch(&format!("PRAGMA user_version={}", schema::VERSION))?;
+            tx.commit()?;
+        }
+        let rec = {
+            let tx = conn.unchecked_transaction()?;
+            // The live state becomes (part of) the pre-restart state; duplicates from an unfinished
+            // earlier grace period are summed when read.
+            tx.execute_batch(
+                "INSERT INTO prev_locks SELECT * FROM locks; DELETE FROM locks;
+                 INSERT INTO prev_leases SELECT * FROM leases; DELETE FROM leases;",
+            )?;
+            let rec = Self::read_prev(&tx)?;
+            tx.commit()?;
+            rec
+        };
+        let known: HashSet<Box<[u8]>> = {
+            let mut st = conn.prepare("SELECT client FROM clients")?;
+            let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+            rows.filter_map(|r| r.ok()).map(|v| v.into_boxed_slice()).collect()
+        };
+        Ok((Store { conn: Mutex::new(conn), mode, pending: Mutex::default(), known_clients: Mutex::new(known) }, rec))
+    }
+
+    fn read_prev(tx: &Connection) -> Result<Recovered, StoreError> {
+        let mut rec = Recovered::default();
+        {
+            let mut st = tx.prepare(
+                "SELECT file, client, owner, open_id, flavour, type, start, length, sum(count) FROM prev_locks
+                 GROUP BY file, client, owner, open_id, flavour, type, start, length HAVING sum(count) > 0",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok((
+                    LockRow {
+                        file: r.get::<_, Vec<u8>>(0)?.into(),
+                        client: r.get::<_, Vec<u8>>(1)?.into(),
+                        owner: r.get::<_, Vec<u8>>(2)?.into(),
+                        open_id: u(r.get(3)?),
+                        flavour: r.get(4)?,
+                        kind: r.get(5)?,
+                        start: u(r.get(6)?),
+                        length: u(r.get(7)?),
+                    },
+                    r.get::<_, i64>(8)?,
+                ))
+            })?;
+            for row in rows {
+                let (l, n) = row?;
+                for _ in 0..n.min(1 << 20) {
+                    rec.locks.push(l.clone());
+                }
+            }
+        }
+        {
+            let mut st = tx.prepare(
+                "SELECT file, client, key, kind, version, dir, max(state), max(epoch), 0, 0 FROM prev_leases
+                 GROUP BY file, client, key",
+            )?;
+            let rows = st.query_map([], |r| {
+                let key: Vec<u8> = r.get(2)?;
+                let mut k = [0u8; 16];
+                let n = key.len().min(16);
+                k[..n].copy_from_slice(&key[..n]);
+                Ok(LeaseRow {
+                    file: r.get::<_, Vec<u8>>(0)?.into(),
+                    client: r.get::<_, Vec<u8>>(1)?.into(),
+                    key: k,
+                    kind: r.get(3)?,
+                    version: r.get(4)?,
+                    dir: r.get::<_, i64>(5)? != 0,
+                    state: r.get(6)?,
+                    epoch: r.get::<_, i64>(7)? as u16,
+                    breaking: r.get::<_, i64>(8)? != 0,
+                    break_to: r.get(9)?,
+                })
+            })?;
+            for row in rows {
+                rec.leases.push(row?);
+            }
+        }
+        let mut clients: Vec<Box<[u8]>> = rec.locks.iter().map(|l| l.client.clone()).chain(rec.leases.iter().map(|l| l.client.clone())).collect();
+        clients.sort();
+        clients.dedup();
+        rec.clients = clients;
+        Ok(rec)
+    }
+
+    pub fn mode(&self) -> Durability {
+        self.mode
+    }
+
+    /// Makes a client record durable before the client's first grant (in every mode).
+    pub fn ensure_client(&self, client: &[u8]) -> Result<(), StoreError> {
+        if self.known_clients.lock().contains(client) {
+            return Ok(());
+        }
+        self.conn.lock().execute("INSERT OR IGNORE INTO clients(client) VALUES (?1)", params![client])?;
+        self.known_clients.lock().insert(client.into());
+        Ok(())
+    }
+
+    /// Records a client registration (adapter, address, TTL).
+    pub fn put_client(&self, client: &[u8], adapter: &str, address: &str, ttl_ms: u64) -> Result<(), StoreError> {
+        self.conn.lock().execute(
+            "INSERT INTO clients(client, adapter, address, ttl_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(client) DO UPDATE SET adapter = excluded.adapter, address = excluded.address, ttl_ms = excluded.ttl_ms",
+            params![client, adapter, address, i(ttl_ms)],
+        )?;
+        self.known_clients.lock().insert(client.into());
+        Ok(())
+    }
+
+    /// Writes (or, in batch mode, queues) one operation's journal.
+    pub fn record(&self, j: Journal) -> Result<(), StoreError> {
+        if j.is_empty() {
+            return Ok(());
+        }
+        match self.mode {
+            Durability::Batch => {
+                let mut p = self.pending.lock();
+                for (row, d) in j.locks {
+                    let e = p.locks.entry(row).or_insert(0);
+                    *e += d;
+                }
+                for (file, rows) in j.leases {
+                    p.leases.insert(file, rows);
+                }
+                Ok(())
+            }
+            _ => {
+                let mut p = Pending::default();
+                for (row, d) in j.locks {
+                    *p.locks.entry(row).or_insert(0) += d;
+                }
+                for (file, rows) in j.leases {
+                    p.leases.insert(file, rows);
+                }
+                self.write(p)
+            }
+        }
+    }
+
+    /// Whether batched changes wait to be written.
+    pub fn has_pending(&self) -> bool {
+        let p = self.pending.lock();
+        !p.locks.is_empty() || !p.leases.is_empty()
+    }
+
+    /// Writes every batched change now (batch mode; a no-op otherwise).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let p = std::mem::take(&mut *self.pending.lock());
+        self.write(p)
+    }
+
+    fn write(&self, p: Pending) -> Result<(), StoreError> {
+        if p.locks.is_empty() && p.leases.is_empty() {
+            return Ok(());
+        }
+        let conn = self.conn.lock();
+        let tx = conn.unchecked_transaction()?;
+        {
+            let mut up = tx.prepare_cached(
+                "INSERT INTO locks(file, client, owner, open_id, flavour, type, start, length, count)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT(file, client, owner, open_id, flavour, type, start, length)
+                 DO UPDATE SET count = count + excluded.count",
+            )?;
+            let mut gc = tx.prepare_cached(
+                "DELETE FROM locks WHERE file=?1 AND client=?2 AND owner=?3 AND open_id=?4 AND flavour=?5
+                 AND type=?6 AND start=?7 AND length=?8 AND count <= 0",
+            )?;
+            for (r, d) in p.locks {
+                if d == 0 {
+                    continue; // changes that cancel out are never written
+                }
+                let args = params![&*r.file, &*r.client, &*r.owner, i(r.open_id), r.flavour, r.kind, i(r.start), i(r.length)];
+                up.execute(params![&*r.file, &*r.client, &*r.owner, i(r.open_id), r.flavour, r.kind, i(r.start), i(r.length), d])?;
+                if d < 0 {
+                    gc.execute(args)?;
+                }
+            }
+            let mut del = tx.prepare_cached("DELETE FROM leases WHERE file = ?1")?;
+            let mut ins = tx.prepare_cached(
+                "INSERT OR REPLACE INTO leases(file, client, key, kind, version, dir, state, epoch, breaking, break_to)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?;
+            for (file, rows) in p.leases {
+                del.execute(params![&*file])?;
+                for l in rows {
+                    ins.execute(params![&*l.file, &*l.client, &l.key[..], l.kind, l.version, l.dir, l.state, l.epoch, l.breaking, l.break_to])?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Grace ended: the pre-restart state is gone for good.
+    pub fn end_grace(&self) -> Result<(), StoreError> {
+        self.conn.lock().execute_batch("DELETE FROM prev_locks; DELETE FROM prev_leases;")?;
+        Ok(())
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            log::error!("unilock: flushing the store at close failed: {}", e.0);
+        }
+    }
+}
