@@ -33,14 +33,6 @@ pub fn lock(set: &LockSet, owner: OwnerIdx, kind: LockType, range: &Range) -> Re
             return;
         }
         if l.kind == kind {
-            // Touching (not overlapping) neighbours do not merge across a zero-length lock of another
-            // owner at the seam: the merged lock would contain it strictly and so conflict with it.
-            if !overlaps(&l.range, range) {
-                let seam = if l.range.end == range.start as u128 { range.start } else { l.range.start };
-                if zero_length_conflict_at(set, owner, kind, seam) {
-                    return;
-                }
-            }
             merged.start = merged.start.min(l.range.start);
             merged.end = merged.end.max(l.range.end);
             c.removed.push(id);
@@ -65,16 +57,6 @@ pub fn unlock(set: &LockSet, owner: OwnerIdx, range: &Range) -> Changes {
         }
     });
     c
-}
-
-/// Another owner holds a zero-length lock at `at` that conflicts with `kind`.
-fn zero_length_conflict_at(set: &LockSet, owner: OwnerIdx, kind: LockType, at: u64) -> bool {
-    let (lo, hi) = (at as u128, at as u128 + 1);
-    let hit = |id: LockId| {
-        let l = set.get(id);
-        l.owner != owner && l.range.is_empty() && l.range.start == at
-    };
-    set.exclusive().find(lo, hi, hit).is_some() || (kind == LockType::Exclusive && set.shared().find(lo, hi, hit).is_some())
 }
 
 /// The parts of `old` left of and right of `cut`, kept with their type.
@@ -162,13 +144,16 @@ mod tests {
     }
 
     #[test]
-    fn no_merge_across_another_owners_zero_length_lock() {
+    fn merge_across_another_owners_zero_length_lock_like_samba() {
+        // Touching same-type locks merge even across another owner's zero-length lock at the seam
+        // (Samba's brl_lock_posix does the same): a zero-length lock locks no byte, and the request
+        // itself did not conflict with it.
         let mut s = LockSet::new();
         take(&mut s, A, Shared, r(2, 6)).unwrap();
         let c = crate::core::windows::lock(&s, B, Exclusive, &Range::new(6, 6)).unwrap();
         s.apply(&c);
         take(&mut s, A, Shared, r(6, 7)).unwrap();
-        assert_eq!(owned(&s, A), vec![(2, 6, Shared), (6, 7, Shared)]);
+        assert_eq!(owned(&s, A), vec![(2, 7, Shared)]);
     }
 
     #[test]
