@@ -52,6 +52,29 @@
 #define UNILOCK_EVENTS_LOOP 1
 
 /**
+ * `unilock_config.durability`: every change a call reports as done is committed to the database
+ * with `synchronous=FULL` before the call returns. After a process crash or a power loss, everything
+ * reported granted is in the database and can be reclaimed. Slowest.
+ */
+#define UNILOCK_DURABILITY_SYNC 0
+
+/**
+ * Every change is committed (SQLite WAL, `synchronous=NORMAL`) before the call returns. After a
+ * process crash everything reported granted is there; after a power loss the last commits before it
+ * may be missing.
+ */
+#define UNILOCK_DURABILITY_PROCESS 1
+
+/**
+ * Changes are coalesced in memory (a lock and its unlock cancel out and are never written) and
+ * committed at most `batch_ms` later, by the library thread or by `unilock_process_events` (the
+ * event fd becomes readable when a batch is due), and at `unilock_close`. After a crash, changes of
+ * the last `batch_ms` (or since the host last ran its event loop) may be missing. Client records
+ * are still written before a client's first grant.
+ */
+#define UNILOCK_DURABILITY_BATCH 2
+
+/**
  * Event type: a blocking lock request ended. `status` is `UNILOCK_OK` (granted: the owner now holds
  * the lock), `UNILOCK_E_TIMEOUT` (its timeout passed), or `UNILOCK_E_RANGE_NOT_LOCKED` (its open was
  * closed or its client released while it waited).
@@ -82,6 +105,12 @@
  * released or timed out); retry the open or the operation. `status` is `UNILOCK_OK`.
  */
 #define UNILOCK_EVENT_BREAKS_DONE 5
+
+/**
+ * Event type: the grace period ended and `client`'s pre-restart state that nobody reclaimed was
+ * released: `offset` locks and `length` leases. `request_id` is 0.
+ */
+#define UNILOCK_EVENT_GRACE_RELEASED 6
 
 /**
  * `unilock_cancel` outcome: the request was waiting and is gone; no event will be delivered for it.
@@ -196,6 +225,12 @@
  * retry the open (and the sharing check) once the breaks are done.
  */
 #define UNILOCK_OPEN_SHARING_VIOLATION 16
+
+/**
+ * Open flag: reclaim a lease or delegation held before a restart (NFSv4 CLAIM_PREVIOUS). SMB clients
+ * have no such flag: during grace, a lease request whose key existed before is a reclaim anyway.
+ */
+#define UNILOCK_OPEN_RECLAIM 32
 
 /**
  * Trigger: a data write or set-size (R leases of others go to none; W holders must flush first).
@@ -313,6 +348,13 @@
  * Length of a canonical file id made by `unilock_file_id_make`.
  */
 #define UNILOCK_FILE_ID_CANONICAL_LEN 25
+
+/**
+ * `unilock_lock_req.flags`: a reclaim of a lock held before a restart (NLM reclaim, NFSv4 reclaim).
+ * Allowed only during the grace period (`UNILOCK_E_NO_GRACE` otherwise) and only if a lock of the
+ * same owner and type on the same file covered it before (`UNILOCK_E_RECLAIM_DENIED` otherwise).
+ */
+#define UNILOCK_LOCK_RECLAIM 1
 
 /**
  * The schema version this library writes.
@@ -537,6 +579,26 @@ typedef struct unilock_config {
    * open may ask for its own (`unilock_open_req.break_timeout_ms`, e.g. one NFS lease period).
    */
   uint64_t lease_break_timeout_ms;
+  /**
+   * Path of the SQLite database, NUL-terminated; NULL (default) keeps state in memory only, with
+   * no recovery. Read during `unilock_open` only. The database and its `-wal` and `-shm` files are
+   * created and opened inside `unilock_open`, never later (hosts that switch uid after opening,
+   * such as Samba, keep working). A database holding state from a previous run starts a grace
+   * period.
+   */
+  const char *db_path;
+  /**
+   * `UNILOCK_DURABILITY_*` (default `UNILOCK_DURABILITY_SYNC`).
+   */
+  uint32_t durability;
+  /**
+   * Grace period after a restart, ms (default 90000, shared by all protocols).
+   */
+  uint64_t grace_period_ms;
+  /**
+   * `UNILOCK_DURABILITY_BATCH`: the longest a change waits before it is written, ms (default 10).
+   */
+  uint64_t batch_ms;
 } unilock_config;
 
 /**
@@ -587,6 +649,10 @@ typedef struct unilock_lock_req {
    * Number of bytes; `UNILOCK_TO_EOF` for a POSIX lock to the end; 0 is a zero-length Windows lock.
    */
   uint64_t length;
+  /**
+   * `UNILOCK_LOCK_*` flags (0 for none). Unknown bits are `UNILOCK_E_INVALID`.
+   */
+  uint32_t flags;
 } unilock_lock_req;
 
 /**
@@ -652,6 +718,28 @@ typedef struct unilock_lock_info {
    */
   uint8_t owner[2048];
 } unilock_lock_info;
+
+/**
+ * Grace period status.
+ */
+typedef struct unilock_grace_info {
+  /**
+   * 1 while the grace period is active.
+   */
+  uint32_t active;
+  /**
+   * Milliseconds left (0 when not active).
+   */
+  uint64_t remaining_ms;
+  /**
+   * Clients expected to reclaim.
+   */
+  uint64_t expected_clients;
+  /**
+   * Expected clients that said they are done (`unilock_reclaim_complete`).
+   */
+  uint64_t done_clients;
+} unilock_grace_info;
 
 /**
  * An open, with an optional lease, oplock or delegation request.
@@ -742,7 +830,8 @@ extern "C" {
  * Fills `*cfg` with the defaults and sets `cfg->size`.
  *
  * Defaults: `flags` 0; `event_mode` `UNILOCK_EVENTS_THREAD`; `event_fn` NULL; `event_user_data`
- * NULL; `lease_break_timeout_ms` 35000. Passing NULL does nothing. Thread-safe.
+ * NULL; `lease_break_timeout_ms` 35000; `db_path` NULL (in memory); `durability`
+ * `UNILOCK_DURABILITY_SYNC`; `grace_period_ms` 90000; `batch_ms` 10. Passing NULL does nothing. Thread-safe.
  */
 void unilock_config_init(struct unilock_config *cfg);
 
@@ -754,7 +843,9 @@ void unilock_config_init(struct unilock_config *cfg);
  *
  * Returns `UNILOCK_OK`; `UNILOCK_E_INVALID` if `out` is NULL, `cfg->size` is too small, or `cfg` sets
  * fields, flags or an event mode this library does not know; `UNILOCK_E_RESOURCE` if the event
- * descriptors (loop mode) or the library thread (thread mode) cannot be created.
+ * descriptors (loop mode) or the library thread (thread mode) cannot be created; `UNILOCK_E_STORE`
+ * if the database cannot be opened, is corrupt, or has a newer schema (it is left untouched;
+ * `unilock_errdetail()` says why).
  *
  * The handle is thread-safe: any number of threads may call into it at once. Free it with
  * `unilock_close`. In `UNILOCK_EVENTS_LOOP` mode the library starts no thread at all.
@@ -905,6 +996,47 @@ unilock_status unilock_process_events(const struct unilock *ul,
 int64_t unilock_next_timeout_ms(const struct unilock *ul);
 
 /**
+ * Reports the grace period's state. `out` must not be NULL. Returns `UNILOCK_OK` or
+ * `UNILOCK_E_INVALID`.
+ */
+unilock_status unilock_grace_status(const struct unilock *ul,
+                                    struct unilock_grace_info *out);
+
+/**
+ * Starts a grace period explicitly, for a host taking over another host's clients (or restarting
+ * grace for them): `clients`/`n` are the expected clients (NUL-terminated ids; n may be 0),
+ * `duration_ms` 0 means the configured grace period. An expected client with no pre-restart record
+ * here may reclaim what it claims (its state is on the other host). Returns `UNILOCK_OK` or
+ * `UNILOCK_E_INVALID`.
+ */
+unilock_status unilock_grace_start(const struct unilock *ul,
+                                   const char *const *clients,
+                                   size_t n,
+                                   uint64_t duration_ms);
+
+/**
+ * Ends the grace period now: every pre-restart lock and lease nobody reclaimed is released, and a
+ * `UNILOCK_EVENT_GRACE_RELEASED` event per client reports it. No-op when not in grace.
+ */
+unilock_status unilock_grace_end(const struct unilock *ul);
+
+/**
+ * A client finished reclaiming (NFSv4 RECLAIM_COMPLETE). Grace ends early once every expected
+ * client is done. Call it only for clients whose protocol says so: NLM and SMB clients reclaim one
+ * lock or handle at a time and are never done early, so they keep the full period.
+ *
+ * Returns `UNILOCK_OK`, `UNILOCK_E_NO_GRACE` (not in grace) or `UNILOCK_E_INVALID`.
+ */
+unilock_status unilock_reclaim_complete(const struct unilock *ul,
+                                        const char *client);
+
+/**
+ * Writes batched changes (`UNILOCK_DURABILITY_BATCH`) to the database now. Returns `UNILOCK_OK`,
+ * `UNILOCK_E_STORE` or `UNILOCK_E_INVALID`; a no-op without a database.
+ */
+unilock_status unilock_flush(const struct unilock *ul);
+
+/**
  * Records an open and answers its lease, oplock or delegation request (SMB2 CREATE, NFSv4 OPEN),
  * after running the open's break trigger against every other holder (SPEC.md §4).
  *
@@ -923,7 +1055,10 @@ int64_t unilock_next_timeout_ms(const struct unilock *ul);
  * Returns `UNILOCK_OK` (recorded; `out->state` may be 0); `UNILOCK_PENDING` (breaks must be
  * acknowledged first: nothing recorded; retry the open after `UNILOCK_EVENT_BREAKS_DONE`);
  * `UNILOCK_E_BUSY` (the same, but `wait` was NULL); `UNILOCK_E_INVALID` (NULL argument, unknown kind
- * or flags, state bits outside R|H|W, a lease key that already leases another file for this client).
+ * or flags, state bits outside R|H|W, a lease key that already leases another file for this client);
+ * during the grace period `UNILOCK_E_GRACE` (a new lease), `UNILOCK_E_RECLAIM_DENIED` (a reclaim —
+ * `UNILOCK_OPEN_RECLAIM`, or a key that existed before — asking for a key or state that did not
+ * exist); after it `UNILOCK_E_NO_GRACE` for `UNILOCK_OPEN_RECLAIM`. Plain opens are never refused.
  * With `UNILOCK_OPEN_SHARING_VIOLATION` nothing is ever recorded: `UNILOCK_OK` means no H break was
  * needed and the sharing violation stands. Thread-safe; never sleeps.
  */
@@ -1013,8 +1148,11 @@ unilock_status unilock_break_trigger(const struct unilock *ul,
  * exclusive lock, but an exclusive lock may not overlap any lock of another owner or of its own.
  *
  * Returns `UNILOCK_OK` (granted); `UNILOCK_E_CONFLICT` (refused, nothing changed); `UNILOCK_E_INVALID`
- * (NULL argument, bad file id, client or owner length, unknown flavour or type);
- * `UNILOCK_E_INVALID_RANGE` (POSIX length 0, or an end beyond 2^64).
+ * (NULL argument, bad file id, client or owner length, unknown flavour, type or flag);
+ * `UNILOCK_E_INVALID_RANGE` (POSIX length 0, or an end beyond 2^64); `UNILOCK_E_GRACE` (grace period:
+ * only reclaims); `UNILOCK_E_NO_GRACE`, `UNILOCK_E_RECLAIM_DENIED` (a reclaim, see
+ * `UNILOCK_LOCK_RECLAIM`); `UNILOCK_E_BUSY` (another client's write-caching lease on the file is being
+ * broken: retry); `UNILOCK_E_STORE` (the client record could not be written).
  *
  * Never sleeps waiting for another owner. Thread-safe; may be called from a unilock callback.
  */

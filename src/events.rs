@@ -26,6 +26,10 @@ pub enum TimerKind {
     RequestTimeout(u64),
     /// A lease break on this file may have timed out.
     LeaseBreak(Box<[u8]>),
+    /// The grace period may be over.
+    GraceEnd,
+    /// Batch durability: write what is pending.
+    Flush,
 }
 
 /// The epoll/eventfd/timerfd trio of loop mode.

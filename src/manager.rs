@@ -8,7 +8,9 @@ use crate::error::{Error, Holder, Result};
 use crate::events::{Events, TimerKind};
 use crate::owners::OwnerRef;
 use crate::requests::{CancelOutcome, Ctx, Event, OwnerKey, Outcome, ReqState, Requests};
+use crate::core::grace::{Grace, PrevLock};
 use crate::core::lease::{self, Key, Requester, Trigger};
+use crate::store::{Durability, Store};
 use crate::table::{check_file_id, check_owner, LeaseAnswer, OpenSpec, Queued, Table};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -39,6 +41,14 @@ pub struct Settings {
     pub loop_mode: bool,
     /// Default lease break timeout in ms (0: 35 000, Windows' value).
     pub break_timeout_ms: u64,
+    /// The SQLite database (None: in memory, no recovery).
+    pub db_path: Option<String>,
+    /// What a grant promises after a crash.
+    pub durability: Option<Durability>,
+    /// Grace period after a restart, ms (0: 90 000).
+    pub grace_ms: u64,
+    /// Batch mode: longest time a change waits before it is written, ms (0: 10).
+    pub batch_ms: u64,
     /// The clock (default: CLOCK_MONOTONIC). Tests pass a `ManualClock`.
     pub clock: Option<Arc<dyn Clock>>,
     /// Where events go; without one they are dropped after their request is settled.
@@ -69,6 +79,22 @@ pub struct Manager {
     lease_files: Mutex<std::collections::HashMap<(Box<[u8]>, Key), Box<[u8]>>>,
     /// Default lease break timeout (ms).
     pub break_timeout_ms: u64,
+    store: Option<Store>,
+    grace: Mutex<Grace>,
+    /// Mirrors `grace.active` so the lock path needs no mutex outside grace.
+    grace_active: AtomicBool,
+    grace_ms: u64,
+    batch_ms: u64,
+    flush_armed: AtomicBool,
+    /// Journal writes that failed (the in-memory state stays authoritative; each is logged).
+    pub store_errors: AtomicU64,
+}
+
+/// Per-call flags of a lock request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LockFlags {
+    /// A reclaim during the grace period (NLM reclaim, NFSv4 reclaim).
+    pub reclaim: bool,
 }
 
 impl Manager {
@@ -78,8 +104,53 @@ impl Manager {
             log::error!("cannot create the event descriptors: {e}");
             Error::Resource("event descriptors")
         })?;
+        let grace_ms = if settings.grace_ms == 0 { 90_000 } else { settings.grace_ms };
+        let mut grace = Grace::default();
+        let store = match &settings.db_path {
+            None => None,
+            Some(path) => {
+                let (store, rec) = Store::open(path, settings.durability.unwrap_or(Durability::Sync)).map_err(|e| {
+                    log::error!("unilock: cannot use database {path}: {}", e.0);
+                    Error::Store(e.0)
+                })?;
+                if !rec.locks.is_empty() || !rec.leases.is_empty() {
+                    let now = events.now_ms();
+                    log::info!(
+                        "unilock: {} locks and {} leases of {} clients from the previous run: grace period of {} ms",
+                        rec.locks.len(),
+                        rec.leases.len(),
+                        rec.clients.len(),
+                        grace_ms
+                    );
+                    grace.start(now, grace_ms, rec.clients.iter().cloned(), false);
+                    for l in &rec.locks {
+                        let flavour = if l.flavour == 2 { Flavour::Windows } else { Flavour::Posix };
+                        let kind = if l.kind == 2 { LockType::Exclusive } else { LockType::Shared };
+                        if let Ok(range) = Range::from_request(flavour, l.start, l.length) {
+                            grace.add_lock(
+                                &l.file,
+                                PrevLock { client: l.client.clone(), owner: l.owner.clone(), open_id: l.open_id, flavour, kind, range, reclaimed: false },
+                            );
+                        }
+                    }
+                    for l in &rec.leases {
+                        grace.add_lease(&l.file, &l.client, l.key, l.state);
+                    }
+                    events.add_timer(grace.deadline, TimerKind::GraceEnd);
+                }
+                Some(store)
+            }
+        };
+        let grace_active = AtomicBool::new(grace.active);
         Ok(Manager {
-            table: Table::new(),
+            table: Table::new(store.is_some()),
+            store,
+            grace: Mutex::new(grace),
+            grace_active,
+            grace_ms,
+            batch_ms: if settings.batch_ms == 0 { 10 } else { settings.batch_ms },
+            flush_armed: AtomicBool::new(false),
+            store_errors: AtomicU64::new(0),
             events,
             requests: Requests::default(),
             graph: Mutex::new(WaitGraph::default()),
@@ -95,6 +166,145 @@ impl Manager {
 
     pub fn table(&self) -> &Table {
         &self.table
+    }
+
+    /// Runs `f` on a file under its shard lock, then hands the file's journal to the store.
+    fn file<R>(&self, file: &[u8], create: bool, f: impl FnOnce(Option<&mut crate::table::FileState>) -> R) -> R {
+        match &self.store {
+            None => self.table.with_file(file, create, f),
+            Some(_) => self.table.with_file(file, create, |fs| match fs {
+                Some(fs) => {
+                    let r = f(Some(&mut *fs));
+                    self.persist(fs);
+                    r
+                }
+                None => f(None),
+            }),
+        }
+    }
+
+    fn persist(&self, fs: &mut crate::table::FileState) {
+        let Some(store) = &self.store else { return };
+        let j = fs.take_journal();
+        if j.is_empty() {
+            return;
+        }
+        if let Err(e) = store.record(j) {
+            self.store_errors.fetch_add(1, Ordering::Relaxed);
+            log::error!("unilock: writing to the database failed: {}", e.0);
+        }
+        if store.mode() == Durability::Batch && !self.flush_armed.swap(true, Ordering::AcqRel) {
+            self.events.add_timer(self.events.now_ms() + self.batch_ms, TimerKind::Flush);
+        }
+    }
+
+    /// Makes the client's record durable before its first grant (every durability mode).
+    fn ensure_client(&self, client: &[u8]) -> Result<()> {
+        match &self.store {
+            Some(s) => s.ensure_client(client).map_err(|e| Error::Store(e.0)),
+            None => Ok(()),
+        }
+    }
+
+    /// The grace gate of a lock request (SPEC.md §5).
+    fn gate_lock(&self, file: &[u8], o: &OwnerRef, req: &LockReq, range: &Range, flags: LockFlags) -> Result<()> {
+        if !self.grace_active.load(Ordering::Acquire) {
+            return if flags.reclaim { Err(Error::NoGrace) } else { Ok(()) };
+        }
+        let mut g = self.grace.lock();
+        if !g.active {
+            return if flags.reclaim { Err(Error::NoGrace) } else { Ok(()) };
+        }
+        if !flags.reclaim {
+            return Err(Error::Grace);
+        }
+        if g.reclaim_lock(file, o.client, o.owner, o.open_id, req.flavour, req.kind, range) {
+            Ok(())
+        } else {
+            Err(Error::ReclaimDenied)
+        }
+    }
+
+    /// Grace status: (active, remaining ms, expected clients, done clients).
+    pub fn grace_status(&self) -> (bool, u64, usize, usize) {
+        let g = self.grace.lock();
+        (g.active, g.remaining_ms(self.events.now_ms()), g.expected.len(), g.done.len())
+    }
+
+    /// Starts a grace period explicitly (a host taking over another's clients).
+    pub fn grace_start(&self, clients: Vec<Box<[u8]>>, duration_ms: u64) -> Result<()> {
+        let d = if duration_ms == 0 { self.grace_ms } else { duration_ms };
+        let deadline = {
+            let mut g = self.grace.lock();
+            g.start(self.events.now_ms(), d, clients, true);
+            g.deadline
+        };
+        self.grace_active.store(true, Ordering::Release);
+        self.events.add_timer(deadline, TimerKind::GraceEnd);
+        Ok(())
+    }
+
+    /// An adapter says `client` finished reclaiming; ends grace when every expected client has.
+    pub fn reclaim_complete(&self, client: &[u8]) -> Result<()> {
+        let all = {
+            let mut g = self.grace.lock();
+            if !g.active {
+                return Err(Error::NoGrace);
+            }
+            g.complete(client)
+        };
+        if all {
+            self.grace_end();
+        }
+        Ok(())
+    }
+
+    /// Ends grace now: everything not reclaimed is released and reported per client.
+    pub fn grace_end(&self) {
+        let left = {
+            let mut g = self.grace.lock();
+            if !g.active {
+                return;
+            }
+            self.grace_active.store(false, Ordering::Release);
+            g.end()
+        };
+        if let Some(s) = &self.store {
+            if let Err(e) = s.end_grace() {
+                self.store_errors.fetch_add(1, Ordering::Relaxed);
+                log::error!("unilock: clearing the pre-restart state failed: {}", e.0);
+            }
+        }
+        log::info!("unilock: grace period over; {} clients left state unreclaimed", left.len());
+        let evs: Vec<Event> = left
+            .into_iter()
+            .map(|(client, (locks, leases))| Event {
+                kind: crate::requests::EventKind::GraceReleased,
+                result: Ok(()),
+                request_id: 0,
+                token: 0,
+                user_data: 0,
+                file: Box::default(),
+                client: client.to_vec(),
+                owner: Vec::new(),
+                open_id: 0,
+                flavour: Flavour::Posix,
+                lock_kind: LockType::Shared,
+                offset: locks,
+                length: leases,
+                lease: Default::default(),
+            })
+            .collect();
+        self.events.push_all(evs);
+    }
+
+    /// Writes batched changes now.
+    pub fn flush(&self) -> Result<()> {
+        self.flush_armed.store(false, Ordering::Release);
+        match &self.store {
+            Some(s) => s.flush().map_err(|e| Error::Store(e.0)),
+            None => Ok(()),
+        }
     }
 
     fn ctx(&self) -> Ctx<'_> {
@@ -148,9 +358,24 @@ impl Manager {
         for t in self.events.due_timers(now) {
             match t {
                 TimerKind::RequestTimeout(id) => self.expire(id),
+                TimerKind::GraceEnd => {
+                    let due = {
+                        let g = self.grace.lock();
+                        g.active && g.deadline <= self.events.now_ms()
+                    };
+                    if due {
+                        self.grace_end();
+                    }
+                }
+                TimerKind::Flush => {
+                    if let Err(e) = self.flush() {
+                        self.store_errors.fetch_add(1, Ordering::Relaxed);
+                        log::error!("unilock: batched write failed: {e:?}");
+                    }
+                }
                 TimerKind::LeaseBreak(file) => {
                     let ctx = self.ctx();
-                    self.table.with_file(&file, false, |fs| {
+                    self.file(&file, false, |fs| {
                         if let Some(fs) = fs {
                             fs.expire_leases(&ctx);
                         }
@@ -193,7 +418,7 @@ impl Manager {
             _ => return,
         };
         let ctx = self.ctx();
-        self.table.with_file(&file, false, |fs| {
+        self.file(&file, false, |fs| {
             if let Some(fs) = fs {
                 if fs.fail(&ctx, id, Error::Timeout) {
                     fs.settle(&ctx);
@@ -205,12 +430,26 @@ impl Manager {
     /// A blocking lock request (SPEC.md §3): `Queued::Granted`, or `Queued::Pending(id, holder)` and a
     /// completion event later. Re-submitting the same token for the same owner is idempotent.
     pub fn lock_blocking(&self, file: &[u8], o: &OwnerRef, req: &LockReq, wait: &WaitSpec) -> Result<Queued> {
+        self.lock_blocking_with(file, o, req, wait, LockFlags::default())
+    }
+
+    /// `lock_blocking` with per-call flags (reclaim).
+    pub fn lock_blocking_with(
+        &self,
+        file: &[u8],
+        o: &OwnerRef,
+        req: &LockReq,
+        wait: &WaitSpec,
+        flags: LockFlags,
+    ) -> Result<Queued> {
         check_file_id(file)?;
         check_owner(o)?;
         let range = req.range()?;
+        self.gate_lock(file, o, req, &range, flags)?;
+        self.ensure_client(o.client)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let ctx = self.ctx();
-        let r = self.table.with_file(file, true, |fs| {
+        let r = self.file(file, true, |fs| {
             let fs = fs.unwrap();
             fs.brl_trigger(&ctx, o)?;
             fs.lock_blocking(&ctx, id, o, req, &range, wait.token, wait.user_data)
@@ -233,7 +472,7 @@ impl Manager {
         check_file_id(file)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let ctx = self.ctx();
-        self.table.with_file(file, true, |fs| fs.unwrap().watch(&ctx, id, token, user_data));
+        self.file(file, true, |fs| fs.unwrap().watch(&ctx, id, token, user_data));
         Ok(id)
     }
 
@@ -262,7 +501,7 @@ impl Manager {
                 Some(ReqState::Waiting { file }) => {
                     let file = file.clone();
                     drop(map);
-                    let done = self.table.with_file(&file, false, |fs| match fs {
+                    let done = self.file(&file, false, |fs| match fs {
                         Some(fs) => {
                             let hit = fs.cancel(&ctx, id);
                             if hit {
@@ -305,10 +544,16 @@ impl Manager {
         if is_lease {
             self.check_key_file(file, client, &spec.key)?;
         }
+        if let Some(g) = self.gate_open(file, client, open_id, &spec)? {
+            return Ok(LeaseAnswer::Ready(g));
+        }
+        if spec.kind.is_some() && spec.requested != 0 {
+            self.ensure_client(client)?;
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let w = wait.map(|w| (id, w.token, w.user_data));
         let ctx = self.ctx();
-        let r = self.table.with_file(file, true, |fs| fs.unwrap().open_file(&ctx, client, open_id, &spec, w));
+        let r = self.file(file, true, |fs| fs.unwrap().open_file(&ctx, client, open_id, &spec, w));
         if let (true, Ok(LeaseAnswer::Ready(g))) = (is_lease, &r) {
             if g.state != 0 {
                 self.lease_files.lock().insert((client.into(), spec.key), file.into());
@@ -317,13 +562,40 @@ impl Manager {
         r
     }
 
+    /// The grace gate of an open (SPEC.md §5): during grace a lease request is a reclaim (by flag, or
+    /// for SMB by a key that existed before) granted from the pre-restart state, or refused; plain
+    /// opens pass. Returns the reclaimed grant, if it was one.
+    fn gate_open(&self, file: &[u8], client: &[u8], open_id: u64, spec: &OpenSpec) -> Result<Option<lease::Grant>> {
+        let wants = spec.kind.is_some() && spec.requested != 0 && !spec.sharing_violation;
+        if !self.grace_active.load(Ordering::Acquire) {
+            return if spec.reclaim { Err(Error::NoGrace) } else { Ok(None) };
+        }
+        let state = {
+            let mut g = self.grace.lock();
+            if !g.active {
+                return if spec.reclaim { Err(Error::NoGrace) } else { Ok(None) };
+            }
+            if !wants {
+                return if spec.reclaim { Err(Error::ReclaimDenied) } else { Ok(None) };
+            }
+            let by_key = spec.kind == Some(lease::Kind::Lease) && g.knows_lease(file, client, &spec.key);
+            if !spec.reclaim && !by_key {
+                return Err(Error::Grace);
+            }
+            g.reclaim_lease(file, client, &spec.key, spec.requested).ok_or(Error::ReclaimDenied)?
+        };
+        self.ensure_client(client)?;
+        let g = self.file(file, true, |fs| fs.unwrap().reclaim_open(client, open_id, spec, state));
+        Ok(Some(g))
+    }
+
     /// SPEC.md §4: a lease key that leases file A presented on file B is invalid.
     fn check_key_file(&self, file: &[u8], client: &[u8], key: &Key) -> Result<()> {
         let other = match self.lease_files.lock().get(&(client.into(), *key)) {
             Some(f) if **f != *file => f.clone(),
             _ => return Ok(()),
         };
-        let still = self.table.with_file(&other, false, |fs| fs.map(|fs| fs.leases.find(client, key).is_some()).unwrap_or(false));
+        let still = self.file(&other, false, |fs| fs.map(|fs| fs.leases.find(client, key).is_some()).unwrap_or(false));
         if still {
             return Err(Error::Invalid("lease key already leases another file"));
         }
@@ -335,7 +607,7 @@ impl Manager {
     pub fn close_file(&self, file: &[u8], client: &[u8], open_id: u64) -> Result<()> {
         check_file_id(file)?;
         let ctx = self.ctx();
-        self.table.with_file(file, false, |fs| match fs {
+        self.file(file, false, |fs| match fs {
             Some(fs) => fs.close_file(&ctx, client, open_id),
             None => Err(Error::NotFound),
         })
@@ -348,7 +620,7 @@ impl Manager {
             return Err(Error::Invalid("lease state has bits outside R|H|W"));
         }
         let ctx = self.ctx();
-        self.table.with_file(file, false, |fs| match fs {
+        self.file(file, false, |fs| match fs {
             Some(fs) => fs.lease_ack(&ctx, client, key, state),
             None => Err(Error::NotFound),
         })
@@ -358,7 +630,7 @@ impl Manager {
     pub fn lease_release(&self, file: &[u8], client: &[u8], key: &Key) -> Result<()> {
         check_file_id(file)?;
         let ctx = self.ctx();
-        self.table.with_file(file, false, |fs| match fs {
+        self.file(file, false, |fs| match fs {
             Some(fs) => fs.lease_release(&ctx, client, key),
             None => Err(Error::NotFound),
         })
@@ -378,7 +650,7 @@ impl Manager {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let w = wait.map(|w| (id, w.token, w.user_data));
         let ctx = self.ctx();
-        self.table.with_file(file, true, |fs| fs.unwrap().lease_trigger(&ctx, &Requester { client, key }, trigger, w))
+        self.file(file, true, |fs| fs.unwrap().lease_trigger(&ctx, &Requester { client, key }, trigger, w))
     }
 
     /// Cancels every waiting request of an open (its Windows and POSIX owners) on a file; no events are
@@ -387,7 +659,7 @@ impl Manager {
         check_file_id(file)?;
         check_owner(o)?;
         let ctx = self.ctx();
-        Ok(self.table.with_file(file, false, |fs| match fs {
+        Ok(self.file(file, false, |fs| match fs {
             Some(fs) => {
                 let owners = fs.owners_of_open(o);
                 let n = fs.end_waiters_of(&ctx, &owners, None);
@@ -399,11 +671,18 @@ impl Manager {
     }
 
     pub fn lock(&self, file: &[u8], o: &OwnerRef, req: &LockReq) -> Result<()> {
+        self.lock_with(file, o, req, LockFlags::default())
+    }
+
+    /// `lock` with per-call flags (reclaim).
+    pub fn lock_with(&self, file: &[u8], o: &OwnerRef, req: &LockReq, flags: LockFlags) -> Result<()> {
         check_file_id(file)?;
         check_owner(o)?;
         let range = req.range()?;
+        self.gate_lock(file, o, req, &range, flags)?;
+        self.ensure_client(o.client)?;
         let ctx = self.ctx();
-        self.table.with_file(file, true, |fs| {
+        self.file(file, true, |fs| {
             let fs = fs.unwrap();
             fs.brl_trigger(&ctx, o)?;
             let r = fs.lock(o, req.flavour, req.kind, &range);
@@ -418,7 +697,7 @@ impl Manager {
         check_owner(o)?;
         let range = Range::from_request(flavour, offset, length).map_err(|_| Error::InvalidRange)?;
         let ctx = self.ctx();
-        self.table.with_file(file, false, |fs| match fs {
+        self.file(file, false, |fs| match fs {
             Some(fs) => {
                 let r = fs.unlock(o, flavour, &range);
                 fs.settle(&ctx);
@@ -434,11 +713,22 @@ impl Manager {
         check_file_id(file)?;
         check_owner(o)?;
         let range = req.range()?;
-        Ok(self.table.with_file(file, false, |fs| fs.and_then(|fs| fs.test(o, req.flavour, req.kind, &range))))
+        Ok(self.file(file, false, |fs| fs.and_then(|fs| fs.test(o, req.flavour, req.kind, &range))))
     }
 
     /// All elements or none; on failure, the index of the element that failed.
     pub fn lock_many(&self, file: &[u8], o: &OwnerRef, reqs: &[LockReq]) -> std::result::Result<(), (usize, Error)> {
+        self.lock_many_with(file, o, reqs, LockFlags::default())
+    }
+
+    /// `lock_many` with per-call flags (reclaim applies to every element).
+    pub fn lock_many_with(
+        &self,
+        file: &[u8],
+        o: &OwnerRef,
+        reqs: &[LockReq],
+        flags: LockFlags,
+    ) -> std::result::Result<(), (usize, Error)> {
         check_file_id(file).map_err(|e| (0, e))?;
         check_owner(o).map_err(|e| (0, e))?;
         let flavour = match reqs.first() {
@@ -452,8 +742,12 @@ impl Manager {
             }
             elems.push((r.kind, r.range().map_err(|e| (i, e))?));
         }
+        for (i, (r, (_, range))) in reqs.iter().zip(&elems).enumerate() {
+            self.gate_lock(file, o, r, range, flags).map_err(|e| (i, e))?;
+        }
+        self.ensure_client(o.client).map_err(|e| (0, e))?;
         let ctx = self.ctx();
-        self.table.with_file(file, true, |fs| {
+        self.file(file, true, |fs| {
             let fs = fs.unwrap();
             fs.brl_trigger(&ctx, o).map_err(|e| (0, e))?;
             let r = fs.lock_many(o, flavour, &elems);
@@ -479,7 +773,7 @@ impl Manager {
         check_file_id(file)?;
         check_owner(o)?;
         let range = Range::from_request(Flavour::Windows, offset, length).map_err(|_| Error::InvalidRange)?;
-        self.table.with_file(file, false, |fs| match fs {
+        self.file(file, false, |fs| match fs {
             Some(fs) => fs.check_io(o, access, &range),
             None => Ok(()),
         })
@@ -489,7 +783,7 @@ impl Manager {
         check_file_id(file)?;
         check_owner(o)?;
         let ctx = self.ctx();
-        Ok(self.table.with_file(file, false, |fs| match fs {
+        Ok(self.file(file, false, |fs| match fs {
             Some(fs) => {
                 // Waiting requests of the open end as Samba answers a close: RANGE_NOT_LOCKED.
                 let owners = fs.owners_of_open(o);
@@ -514,13 +808,14 @@ impl Manager {
             fs.end_waiters_of(&ctx, &owners, Some(Error::RangeNotLocked));
             n += fs.release_client(client);
             fs.settle(&ctx);
+            self.persist(fs);
         });
         Ok(n)
     }
 
     pub fn list(&self, file: &[u8]) -> Result<Vec<Holder>> {
         check_file_id(file)?;
-        Ok(self.table.with_file(file, false, |fs| fs.map(|fs| fs.list()).unwrap_or_default()))
+        Ok(self.file(file, false, |fs| fs.map(|fs| fs.list()).unwrap_or_default()))
     }
 }
 

@@ -4,6 +4,8 @@
 
 use super::*;
 use crate::clock::ManualClock;
+use crate::core::lease;
+use crate::table::{LeaseAnswer, OpenSpec};
 use crate::requests::EventKind;
 use std::sync::mpsc;
 
@@ -30,6 +32,10 @@ fn rig() -> Rig {
     let tx = Mutex::new(tx);
     let m = Manager::new(Settings {
         break_timeout_ms: 0,
+        db_path: None,
+        durability: None,
+        grace_ms: 0,
+        batch_ms: 0,
         loop_mode: true,
         clock: Some(clock.clone()),
         callback: Some(Box::new(move |e: &Event| tx.lock().send(e.clone()).unwrap())),
@@ -210,6 +216,10 @@ fn callbacks_may_reenter_the_library() {
     let m = Arc::new(
         Manager::new(Settings {
             break_timeout_ms: 0,
+            db_path: None,
+            durability: None,
+            grace_ms: 0,
+            batch_ms: 0,
             loop_mode: true,
             clock: Some(clock),
             callback: Some(Box::new(move |e: &Event| {
@@ -264,6 +274,10 @@ fn stress_blocking_threads() {
     let m = Arc::new(
         Manager::new(Settings {
             break_timeout_ms: 0,
+            db_path: None,
+            durability: None,
+            grace_ms: 0,
+            batch_ms: 0,
             loop_mode: false,
             clock: None,
             callback: Some(Box::new(move |e: &Event| {
@@ -318,4 +332,180 @@ fn stress_blocking_threads() {
     t.join().unwrap();
     assert_eq!(m.table().lock_count(), 0);
     assert!(waited.load(Ordering::Relaxed) > 0, "the stress test must exercise waiting");
+}
+
+// ---- persistence and grace (SPEC.md §5) ----
+
+fn temp_db(name: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("unilock-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("locks.db").to_string_lossy().into_owned()
+}
+
+fn db_rig(path: &str, durability: Durability, clock: Arc<ManualClock>) -> (Manager, mpsc::Receiver<Event>) {
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let m = Manager::new(Settings {
+        loop_mode: true,
+        clock: Some(clock),
+        callback: Some(Box::new(move |e: &Event| tx.lock().send(e.clone()).unwrap())),
+        break_timeout_ms: 0,
+        db_path: Some(path.to_string()),
+        durability: Some(durability),
+        grace_ms: 1000,
+        batch_ms: 5,
+    })
+    .unwrap();
+    (m, rx)
+}
+
+fn rows(path: &str, table: &str) -> i64 {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).unwrap()
+}
+
+fn reclaim() -> LockFlags {
+    LockFlags { reclaim: true }
+}
+
+#[test]
+fn restart_enters_grace_and_checks_reclaims() {
+    let path = temp_db("grace");
+    let clock = Arc::new(ManualClock::default());
+    let (a, b) = (own(b"nlm:a", b"svid1"), own(b"nfs4:b", b"lo"));
+    {
+        let (m, _rx) = db_rig(&path, Durability::Sync, clock.clone());
+        assert_eq!(m.grace_status().0, false, "a fresh database has no grace");
+        m.lock(F, &a, &px(LockType::Exclusive, 0, 100)).unwrap();
+        m.lock(F, &b, &px(LockType::Shared, 200, 10)).unwrap();
+        let spec = OpenSpec {
+            kind: Some(lease::Kind::Lease),
+            key: [7; 16],
+            requested: lease::R | lease::H,
+            version: 2,
+            epoch: 0,
+            stat: false,
+            write: false,
+            overwrite: false,
+            dir: false,
+            sharing_violation: false,
+            reclaim: false,
+            file_size: 0,
+            timeout_ms: 0,
+        };
+        assert!(matches!(m.open_file(G, b"smb:c", 1, &spec, None), Ok(LeaseAnswer::Ready(g)) if g.state == 3));
+        assert_eq!(rows(&path, "locks"), 2, "sync mode: durable before the call returned");
+    } // the process "dies"
+    let (m, rx) = db_rig(&path, Durability::Sync, clock.clone());
+    let (active, remaining, expected, done) = m.grace_status();
+    assert!(active);
+    assert_eq!((remaining, expected, done), (1000, 3, 0));
+    // New locks are refused, tests allowed, reclaims checked against the old state.
+    assert_eq!(m.lock(F, &a, &px(LockType::Shared, 500, 1)), Err(Error::Grace));
+    assert_eq!(m.test(F, &a, &px(LockType::Shared, 500, 1)), Ok(None));
+    assert_eq!(m.lock_with(F, &a, &px(LockType::Exclusive, 10, 20), reclaim()), Ok(()));
+    assert_eq!(m.lock_with(F, &a, &px(LockType::Exclusive, 90, 20), reclaim()), Err(Error::ReclaimDenied));
+    assert_eq!(m.lock_with(F, &b, &px(LockType::Exclusive, 200, 10), reclaim()), Err(Error::ReclaimDenied));
+    // An SMB lease request whose key existed is its reclaim; asking for more is denied.
+    let mut spec = OpenSpec {
+        kind: Some(lease::Kind::Lease),
+        key: [7; 16],
+        requested: lease::RWH,
+        version: 2,
+        epoch: 0,
+        stat: false,
+        write: false,
+        overwrite: false,
+        dir: false,
+        sharing_violation: false,
+        reclaim: false,
+        file_size: 0,
+        timeout_ms: 0,
+    };
+    assert_eq!(m.open_file(G, b"smb:c", 5, &spec, None), Err(Error::ReclaimDenied));
+    spec.requested = lease::R | lease::H;
+    assert!(matches!(m.open_file(G, b"smb:c", 5, &spec, None), Ok(LeaseAnswer::Ready(g)) if g.state == 3));
+    spec.key = [8; 16];
+    assert_eq!(m.open_file(G, b"smb:c", 6, &spec, None), Err(Error::Grace));
+    // NLM clients are never done early; the deadline ends grace and reports what was left.
+    assert_eq!(m.reclaim_complete(b"nfs4:b"), Ok(()));
+    assert!(m.grace_status().0);
+    clock.advance(1000);
+    m.process_events();
+    assert!(!m.grace_status().0);
+    let ev: Vec<Event> = rx.try_iter().collect();
+    let released: Vec<(Vec<u8>, u64, u64)> = ev.iter().map(|e| (e.client.clone(), e.offset, e.length)).collect();
+    assert_eq!(released, vec![(b"nfs4:b".to_vec(), 1, 0)]);
+    assert_eq!(m.lock_with(F, &a, &px(LockType::Exclusive, 10, 20), reclaim()), Err(Error::NoGrace));
+    assert_eq!(m.lock(F, &b, &px(LockType::Exclusive, 200, 10)), Ok(()), "b's old lock is gone");
+    drop(m);
+    // A third start finds a's reclaimed lock, b's new lock and c's lease, but no stale prev state.
+    let (m, _rx) = db_rig(&path, Durability::Sync, clock);
+    assert_eq!(m.grace_status().2, 3);
+    m.grace_end();
+    assert_eq!(rows(&path, "prev_locks"), 0);
+}
+
+#[test]
+fn grace_ends_early_when_every_expected_client_is_done() {
+    let path = temp_db("early");
+    let clock = Arc::new(ManualClock::default());
+    {
+        let (m, _rx) = db_rig(&path, Durability::Process, clock.clone());
+        m.lock(F, &own(b"nfs4:x", b"o"), &px(LockType::Exclusive, 0, 1)).unwrap();
+    }
+    let (m, _rx) = db_rig(&path, Durability::Process, clock);
+    assert!(m.grace_status().0);
+    m.reclaim_complete(b"nfs4:x").unwrap();
+    assert!(!m.grace_status().0);
+    assert_eq!(m.reclaim_complete(b"nfs4:x"), Err(Error::NoGrace));
+    // Explicit start for a takeover: an expected client without records may reclaim.
+    m.grace_start(vec![b"nfs4:y"[..].into()], 500).unwrap();
+    assert!(m.grace_status().0);
+    assert_eq!(m.lock_with(F, &own(b"nfs4:y", b"o"), &px(LockType::Exclusive, 5, 1), reclaim()), Ok(()));
+    assert_eq!(m.lock_with(F, &own(b"nfs4:z", b"o"), &px(LockType::Exclusive, 6, 1), reclaim()), Err(Error::ReclaimDenied));
+}
+
+#[test]
+fn batch_mode_coalesces_and_flushes_on_its_timer() {
+    let path = temp_db("batch");
+    let clock = Arc::new(ManualClock::default());
+    let (m, _rx) = db_rig(&path, Durability::Batch, clock.clone());
+    let a = own(b"smb:a", b"x");
+    for _ in 0..100 {
+        m.lock(F, &a, &px(LockType::Exclusive, 0, 10)).unwrap();
+        m.unlock(F, &a, Flavour::Posix, 0, 10).unwrap();
+    }
+    m.lock(F, &a, &px(LockType::Exclusive, 50, 10)).unwrap();
+    assert_eq!(rows(&path, "locks"), 0, "nothing written before the batch is due");
+    assert_eq!(rows(&path, "clients"), 1, "client records are durable before the first grant");
+    assert_eq!(m.next_timeout_ms(), Some(5));
+    clock.advance(5);
+    m.process_events();
+    assert_eq!(rows(&path, "locks"), 1, "the 100 lock/unlock pairs cancelled out");
+}
+
+#[test]
+fn corrupt_and_newer_databases_are_refused_untouched() {
+    let path = temp_db("corrupt");
+    std::fs::write(&path, vec![0x5Au8; 8192]).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let clock = Arc::new(ManualClock::default());
+    let r = Manager::new(Settings { db_path: Some(path.clone()), clock: Some(clock.clone()), loop_mode: true, ..Default::default() });
+    assert!(matches!(r, Err(Error::Store(_))), "{:?}", r.err());
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+
+    let path = temp_db("newer");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch("CREATE TABLE x(y); PRAGMA user_version = 99;").unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let r = Manager::new(Settings { db_path: Some(path.clone()), clock: Some(clock), loop_mode: true, ..Default::default() });
+    match r {
+        Err(Error::Store(msg)) => assert!(msg.contains("newer"), "{msg}"),
+        other => panic!("{:?}", other.err()),
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), before);
 }

@@ -53,6 +53,9 @@ pub enum EventKind {
     LeaseRevoked,
     /// The breaks a waiting open or trigger waited for are over: retry it.
     BreaksDone,
+    /// Grace ended: this client's unreclaimed state was released (locks in `offset`, leases in
+    /// `length`; request id 0).
+    GraceReleased,
 }
 
 /// Lease fields of an event (zero for lock events).

@@ -81,6 +81,10 @@ pub struct FileState {
     pub leases: FileLeases,
     /// Opens and triggers waiting for lease breaks to end.
     lease_waiters: Vec<LeaseWaiter>,
+    /// The store mirrors this table: changes are journaled for it.
+    persist: bool,
+    journal: crate::store::Journal,
+    leases_dirty: bool,
 }
 
 /// A requester waiting for breaks (SPEC.md §4: completes when no break it waits on is in progress).
@@ -115,13 +119,18 @@ pub struct OpenSpec {
     pub overwrite: bool,
     pub dir: bool,
     pub sharing_violation: bool,
+    /// A reclaim (NFSv4 CLAIM_PREVIOUS) during the grace period.
+    pub reclaim: bool,
     pub file_size: u64,
     pub timeout_ms: u64,
 }
 
 impl FileState {
-    fn new(id: &[u8], hash: u64) -> Self {
+    fn new(id: &[u8], hash: u64, persist: bool) -> Self {
         FileState {
+            persist,
+            journal: crate::store::Journal::default(),
+            leases_dirty: false,
             id: id.into(),
             hash,
             locks: LockSet::new(),
@@ -155,6 +164,17 @@ impl FileState {
 
     /// Applies `changes`, keeping owner reference counts in step; returns the new lock ids.
     fn commit(&mut self, changes: &Changes) -> smallvec::SmallVec<[LockId; 3]> {
+        if self.persist {
+            for &id in &changes.removed {
+                let row = self.row_of(self.locks.get(id));
+                self.journal.locks.push((row, -1));
+            }
+            for n in &changes.added {
+                let l = Lock { owner: n.owner, flavour: n.flavour, kind: n.kind, range: n.range };
+                let row = self.row_of(&l);
+                self.journal.locks.push((row, 1));
+            }
+        }
         for &id in &changes.removed {
             let o = self.locks.get(id).owner;
             self.owners.add_refs(o, -1);
@@ -173,6 +193,76 @@ impl FileState {
         let locks = &mut self.locks;
         self.owners.sweep_idle(false, |o| locks.forget_owner(o));
         ids
+    }
+
+    fn row_of(&self, l: &Lock) -> crate::store::LockRow {
+        let e = self.owners.get(l.owner);
+        crate::store::LockRow {
+            file: self.id.clone(),
+            client: e.client.clone(),
+            owner: e.owner.clone(),
+            open_id: e.open_id,
+            flavour: match l.flavour {
+                Flavour::Posix => 1,
+                Flavour::Windows => 2,
+            },
+            kind: match l.kind {
+                LockType::Shared => 1,
+                LockType::Exclusive => 2,
+            },
+            start: l.range.start,
+            length: l.range.length_for(l.flavour),
+        }
+    }
+
+    /// Takes what changed since the last call, for the store.
+    pub fn take_journal(&mut self) -> crate::store::Journal {
+        let mut j = std::mem::take(&mut self.journal);
+        if self.leases_dirty {
+            self.leases_dirty = false;
+            let rows = self
+                .leases
+                .leases
+                .iter()
+                .map(|l| crate::store::LeaseRow {
+                    file: self.id.clone(),
+                    client: l.client.clone(),
+                    key: l.key,
+                    kind: l.kind as u8,
+                    version: l.version,
+                    dir: l.dir,
+                    state: l.state,
+                    epoch: l.epoch,
+                    breaking: l.breaking,
+                    break_to: l.break_to,
+                })
+                .collect();
+            j.leases.push((self.id.clone(), rows));
+        }
+        j
+    }
+
+    /// Grants a lease reclaimed during grace (checked against the pre-restart state by the caller).
+    pub fn reclaim_open(&mut self, client: &[u8], open_id: u64, spec: &OpenSpec, state: u8) -> Grant {
+        let r = lease::Request {
+            client,
+            open_id,
+            kind: spec.kind.unwrap_or(lease::Kind::Lease),
+            key: spec.key,
+            requested: state,
+            version: spec.version,
+            epoch: spec.epoch,
+            dir: spec.dir,
+            stat: spec.stat,
+            write: spec.write,
+            overwrite: spec.overwrite,
+            brl_below_eof: false,
+            timeout_ms: spec.timeout_ms,
+        };
+        let g = Grant { state, epoch: spec.epoch, breaking: false };
+        self.leases.attach(&r, &g);
+        self.leases_dirty = self.persist;
+        g
     }
 
     /// The holder of lock `id`, for reporting.
@@ -597,6 +687,7 @@ impl FileState {
         trigger: Trigger,
         wait: Option<(u64, u64, usize)>,
     ) -> Result<LeaseAnswer> {
+        self.leases_dirty = self.persist;
         let (notes, waits) = self.leases.trigger(req, trigger, ctx.events.now_ms());
         self.send_notes(ctx, notes);
         if waits.is_empty() {
@@ -640,6 +731,7 @@ impl FileState {
         spec: &OpenSpec,
         wait: Option<(u64, u64, usize)>,
     ) -> Result<LeaseAnswer> {
+        self.leases_dirty = self.persist;
         let trigger = if spec.sharing_violation {
             Some(Trigger::SharingViolation)
         } else if spec.overwrite {
@@ -692,6 +784,7 @@ impl FileState {
 
     /// Closes an open; its lease goes with its last open, and waiters for it may proceed.
     pub fn close_file(&mut self, ctx: &Ctx, client: &[u8], open_id: u64) -> Result<()> {
+        self.leases_dirty = self.persist;
         if !self.leases.close(client, open_id) {
             return Err(Error::NotFound);
         }
@@ -701,6 +794,7 @@ impl FileState {
 
     /// Acknowledges a lease break.
     pub fn lease_ack(&mut self, ctx: &Ctx, client: &[u8], key: &Key, state: u8) -> Result<()> {
+        self.leases_dirty = self.persist;
         let notes = self.leases.ack(client, key, state, ctx.events.now_ms()).map_err(|e| match e {
             lease::AckError::NotFound => Error::NotFound,
             lease::AckError::NoBreak => Error::NoBreak,
@@ -713,6 +807,7 @@ impl FileState {
 
     /// Gives a lease back (DELEGRETURN, `F_SETLEASE` to none).
     pub fn lease_release(&mut self, ctx: &Ctx, client: &[u8], key: &Key) -> Result<()> {
+        self.leases_dirty = self.persist;
         if !self.leases.release(client, key) {
             return Err(Error::NotFound);
         }
@@ -722,6 +817,7 @@ impl FileState {
 
     /// Enforces break timeouts due at `now`.
     pub fn expire_leases(&mut self, ctx: &Ctx) {
+        self.leases_dirty = self.persist;
         let notes = self.leases.expire(ctx.events.now_ms());
         if !notes.is_empty() {
             self.send_notes(ctx, notes);
@@ -776,19 +872,22 @@ struct Padded(Mutex<Shard>);
 pub struct Table {
     shards: Box<[Padded]>,
     hasher: hashbrown::DefaultHashBuilder,
+    persist: bool,
 }
 
 impl Default for Table {
     fn default() -> Self {
-        Self::new()
+        Self::new(false)
     }
 }
 
 impl Table {
-    pub fn new() -> Self {
+    /// `persist`: journal every change for the store.
+    pub fn new(persist: bool) -> Self {
         Table {
             shards: (0..SHARDS).map(|_| Padded(Mutex::new(Shard::default()))).collect(),
             hasher: hashbrown::DefaultHashBuilder::default(),
+            persist,
         }
     }
 
@@ -806,7 +905,7 @@ impl Table {
                 (r, fs.is_idle())
             }
             None if create => {
-                let entry = sh.files.insert_unique(hash, FileState::new(file, hash), |fs| fs.hash);
+                let entry = sh.files.insert_unique(hash, FileState::new(file, hash, self.persist), |fs| fs.hash);
                 let fs = entry.into_mut();
                 let r = f(Some(fs));
                 (r, fs.is_idle())

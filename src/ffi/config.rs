@@ -15,6 +15,21 @@ pub const UNILOCK_EVENTS_THREAD: u32 = 0;
 /// `unilock_process_events()` (event-loop servers, forking servers such as smbd).
 pub const UNILOCK_EVENTS_LOOP: u32 = 1;
 
+/// `unilock_config.durability`: every change a call reports as done is committed to the database
+/// with `synchronous=FULL` before the call returns. After a process crash or a power loss, everything
+/// reported granted is in the database and can be reclaimed. Slowest.
+pub const UNILOCK_DURABILITY_SYNC: u32 = 0;
+/// Every change is committed (SQLite WAL, `synchronous=NORMAL`) before the call returns. After a
+/// process crash everything reported granted is there; after a power loss the last commits before it
+/// may be missing.
+pub const UNILOCK_DURABILITY_PROCESS: u32 = 1;
+/// Changes are coalesced in memory (a lock and its unlock cancel out and are never written) and
+/// committed at most `batch_ms` later, by the library thread or by `unilock_process_events` (the
+/// event fd becomes readable when a batch is due), and at `unilock_close`. After a crash, changes of
+/// the last `batch_ms` (or since the host last ran its event loop) may be missing. Client records
+/// are still written before a client's first grant.
+pub const UNILOCK_DURABILITY_BATCH: u32 = 2;
+
 /// Configuration for `unilock_open`.
 ///
 /// Always initialise with `unilock_config_init`, which sets `size` and every default, then change the
@@ -39,6 +54,18 @@ pub struct unilock_config {
     /// at none and the holder gets `UNILOCK_EVENT_LEASE_REVOKED`. Default 35000 (Windows' value); an
     /// open may ask for its own (`unilock_open_req.break_timeout_ms`, e.g. one NFS lease period).
     pub lease_break_timeout_ms: u64,
+    /// Path of the SQLite database, NUL-terminated; NULL (default) keeps state in memory only, with
+    /// no recovery. Read during `unilock_open` only. The database and its `-wal` and `-shm` files are
+    /// created and opened inside `unilock_open`, never later (hosts that switch uid after opening,
+    /// such as Samba, keep working). A database holding state from a previous run starts a grace
+    /// period.
+    pub db_path: *const libc::c_char,
+    /// `UNILOCK_DURABILITY_*` (default `UNILOCK_DURABILITY_SYNC`).
+    pub durability: u32,
+    /// Grace period after a restart, ms (default 90000, shared by all protocols).
+    pub grace_period_ms: u64,
+    /// `UNILOCK_DURABILITY_BATCH`: the longest a change waits before it is written, ms (default 10).
+    pub batch_ms: u64,
 }
 
 impl Default for unilock_config {
@@ -50,6 +77,10 @@ impl Default for unilock_config {
             event_fn: None,
             event_user_data: std::ptr::null_mut(),
             lease_break_timeout_ms: 35_000,
+            db_path: std::ptr::null(),
+            durability: UNILOCK_DURABILITY_SYNC,
+            grace_period_ms: 90_000,
+            batch_ms: 10,
         }
     }
 }
@@ -57,7 +88,8 @@ impl Default for unilock_config {
 /// Fills `*cfg` with the defaults and sets `cfg->size`.
 ///
 /// Defaults: `flags` 0; `event_mode` `UNILOCK_EVENTS_THREAD`; `event_fn` NULL; `event_user_data`
-/// NULL; `lease_break_timeout_ms` 35000. Passing NULL does nothing. Thread-safe.
+/// NULL; `lease_break_timeout_ms` 35000; `db_path` NULL (in memory); `durability`
+/// `UNILOCK_DURABILITY_SYNC`; `grace_period_ms` 90000; `batch_ms` 10. Passing NULL does nothing. Thread-safe.
 #[no_mangle]
 pub extern "C" fn unilock_config_init(cfg: *mut unilock_config) {
     boundary! {
@@ -96,7 +128,9 @@ fn read_config(cfg: &unilock_config) -> Result<unilock_config, &'static str> {
 ///
 /// Returns `UNILOCK_OK`; `UNILOCK_E_INVALID` if `out` is NULL, `cfg->size` is too small, or `cfg` sets
 /// fields, flags or an event mode this library does not know; `UNILOCK_E_RESOURCE` if the event
-/// descriptors (loop mode) or the library thread (thread mode) cannot be created.
+/// descriptors (loop mode) or the library thread (thread mode) cannot be created; `UNILOCK_E_STORE`
+/// if the database cannot be opened, is corrupt, or has a newer schema (it is left untouched;
+/// `unilock_errdetail()` says why).
 ///
 /// The handle is thread-safe: any number of threads may call into it at once. Free it with
 /// `unilock_close`. In `UNILOCK_EVENTS_LOOP` mode the library starts no thread at all.
@@ -125,9 +159,28 @@ pub extern "C" fn unilock_open(cfg: *const unilock_config, out: *mut *mut uniloc
             UNILOCK_EVENTS_LOOP => true,
             _ => return unilock_status::UNILOCK_E_INVALID,
         };
+        let durability = match cfg.durability {
+            UNILOCK_DURABILITY_SYNC => crate::store::Durability::Sync,
+            UNILOCK_DURABILITY_PROCESS => crate::store::Durability::Process,
+            UNILOCK_DURABILITY_BATCH => crate::store::Durability::Batch,
+            _ => return unilock_status::UNILOCK_E_INVALID,
+        };
+        let db_path = if cfg.db_path.is_null() {
+            None
+        } else {
+            // SAFETY: the caller promises a NUL-terminated path valid during the call.
+            match unsafe { std::ffi::CStr::from_ptr(cfg.db_path) }.to_str() {
+                Ok(p) if !p.is_empty() => Some(p.to_owned()),
+                _ => return unilock_status::UNILOCK_E_INVALID,
+            }
+        };
         let settings = Settings {
             loop_mode,
             clock: None,
+            db_path,
+            durability: Some(durability),
+            grace_ms: cfg.grace_period_ms,
+            batch_ms: cfg.batch_ms,
             break_timeout_ms: cfg.lease_break_timeout_ms,
             callback: super::events::callback(cfg.event_fn, cfg.event_user_data),
         };

@@ -25,6 +25,9 @@ pub const UNILOCK_EVENT_LEASE_REVOKED: u32 = 4;
 /// Event type: the lease breaks a pending open or trigger waited for are over (acknowledged,
 /// released or timed out); retry the open or the operation. `status` is `UNILOCK_OK`.
 pub const UNILOCK_EVENT_BREAKS_DONE: u32 = 5;
+/// Event type: the grace period ended and `client`'s pre-restart state that nobody reclaimed was
+/// released: `offset` locks and `length` leases. `request_id` is 0.
+pub const UNILOCK_EVENT_GRACE_RELEASED: u32 = 6;
 
 /// `unilock_cancel` outcome: the request was waiting and is gone; no event will be delivered for it.
 pub const UNILOCK_CANCELLED: u32 = 1;
@@ -109,6 +112,7 @@ pub fn callback(f: unilock_event_fn, user_data: *mut libc::c_void) -> Option<Eve
                 EventKind::LeaseBreak => UNILOCK_EVENT_LEASE_BREAK,
                 EventKind::LeaseRevoked => UNILOCK_EVENT_LEASE_REVOKED,
                 EventKind::BreaksDone => UNILOCK_EVENT_BREAKS_DONE,
+                EventKind::GraceReleased => UNILOCK_EVENT_GRACE_RELEASED,
             },
             status: match &ev.result {
                 Ok(()) => unilock_status::UNILOCK_OK,
@@ -173,10 +177,11 @@ pub extern "C" fn unilock_lock_blocking(
         let ul = try_ref!(ul);
         let file = try_bytes!(file_id, file_id_len);
         let Some(owner) = owner_of(try_ref!(owner)) else { return unilock_status::invalid() };
-        let Some(req) = req_of(try_ref!(req)) else { return unilock_status::invalid() };
+        let r = try_ref!(req);
+        let Some(req) = req_of(r) else { return unilock_status::invalid() };
         let w = try_ref!(wait);
         let spec = WaitSpec { token: w.token, user_data: w.user_data as usize, timeout_ms: w.timeout_ms };
-        match ul.inner.lock_blocking(file, &owner, &req, &spec) {
+        match ul.inner.lock_blocking_with(file, &owner, &req, &spec, flags_of(r)) {
             Ok(Queued::Granted) => unilock_status::UNILOCK_OK,
             Ok(Queued::Pending(id, h)) => {
                 put(request_id, id);

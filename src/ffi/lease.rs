@@ -52,6 +52,9 @@ pub const UNILOCK_OPEN_DIRECTORY: u32 = 0x08;
 /// Open flag: the open failed with a sharing violation: break other holders' H and record nothing;
 /// retry the open (and the sharing check) once the breaks are done.
 pub const UNILOCK_OPEN_SHARING_VIOLATION: u32 = 0x10;
+/// Open flag: reclaim a lease or delegation held before a restart (NFSv4 CLAIM_PREVIOUS). SMB clients
+/// have no such flag: during grace, a lease request whose key existed before is a reclaim anyway.
+pub const UNILOCK_OPEN_RECLAIM: u32 = 0x20;
 
 /// Trigger: a data write or set-size (R leases of others go to none; W holders must flush first).
 pub const UNILOCK_TRIGGER_WRITE: u32 = 1;
@@ -164,7 +167,10 @@ fn wait_of(w: *const unilock_wait) -> Option<WaitSpec> {
 /// Returns `UNILOCK_OK` (recorded; `out->state` may be 0); `UNILOCK_PENDING` (breaks must be
 /// acknowledged first: nothing recorded; retry the open after `UNILOCK_EVENT_BREAKS_DONE`);
 /// `UNILOCK_E_BUSY` (the same, but `wait` was NULL); `UNILOCK_E_INVALID` (NULL argument, unknown kind
-/// or flags, state bits outside R|H|W, a lease key that already leases another file for this client).
+/// or flags, state bits outside R|H|W, a lease key that already leases another file for this client);
+/// during the grace period `UNILOCK_E_GRACE` (a new lease), `UNILOCK_E_RECLAIM_DENIED` (a reclaim —
+/// `UNILOCK_OPEN_RECLAIM`, or a key that existed before — asking for a key or state that did not
+/// exist); after it `UNILOCK_E_NO_GRACE` for `UNILOCK_OPEN_RECLAIM`. Plain opens are never refused.
 /// With `UNILOCK_OPEN_SHARING_VIOLATION` nothing is ever recorded: `UNILOCK_OK` means no H break was
 /// needed and the sharing violation stands. Thread-safe; never sleeps.
 #[no_mangle]
@@ -183,7 +189,12 @@ pub extern "C" fn unilock_file_open(
         let file = try_bytes!(file_id, file_id_len);
         let Some(client) = cstr(client) else { return unilock_status::invalid() };
         let r = try_ref!(req);
-        const FLAGS: u32 = UNILOCK_OPEN_STAT | UNILOCK_OPEN_WRITE | UNILOCK_OPEN_OVERWRITE | UNILOCK_OPEN_DIRECTORY | UNILOCK_OPEN_SHARING_VIOLATION;
+        const FLAGS: u32 = UNILOCK_OPEN_STAT
+            | UNILOCK_OPEN_WRITE
+            | UNILOCK_OPEN_OVERWRITE
+            | UNILOCK_OPEN_DIRECTORY
+            | UNILOCK_OPEN_SHARING_VIOLATION
+            | UNILOCK_OPEN_RECLAIM;
         if r.flags & !FLAGS != 0 || r.requested > 0xFF || r.epoch > 0xFFFF {
             return unilock_status::invalid();
         }
@@ -206,6 +217,7 @@ pub extern "C" fn unilock_file_open(
             overwrite: r.flags & UNILOCK_OPEN_OVERWRITE != 0,
             dir: r.flags & UNILOCK_OPEN_DIRECTORY != 0,
             sharing_violation: r.flags & UNILOCK_OPEN_SHARING_VIOLATION != 0,
+            reclaim: r.flags & UNILOCK_OPEN_RECLAIM != 0,
             file_size: r.file_size,
             timeout_ms: r.break_timeout_ms,
         };

@@ -43,8 +43,11 @@ fn result(r: Result<(), Error>, holder: *mut unilock_lock_info) -> unilock_statu
 /// exclusive lock, but an exclusive lock may not overlap any lock of another owner or of its own.
 ///
 /// Returns `UNILOCK_OK` (granted); `UNILOCK_E_CONFLICT` (refused, nothing changed); `UNILOCK_E_INVALID`
-/// (NULL argument, bad file id, client or owner length, unknown flavour or type);
-/// `UNILOCK_E_INVALID_RANGE` (POSIX length 0, or an end beyond 2^64).
+/// (NULL argument, bad file id, client or owner length, unknown flavour, type or flag);
+/// `UNILOCK_E_INVALID_RANGE` (POSIX length 0, or an end beyond 2^64); `UNILOCK_E_GRACE` (grace period:
+/// only reclaims); `UNILOCK_E_NO_GRACE`, `UNILOCK_E_RECLAIM_DENIED` (a reclaim, see
+/// `UNILOCK_LOCK_RECLAIM`); `UNILOCK_E_BUSY` (another client's write-caching lease on the file is being
+/// broken: retry); `UNILOCK_E_STORE` (the client record could not be written).
 ///
 /// Never sleeps waiting for another owner. Thread-safe; may be called from a unilock callback.
 #[no_mangle]
@@ -58,8 +61,9 @@ pub extern "C" fn unilock_lock(
 ) -> unilock_status {
     boundary! {
         let (m, file, owner) = args!(ul, file_id, file_id_len, owner);
-        let Some(req) = req_of(try_ref!(req)) else { return unilock_status::invalid() };
-        result(m.lock(file, &owner, &req), holder)
+        let r = try_ref!(req);
+        let Some(req) = req_of(r) else { return unilock_status::invalid() };
+        result(m.lock_with(file, &owner, &req, flags_of(r)), holder)
     }
 }
 
@@ -152,7 +156,14 @@ pub extern "C" fn unilock_lock_many(
     boundary! {
         let (m, file, owner) = args!(ul, file_id, file_id_len, owner);
         let Some(reqs) = reqs(elems, n) else { return unilock_status::invalid() };
-        match m.lock_many(file, &owner, &reqs) {
+        // SAFETY: `reqs` checked `elems` for NULL and `n` for 0.
+        let first = unsafe { &*elems };
+        // SAFETY: the caller promises `n` readable elements.
+        let all = unsafe { std::slice::from_raw_parts(elems, n) };
+        if all.iter().any(|e| e.flags != first.flags) {
+            return unilock_status::invalid();
+        }
+        match m.lock_many_with(file, &owner, &reqs, flags_of(first)) {
             Ok(()) => unilock_status::UNILOCK_OK,
             Err((i, e)) => {
                 put(failed_index, i);

@@ -10,6 +10,7 @@
 pub mod boundary;
 pub mod config;
 pub mod events;
+pub mod grace;
 pub mod lease;
 pub mod lock;
 pub mod log;

@@ -54,7 +54,7 @@ pub struct unilock_owner {
 
 /// One lock request element.
 ///
-/// cbindgen:field-names=[flavour, type, offset, length]
+/// cbindgen:field-names=[flavour, type, offset, length, flags]
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct unilock_lock_req {
@@ -66,7 +66,14 @@ pub struct unilock_lock_req {
     pub offset: u64,
     /// Number of bytes; `UNILOCK_TO_EOF` for a POSIX lock to the end; 0 is a zero-length Windows lock.
     pub length: u64,
+    /// `UNILOCK_LOCK_*` flags (0 for none). Unknown bits are `UNILOCK_E_INVALID`.
+    pub flags: u32,
 }
+
+/// `unilock_lock_req.flags`: a reclaim of a lock held before a restart (NLM reclaim, NFSv4 reclaim).
+/// Allowed only during the grace period (`UNILOCK_E_NO_GRACE` otherwise) and only if a lock of the
+/// same owner and type on the same file covered it before (`UNILOCK_E_RECLAIM_DENIED` otherwise).
+pub const UNILOCK_LOCK_RECLAIM: u32 = 0x01;
 
 /// A held lock, as reported by a refused lock, a test, or a listing. All data is copied in: the
 /// struct owns no pointers and stays valid after the call.
@@ -134,7 +141,15 @@ pub fn kind_to_c(k: LockType) -> u32 {
 
 /// Converts a C request; `None` for an unknown flavour or type.
 pub fn req_of(r: &unilock_lock_req) -> Option<LockReq> {
+    if r.flags & !UNILOCK_LOCK_RECLAIM != 0 {
+        return None;
+    }
     Some(LockReq { flavour: flavour_of(r.flavour)?, kind: kind_of(r.type_)?, offset: r.offset, length: r.length })
+}
+
+/// The per-call flags of a C request.
+pub fn flags_of(r: &unilock_lock_req) -> crate::manager::LockFlags {
+    crate::manager::LockFlags { reclaim: r.flags & UNILOCK_LOCK_RECLAIM != 0 }
 }
 
 /// Borrows a C owner for the duration of a call; `None` if a pointer is NULL where not allowed.
