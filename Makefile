@@ -72,8 +72,12 @@ install: lib
 	ln -sf libunilock.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libunilock.so
 	install -m 644 $(LIB)/libunilock.a $(DESTDIR)$(LIBDIR)/
 	install -m 644 include/unilock.h $(DESTDIR)$(INCLUDEDIR)/
-	sed -e 's|^prefix=.*|prefix=$(PREFIX)|' -e 's|^libdir=.*|libdir=$(LIBDIR)|' \
-	    -e 's|^includedir=.*|includedir=$(INCLUDEDIR)|' pkgconfig/unilock.pc > $(DESTDIR)$(LIBDIR)/pkgconfig/unilock.pc
+	# libdir/includedir stay relative to ${prefix} unless overridden, so
+	# pkg-config --define-prefix / --define-variable=prefix=... relocate a staged install.
+	sed -e 's|^prefix=.*|prefix=$(PREFIX)|' \
+	    $(if $(filter-out $(PREFIX)/lib,$(LIBDIR)),-e 's|^libdir=.*|libdir=$(LIBDIR)|') \
+	    $(if $(filter-out $(PREFIX)/include,$(INCLUDEDIR)),-e 's|^includedir=.*|includedir=$(INCLUDEDIR)|') \
+	    pkgconfig/unilock.pc > $(DESTDIR)$(LIBDIR)/pkgconfig/unilock.pc
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libunilock.so $(DESTDIR)$(LIBDIR)/libunilock.so.$(MAJOR) \

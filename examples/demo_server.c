@@ -232,7 +232,7 @@ static void step(const char *title)
 
 static unilock_lock_req req(const struct client *c, uint32_t type, uint64_t offset, uint64_t length)
 {
-    unilock_lock_req r = {c->flavour, type, offset, length};
+    unilock_lock_req r = {c->flavour, type, offset, length, 0};
     return r;
 }
 

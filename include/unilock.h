@@ -1088,8 +1088,10 @@ unilock_status unilock_file_close(const struct unilock *ul,
  * Acknowledges a lease break (SMB2 LEASE_BREAK_ACK, oplock break ack).
  *
  * `key`: 16 bytes, as in the break event. `state`: the acknowledged state, any subset of the
- * break-to state (none removes the lease). If the lease must go lower still (a second trigger came
- * during the break), a further break event follows with the same epoch.
+ * break-to state. Acknowledging none leaves the lease holding nothing: it stays known (at none) while
+ * it has opens, so a later ack answers `UNILOCK_E_NO_BREAK`, and goes with its last open (a
+ * delegation goes at once). If the lease must go lower still (a second trigger came during the
+ * break), a further break event follows with the same epoch.
  *
  * Returns `UNILOCK_OK`; `UNILOCK_E_NOT_FOUND` (unknown key, or a key of another client);
  * `UNILOCK_E_NO_BREAK` (no break in progress: a second ack, an ack after the timeout, an ack of an

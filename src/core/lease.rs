@@ -178,9 +178,11 @@ impl FileLeases {
         self.leases.iter().position(|l| *l.client == *client && l.key == *key)
     }
 
-    fn is_own(l: &Lease, req: &Requester) -> bool {
+    fn is_own(l: &Lease, req: &Requester, trigger: Trigger) -> bool {
         match l.kind {
             Kind::Delegation => *l.client == *req.client,
+            // Directory leases: the opener's parent key is compared by value, across clients.
+            _ if trigger == Trigger::DirChange => req.key == Some(&l.key),
             _ => *l.client == *req.client && req.key == Some(&l.key),
         }
     }
@@ -211,7 +213,7 @@ impl FileLeases {
             let own_oplock_rule = l.kind == Kind::Oplock
                 && matches!(trigger, Trigger::Write | Trigger::ByteRangeLock)
                 && l.state == R;
-            if Self::is_own(l, req) && !own_oplock_rule {
+            if Self::is_own(l, req, trigger) && !own_oplock_rule {
                 continue;
             }
             if trigger == Trigger::DirChange && !l.dir {
@@ -681,6 +683,8 @@ mod tests {
         assert_eq!(open(&mut f, &d).state, R | H);
         let (n, _) = f.trigger(&Requester { client: b"c1", key: Some(&K1) }, Trigger::DirChange, 0);
         assert!(n.is_empty(), "same parent key: no break");
+        let (n, _) = f.trigger(&Requester { client: b"c9", key: Some(&K1) }, Trigger::DirChange, 0);
+        assert!(n.is_empty(), "parent keys are compared by value, across clients");
         let (n, wait) = f.trigger(&Requester { client: b"c2", key: Some(&K2) }, Trigger::DirChange, 0);
         assert!(matches!(&n[0], Note::Break { from: 3, to: 0, ack: true, .. }));
         assert!(wait.is_empty(), "directory change does not wait");

@@ -126,12 +126,17 @@ fn synth_key(tag: &[u8; 4], open_id: u64) -> Key {
     k
 }
 
+/// A client id argument: NUL-terminated, 1..255 bytes.
 fn cstr<'a>(p: *const c_char) -> Option<&'a [u8]> {
     if p.is_null() {
         return None;
     }
     // SAFETY: the caller promises a NUL-terminated string valid for the call.
-    Some(unsafe { std::ffi::CStr::from_ptr(p) }.to_bytes())
+    let b = unsafe { std::ffi::CStr::from_ptr(p) }.to_bytes();
+    if b.is_empty() || b.len() > crate::table::CLIENT_MAX {
+        return None;
+    }
+    Some(b)
 }
 
 fn key_of(p: *const u8) -> Option<Key> {
@@ -265,8 +270,10 @@ pub extern "C" fn unilock_file_close(
 /// Acknowledges a lease break (SMB2 LEASE_BREAK_ACK, oplock break ack).
 ///
 /// `key`: 16 bytes, as in the break event. `state`: the acknowledged state, any subset of the
-/// break-to state (none removes the lease). If the lease must go lower still (a second trigger came
-/// during the break), a further break event follows with the same epoch.
+/// break-to state. Acknowledging none leaves the lease holding nothing: it stays known (at none) while
+/// it has opens, so a later ack answers `UNILOCK_E_NO_BREAK`, and goes with its last open (a
+/// delegation goes at once). If the lease must go lower still (a second trigger came during the
+/// break), a further break event follows with the same epoch.
 ///
 /// Returns `UNILOCK_OK`; `UNILOCK_E_NOT_FOUND` (unknown key, or a key of another client);
 /// `UNILOCK_E_NO_BREAK` (no break in progress: a second ack, an ack after the timeout, an ack of an

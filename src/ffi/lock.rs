@@ -123,13 +123,14 @@ pub extern "C" fn unilock_test(
     }
 }
 
-fn reqs<'a>(elems: *const unilock_lock_req, n: usize) -> Option<Vec<crate::manager::LockReq>> {
+/// Converts C elements; on an unknown flavour, type or flag, `Err(index)` of the first bad one.
+fn reqs(elems: *const unilock_lock_req, n: usize) -> Result<Vec<crate::manager::LockReq>, usize> {
     if elems.is_null() || n == 0 {
-        return None;
+        return Err(0);
     }
     // SAFETY: the caller promises `n` readable elements at `elems`.
     let s = unsafe { std::slice::from_raw_parts(elems, n) };
-    s.iter().map(req_of).collect()
+    s.iter().enumerate().map(|(i, e)| req_of(e).ok_or(i)).collect()
 }
 
 /// Takes several locks atomically: all are granted or none (an SMB2 LOCK request with several
@@ -155,12 +156,21 @@ pub extern "C" fn unilock_lock_many(
 ) -> unilock_status {
     boundary! {
         let (m, file, owner) = args!(ul, file_id, file_id_len, owner);
-        let Some(reqs) = reqs(elems, n) else { return unilock_status::invalid() };
+        let reqs = match reqs(elems, n) {
+            Ok(r) => r,
+            Err(i) => {
+                if !elems.is_null() && n > 0 {
+                    put(failed_index, i);
+                }
+                return unilock_status::invalid();
+            }
+        };
         // SAFETY: `reqs` checked `elems` for NULL and `n` for 0.
         let first = unsafe { &*elems };
         // SAFETY: the caller promises `n` readable elements.
         let all = unsafe { std::slice::from_raw_parts(elems, n) };
-        if all.iter().any(|e| e.flags != first.flags) {
+        if let Some(i) = all.iter().position(|e| e.flags != first.flags) {
+            put(failed_index, i);
             return unilock_status::invalid();
         }
         match m.lock_many_with(file, &owner, &reqs, flags_of(first)) {
@@ -196,8 +206,11 @@ pub extern "C" fn unilock_unlock_many(
         // SAFETY: the caller promises `n` readable elements at `elems`.
         let s = unsafe { std::slice::from_raw_parts(elems, n) };
         let mut rs = Vec::with_capacity(n);
-        for e in s {
-            let Some(f) = flavour_of(e.flavour) else { return unilock_status::invalid() };
+        for (i, e) in s.iter().enumerate() {
+            let Some(f) = flavour_of(e.flavour) else {
+                put(failed_index, i);
+                return unilock_status::invalid();
+            };
             rs.push(crate::manager::LockReq { flavour: f, kind: crate::core::LockType::Shared, offset: e.offset, length: e.length });
         }
         match m.unlock_many(file, &owner, &rs) {
