@@ -137,6 +137,9 @@ impl Manager {
                         grace.add_lease(&l.file, &l.client, l.key, l.state);
                     }
                     events.add_timer(grace.deadline, TimerKind::GraceEnd);
+                    if let Err(e) = store.set_grace(&rec.clients, grace_ms) {
+                        log::warn!("unilock: cannot record the grace period: {}", e.0);
+                    }
                 }
                 Some(store)
             }
@@ -234,11 +237,14 @@ impl Manager {
     /// Starts a grace period explicitly (a host taking over another's clients).
     pub fn grace_start(&self, clients: Vec<Box<[u8]>>, duration_ms: u64) -> Result<()> {
         let d = if duration_ms == 0 { self.grace_ms } else { duration_ms };
-        let deadline = {
+        let (deadline, expected) = {
             let mut g = self.grace.lock();
             g.start(self.events.now_ms(), d, clients, true);
-            g.deadline
+            (g.deadline, g.expected.iter().cloned().collect::<Vec<_>>())
         };
+        if let Some(s) = &self.store {
+            s.set_grace(&expected, d).map_err(|e| Error::Store(e.0))?;
+        }
         self.grace_active.store(true, Ordering::Release);
         self.events.add_timer(deadline, TimerKind::GraceEnd);
         Ok(())

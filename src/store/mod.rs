@@ -337,9 +337,20 @@ impl Store {
         Ok(())
     }
 
+    /// Records an active grace period (for inspectors such as `unilock-stat`).
+    pub fn set_grace(&self, expected: &[Box<[u8]>], remaining_ms: u64) -> Result<(), StoreError> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        let list: Vec<String> = expected.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+        self.conn.lock().execute(
+            "INSERT OR REPLACE INTO grace(id, expected, deadline_unix_ms) VALUES (1, ?1, ?2)",
+            params![list.join("\n"), now + remaining_ms as i64],
+        )?;
+        Ok(())
+    }
+
     /// Grace ended: the pre-restart state is gone for good.
     pub fn end_grace(&self) -> Result<(), StoreError> {
-        self.conn.lock().execute_batch("DELETE FROM prev_locks; DELETE FROM prev_leases;")?;
+        self.conn.lock().execute_batch("DELETE FROM prev_locks; DELETE FROM prev_leases; DELETE FROM grace;")?;
         Ok(())
     }
 }

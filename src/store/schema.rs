@@ -1,5 +1,11 @@
 //! The versioned schema and its forward migrations. A database whose version is newer than
 //! `VERSION` is refused, never rewritten.
+//!
+//! Tables (read by `unilock-stat` too): `clients` (one row per client that ever held state),
+//! `locks` (held locks; `length` as callers give it, `UNILOCK_TO_EOF` for a POSIX lock to the end;
+//! Windows stacking in `count`), `leases`, `prev_locks`/`prev_leases` (the state before a restart,
+//! kept until grace ends), `grace` (one row while a grace period is active: expected clients, one per
+//! line, and the wall-clock deadline).
 
 /// The schema version this library writes.
 pub const VERSION: i64 = 1;
@@ -28,6 +34,8 @@ pub const MIGRATIONS: &[&str] = &[
      CREATE TABLE IF NOT EXISTS prev_locks AS SELECT * FROM locks WHERE 0;
      CREATE TABLE IF NOT EXISTS prev_leases AS SELECT * FROM leases WHERE 0;
      CREATE TABLE IF NOT EXISTS grace(
-        id INTEGER PRIMARY KEY CHECK (id = 1), expected BLOB NOT NULL
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        expected TEXT NOT NULL,
+        deadline_unix_ms INTEGER NOT NULL
      );",
 ];
