@@ -41,6 +41,50 @@
 
 
 /**
+ * Index of `unilock_metrics.acquisitions[flavour][type][result]`: flavour 0 POSIX, 1 Windows;
+ * type 0 shared, 1 exclusive; result one of these.
+ */
+#define UNILOCK_RESULT_GRANTED 0
+
+#define UNILOCK_RESULT_CONFLICT 1
+
+#define UNILOCK_RESULT_PENDING 2
+
+#define UNILOCK_RESULT_DEADLOCK 3
+
+#define UNILOCK_RESULT_GRACE 4
+
+#define UNILOCK_RESULT_LIMIT 5
+
+#define UNILOCK_RESULT_ERROR 6
+
+/**
+ * Index of `unilock_metrics.releases[reason]`.
+ */
+#define UNILOCK_RELEASE_EXPLICIT 0
+
+#define UNILOCK_RELEASE_CLOSE 1
+
+#define UNILOCK_RELEASE_DISCONNECT 2
+
+#define UNILOCK_RELEASE_TTL 3
+
+#define UNILOCK_RELEASE_GRACE_END 4
+
+#define UNILOCK_RELEASE_BREAK_TIMEOUT 5
+
+/**
+ * Index of `unilock_metrics.limit_hits[limit]`.
+ */
+#define UNILOCK_LIMIT_FILE 0
+
+#define UNILOCK_LIMIT_CLIENT 1
+
+#define UNILOCK_LIMIT_TOTAL 2
+
+#define UNILOCK_LIMIT_CONNECTIONS 3
+
+/**
  * `unilock_config.event_mode`: a library thread runs timers and invokes the event callback.
  */
 #define UNILOCK_EVENTS_THREAD 0
@@ -428,6 +472,11 @@ enum unilock_status
    */
   UNILOCK_E_BAD_ACK = 114,
   /**
+   * A configured limit was reached: locks per file, per client or in total, or an adapter's
+   * connections; `unilock_errdetail()` says which. Nothing was changed.
+   */
+  UNILOCK_E_LIMIT = 107,
+  /**
    * The grace period after a restart is active: new locks and leases are refused, reclaims and
    * tests are allowed (NFS4ERR_GRACE, NLM4_DENIED_GRACE_PERIOD).
    */
@@ -463,6 +512,73 @@ typedef uint32_t unilock_status;
  * A lock manager. Opaque; create with `unilock_open`, destroy with `unilock_close`.
  */
 typedef struct unilock unilock;
+
+/**
+ * A registered client, as listed. Strings are valid only during the visit.
+ */
+typedef struct unilock_client_info {
+  const char *client;
+  const char *adapter;
+  const char *address;
+  uint64_t ttl_ms;
+  /**
+   * 1 while connected.
+   */
+  uint32_t connected;
+  /**
+   * Disconnected with a TTL: milliseconds until its state is released; otherwise 0.
+   */
+  uint64_t release_in_ms;
+} unilock_client_info;
+
+/**
+ * Visits one client of a listing; return non-zero to stop.
+ */
+typedef int32_t (*unilock_client_visit_fn)(void *user_data,
+                                           const struct unilock_client_info *client);
+
+/**
+ * A snapshot of the metrics. Set `size` to `sizeof(unilock_metrics)` before the call; the library
+ * fills only the fields that `size` covers (later versions only add fields at the end).
+ */
+typedef struct unilock_metrics {
+  size_t size;
+  /**
+   * Byte-range lock requests: [flavour][type][UNILOCK_RESULT_*].
+   */
+  uint64_t acquisitions[2][2][7];
+  /**
+   * Locks released: [UNILOCK_RELEASE_*].
+   */
+  uint64_t releases[6];
+  uint64_t locks_active;
+  uint64_t leases_active;
+  uint64_t waiters_blocked;
+  uint64_t files_tracked;
+  /**
+   * Wait time of granted blocking requests: counts per bucket with upper bounds 1, 5, 10, 50,
+   * 100, 500, 1000, 5000, 10000, 60000 ms and +Inf.
+   */
+  uint64_t wait_buckets[11];
+  uint64_t wait_sum_ms;
+  uint64_t wait_count;
+  uint64_t grace_active;
+  uint64_t grace_remaining_ms;
+  uint64_t reclaims_granted;
+  uint64_t reclaims_denied;
+  /**
+   * Requests refused by a limit: [UNILOCK_LIMIT_*].
+   */
+  uint64_t limit_hits[4];
+  uint64_t deadlocks;
+  uint64_t lease_breaks;
+  uint64_t break_timeouts;
+  uint64_t store_errors;
+  /**
+   * Connected registered clients, all adapters.
+   */
+  uint64_t connections;
+} unilock_metrics;
 
 /**
  * One event. Every pointer in it is valid only during the callback.
@@ -599,6 +715,19 @@ typedef struct unilock_config {
    * `UNILOCK_DURABILITY_BATCH`: the longest a change waits before it is written, ms (default 10).
    */
   uint64_t batch_ms;
+  /**
+   * Most locks one file may hold (0 = unlimited, the default). A lock request on a file that
+   * already holds this many is refused with `UNILOCK_E_LIMIT`.
+   */
+  uint64_t max_locks_per_file;
+  /**
+   * Most locks one client may hold over all files (0 = unlimited, the default).
+   */
+  uint64_t max_locks_per_client;
+  /**
+   * Most locks in total (0 = unlimited, the default).
+   */
+  uint64_t max_locks_total;
 } unilock_config;
 
 /**
@@ -827,11 +956,81 @@ extern "C" {
 #endif // __cplusplus
 
 /**
+ * Registers a client of a protocol adapter (SMB session, NFSv4 client id, NLM host).
+ *
+ * `client`: its id (1..255 bytes). `adapter`: the protocol adapter, e.g. "smb", "nfs4", "nlm"
+ * (connection limits are per adapter). `address`: the remote address, for inspection; may be NULL.
+ * `ttl_ms`: how long its locks and leases survive a disconnect (0: released at once).
+ *
+ * Idempotent: registering again updates the record, and cancels a pending TTL release (a
+ * reconnect). Returns `UNILOCK_OK`; `UNILOCK_E_LIMIT` (the adapter's connection limit is reached,
+ * see `unilock_set_adapter_limit`); `UNILOCK_E_STORE`; `UNILOCK_E_INVALID`. Locks may also be taken
+ * by clients never registered; they are released only explicitly.
+ */
+unilock_status unilock_client_register(const struct unilock *ul,
+                                       const char *client,
+                                       const char *adapter,
+                                       const char *address,
+                                       uint64_t ttl_ms);
+
+/**
+ * A registered client disconnected. With TTL 0 all its locks, waiting requests (ended with
+ * `UNILOCK_E_RANGE_NOT_LOCKED`), opens and leases are released now and the waiters they blocked are
+ * woken; `released` receives the number of locks. With a TTL they are kept until it passes (then
+ * released the same way) unless the client registers again; `released` receives 0.
+ *
+ * Returns `UNILOCK_OK`, `UNILOCK_E_NOT_FOUND` (not registered) or `UNILOCK_E_INVALID`.
+ */
+unilock_status unilock_client_disconnect(const struct unilock *ul,
+                                         const char *client,
+                                         size_t *released);
+
+/**
+ * Sets the most clients of `adapter` that may be connected at once (0: unlimited, the default).
+ * Returns `UNILOCK_OK` or `UNILOCK_E_INVALID`.
+ */
+unilock_status unilock_set_adapter_limit(const struct unilock *ul,
+                                         const char *adapter,
+                                         uint64_t max_connections);
+
+/**
+ * Lists registered clients, sorted by id, calling `visit` (may be NULL) after every internal lock is
+ * released. `count`: receives how many there are; may be NULL. Returns `UNILOCK_OK` or
+ * `UNILOCK_E_INVALID`.
+ */
+unilock_status unilock_client_list(const struct unilock *ul,
+                                   unilock_client_visit_fn visit,
+                                   void *user_data,
+                                   size_t *count);
+
+/**
+ * Fills `*out` with a snapshot of the counters and gauges (gauges walk the lock table: cheap, but
+ * not for every request). `out->size` must be set. Returns `UNILOCK_OK` or `UNILOCK_E_INVALID`
+ * (NULL, or a size smaller than the `size` field).
+ */
+unilock_status unilock_metrics_get(const struct unilock *ul,
+                                   struct unilock_metrics *out);
+
+/**
+ * Renders the metrics in the Prometheus text exposition format (names prefixed `unilock_`).
+ *
+ * `buf`, `cap`: where to write, NUL-terminated; may be NULL/0 to ask for the size. `len`: receives
+ * the length of the text without its NUL (always, when not NULL). Returns `UNILOCK_OK`, or
+ * `UNILOCK_E_LIMIT` if `cap` is too small (nothing useful is written; retry with `*len + 1`), or
+ * `UNILOCK_E_INVALID`.
+ */
+unilock_status unilock_metrics_prometheus(const struct unilock *ul,
+                                          char *buf,
+                                          size_t cap,
+                                          size_t *len);
+
+/**
  * Fills `*cfg` with the defaults and sets `cfg->size`.
  *
  * Defaults: `flags` 0; `event_mode` `UNILOCK_EVENTS_THREAD`; `event_fn` NULL; `event_user_data`
  * NULL; `lease_break_timeout_ms` 35000; `db_path` NULL (in memory); `durability`
- * `UNILOCK_DURABILITY_SYNC`; `grace_period_ms` 90000; `batch_ms` 10. Passing NULL does nothing. Thread-safe.
+ * `UNILOCK_DURABILITY_SYNC`; `grace_period_ms` 90000; `batch_ms` 10; `max_locks_per_file`,
+ * `max_locks_per_client`, `max_locks_total` 0 (unlimited). Passing NULL does nothing. Thread-safe.
  */
 void unilock_config_init(struct unilock_config *cfg);
 

@@ -13,13 +13,14 @@ if [ "$need" = "check" ]; then
   have_header cmocka.h || missing="$missing libcmocka-dev"
   command -v valgrind >/dev/null 2>&1 || missing="$missing valgrind"
   command -v c++ >/dev/null 2>&1 || missing="$missing g++"
+  command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
 fi
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
   echo "deps: installing:$missing"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null || true
-  apt-get install -y -qq $missing >/dev/null
+  apt-get install -y -qq --no-install-recommends $missing >/dev/null
   exit 0
 fi
 echo "deps: missing packages:$missing" >&2

@@ -46,6 +46,8 @@ pub enum Error {
     ReclaimDenied,
     /// The SQLite store failed or refused the database; the text says why.
     Store(String),
+    /// A configured limit was reached: which one.
+    Limit(crate::metrics::LimitKind),
     /// The system refused a resource (a descriptor, a thread).
     Resource(&'static str),
 }

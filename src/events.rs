@@ -30,6 +30,8 @@ pub enum TimerKind {
     GraceEnd,
     /// Batch durability: write what is pending.
     Flush,
+    /// A disconnected client's TTL may have run out.
+    ClientTtl(Box<[u8]>),
 }
 
 /// The epoll/eventfd/timerfd trio of loop mode.

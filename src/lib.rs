@@ -12,3 +12,5 @@ pub mod clock;
 pub mod events;
 pub mod requests;
 pub mod store;
+pub mod metrics;
+pub mod clients;

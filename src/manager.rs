@@ -49,6 +49,10 @@ pub struct Settings {
     pub grace_ms: u64,
     /// Batch mode: longest time a change waits before it is written, ms (0: 10).
     pub batch_ms: u64,
+    /// Lock limits (0 = unlimited).
+    pub max_locks_per_file: u64,
+    pub max_locks_per_client: u64,
+    pub max_locks_total: u64,
     /// The clock (default: CLOCK_MONOTONIC). Tests pass a `ManualClock`.
     pub clock: Option<Arc<dyn Clock>>,
     /// Where events go; without one they are dropped after their request is settled.
@@ -88,6 +92,14 @@ pub struct Manager {
     flush_armed: AtomicBool,
     /// Journal writes that failed (the in-memory state stays authoritative; each is logged).
     pub store_errors: AtomicU64,
+    pub metrics: crate::metrics::Metrics,
+    clients: Mutex<crate::clients::Clients>,
+    max_per_file: u64,
+    max_per_client: u64,
+    max_total: u64,
+    /// Locks per client and in total, kept only when a client or total limit is set.
+    client_locks: Mutex<std::collections::HashMap<Box<[u8]>, i64>>,
+    total_locks: std::sync::atomic::AtomicI64,
 }
 
 /// Per-call flags of a lock request.
@@ -146,7 +158,14 @@ impl Manager {
         };
         let grace_active = AtomicBool::new(grace.active);
         Ok(Manager {
-            table: Table::new(store.is_some()),
+            table: Table::new(store.is_some(), settings.max_locks_per_client > 0 || settings.max_locks_total > 0),
+            metrics: crate::metrics::Metrics::default(),
+            clients: Mutex::new(crate::clients::Clients::default()),
+            max_per_file: settings.max_locks_per_file,
+            max_per_client: settings.max_locks_per_client,
+            max_total: settings.max_locks_total,
+            client_locks: Mutex::new(std::collections::HashMap::new()),
+            total_locks: std::sync::atomic::AtomicI64::new(0),
             store,
             grace: Mutex::new(grace),
             grace_active,
@@ -173,17 +192,75 @@ impl Manager {
 
     /// Runs `f` on a file under its shard lock, then hands the file's journal to the store.
     fn file<R>(&self, file: &[u8], create: bool, f: impl FnOnce(Option<&mut crate::table::FileState>) -> R) -> R {
-        match &self.store {
-            None => self.table.with_file(file, create, f),
-            Some(_) => self.table.with_file(file, create, |fs| match fs {
-                Some(fs) => {
-                    let r = f(Some(&mut *fs));
-                    self.persist(fs);
-                    r
-                }
-                None => f(None),
-            }),
+        if self.store.is_none() && !self.tracking() {
+            return self.table.with_file(file, create, f);
         }
+        self.table.with_file(file, create, |fs| match fs {
+            Some(fs) => {
+                let r = f(Some(&mut *fs));
+                self.after(fs);
+                r
+            }
+            None => f(None),
+        })
+    }
+
+    fn tracking(&self) -> bool {
+        self.max_per_client > 0 || self.max_total > 0
+    }
+
+    /// After an operation on a file: journal to the store, lock counts to the limits.
+    fn after(&self, fs: &mut crate::table::FileState) {
+        self.persist(fs);
+        if self.tracking() {
+            let deltas = fs.take_counts();
+            if !deltas.is_empty() {
+                let mut m = self.client_locks.lock();
+                for (c, d) in deltas {
+                    self.total_locks.fetch_add(d, Ordering::Relaxed);
+                    let e = m.entry(c).or_insert(0);
+                    *e += d;
+                    if *e <= 0 {
+                        m.retain(|_, v| *v > 0);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Refuses a new lock when the client's or the total limit is already reached.
+    fn check_limits(&self, client: &[u8]) -> Result<()> {
+        if self.max_total > 0 && self.total_locks.load(Ordering::Relaxed) >= self.max_total as i64 {
+            self.metrics.limit(crate::metrics::LimitKind::Total);
+            return Err(Error::Limit(crate::metrics::LimitKind::Total));
+        }
+        if self.max_per_client > 0 && self.client_locks.lock().get(client).copied().unwrap_or(0) >= self.max_per_client as i64 {
+            self.metrics.limit(crate::metrics::LimitKind::Client);
+            return Err(Error::Limit(crate::metrics::LimitKind::Client));
+        }
+        Ok(())
+    }
+
+    /// The per-file limit, checked under the file's lock.
+    fn check_file_limit(&self, fs: &crate::table::FileState) -> Result<()> {
+        if self.max_per_file > 0 && fs.lock_count() as u64 >= self.max_per_file {
+            self.metrics.limit(crate::metrics::LimitKind::File);
+            return Err(Error::Limit(crate::metrics::LimitKind::File));
+        }
+        Ok(())
+    }
+
+    fn count_acquire(&self, req: &LockReq, r: &Result<()>) {
+        use crate::metrics::Outcome as O;
+        let o = match r {
+            Ok(()) => O::Granted,
+            Err(Error::Conflict(_)) => O::Conflict,
+            Err(Error::Grace) => O::Grace,
+            Err(Error::Limit(_)) => O::Limit,
+            Err(Error::Deadlock) => O::Deadlock,
+            Err(_) => O::Other,
+        };
+        self.metrics.acquire(req.flavour == Flavour::Posix, req.kind == LockType::Exclusive, o);
     }
 
     fn persist(&self, fs: &mut crate::table::FileState) {
@@ -209,6 +286,75 @@ impl Manager {
         }
     }
 
+    /// Registers a client (idempotent; cancels a pending TTL release). `Limit(Connections)` when its
+    /// adapter's connection limit is reached.
+    pub fn client_register(&self, client: &[u8], adapter: &str, address: &str, ttl_ms: u64) -> Result<()> {
+        check_owner(&OwnerRef { client, owner: b"", open_id: 0 })?;
+        if self.clients.lock().register(client, adapter, address, ttl_ms).is_err() {
+            self.metrics.limit(crate::metrics::LimitKind::Connections);
+            return Err(Error::Limit(crate::metrics::LimitKind::Connections));
+        }
+        if let Some(s) = &self.store {
+            s.put_client(client, adapter, address, ttl_ms).map_err(|e| Error::Store(e.0))?;
+        }
+        Ok(())
+    }
+
+    /// A client disconnected: TTL 0 releases all its state now (returns how many locks); a TTL keeps
+    /// it until the TTL passes unless the client registers again (returns 0).
+    pub fn client_disconnect(&self, client: &[u8]) -> Result<usize> {
+        let now = self.events.now_ms();
+        match self.clients.lock().disconnect(client, now) {
+            None => return Err(Error::NotFound),
+            Some(crate::clients::Disconnect::At(t)) => {
+                self.events.add_timer(t, TimerKind::ClientTtl(client.into()));
+                return Ok(0);
+            }
+            Some(crate::clients::Disconnect::Now) => {}
+        }
+        self.release_client_for(client, crate::metrics::Release::Disconnect)
+    }
+
+    /// The manager's clock (ms).
+    pub fn now_ms(&self) -> u64 {
+        self.events.now_ms()
+    }
+
+    /// Registered clients, sorted by id.
+    pub fn clients(&self) -> Vec<(Box<[u8]>, crate::clients::ClientRec)> {
+        self.clients.lock().list()
+    }
+
+    /// Sets an adapter's connection limit (0 = unlimited).
+    pub fn set_adapter_limit(&self, adapter: &str, max: u64) {
+        self.clients.lock().set_limit(adapter, max);
+    }
+
+    /// Counters and gauges now.
+    pub fn metrics_snapshot(&self) -> (crate::metrics::Totals, crate::metrics::Gauges) {
+        let t = self.metrics.totals();
+        let (files, locks, leases, waiters) = self.table.census();
+        let (active, remaining, _, _) = self.grace_status();
+        let g = crate::metrics::Gauges {
+            locks,
+            leases,
+            waiters,
+            files,
+            grace_active: active,
+            grace_remaining_ms: remaining,
+            connections: self.clients.lock().connections(),
+            deadlocks: self.deadlocks.load(Ordering::Relaxed),
+            store_errors: self.store_errors.load(Ordering::Relaxed),
+        };
+        (t, g)
+    }
+
+    /// The metrics as Prometheus text.
+    pub fn prometheus(&self) -> String {
+        let (t, g) = self.metrics_snapshot();
+        crate::metrics::prometheus(&t, &g)
+    }
+
     /// The grace gate of a lock request (SPEC.md §5).
     fn gate_lock(&self, file: &[u8], o: &OwnerRef, req: &LockReq, range: &Range, flags: LockFlags) -> Result<()> {
         if !self.grace_active.load(Ordering::Acquire) {
@@ -221,7 +367,9 @@ impl Manager {
         if !flags.reclaim {
             return Err(Error::Grace);
         }
-        if g.reclaim_lock(file, o.client, o.owner, o.open_id, req.flavour, req.kind, range) {
+        let ok = g.reclaim_lock(file, o.client, o.owner, o.open_id, req.flavour, req.kind, range);
+        self.metrics.reclaim(ok);
+        if ok {
             Ok(())
         } else {
             Err(Error::ReclaimDenied)
@@ -314,7 +462,7 @@ impl Manager {
     }
 
     fn ctx(&self) -> Ctx<'_> {
-        Ctx { requests: &self.requests, graph: &self.graph, events: &self.events }
+        Ctx { metrics: &self.metrics, requests: &self.requests, graph: &self.graph, events: &self.events }
     }
 
     /// Thread mode: starts the library thread that runs timers and delivers events.
@@ -371,6 +519,11 @@ impl Manager {
                     };
                     if due {
                         self.grace_end();
+                    }
+                }
+                TimerKind::ClientTtl(client) => {
+                    if self.clients.lock().expire(&client, self.events.now_ms()) {
+                        let _ = self.release_client_for(&client, crate::metrics::Release::Ttl);
                     }
                 }
                 TimerKind::Flush => {
@@ -448,15 +601,33 @@ impl Manager {
         wait: &WaitSpec,
         flags: LockFlags,
     ) -> Result<Queued> {
+        let r = self.lock_blocking_inner(file, o, req, wait, flags);
+        use crate::metrics::Outcome as O;
+        let outcome = match &r {
+            Ok(Queued::Granted) => O::Granted,
+            Ok(Queued::Pending(..)) => O::Pending,
+            Err(Error::Conflict(_)) => O::Conflict,
+            Err(Error::Deadlock) => O::Deadlock,
+            Err(Error::Grace) => O::Grace,
+            Err(Error::Limit(_)) => O::Limit,
+            Err(_) => O::Other,
+        };
+        self.metrics.acquire(req.flavour == Flavour::Posix, req.kind == LockType::Exclusive, outcome);
+        r
+    }
+
+    fn lock_blocking_inner(&self, file: &[u8], o: &OwnerRef, req: &LockReq, wait: &WaitSpec, flags: LockFlags) -> Result<Queued> {
         check_file_id(file)?;
         check_owner(o)?;
         let range = req.range()?;
         self.gate_lock(file, o, req, &range, flags)?;
+        self.check_limits(o.client)?;
         self.ensure_client(o.client)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let ctx = self.ctx();
         let r = self.file(file, true, |fs| {
             let fs = fs.unwrap();
+            self.check_file_limit(fs)?;
             fs.brl_trigger(&ctx, o)?;
             fs.lock_blocking(&ctx, id, o, req, &range, wait.token, wait.user_data)
         });
@@ -682,14 +853,22 @@ impl Manager {
 
     /// `lock` with per-call flags (reclaim).
     pub fn lock_with(&self, file: &[u8], o: &OwnerRef, req: &LockReq, flags: LockFlags) -> Result<()> {
+        let r = self.lock_inner(file, o, req, flags);
+        self.count_acquire(req, &r);
+        r
+    }
+
+    fn lock_inner(&self, file: &[u8], o: &OwnerRef, req: &LockReq, flags: LockFlags) -> Result<()> {
         check_file_id(file)?;
         check_owner(o)?;
         let range = req.range()?;
         self.gate_lock(file, o, req, &range, flags)?;
+        self.check_limits(o.client)?;
         self.ensure_client(o.client)?;
         let ctx = self.ctx();
         self.file(file, true, |fs| {
             let fs = fs.unwrap();
+            self.check_file_limit(fs)?;
             fs.brl_trigger(&ctx, o)?;
             let r = fs.lock(o, req.flavour, req.kind, &range);
             // A POSIX downgrade removes locks and may let waiters in.
@@ -705,7 +884,10 @@ impl Manager {
         let ctx = self.ctx();
         self.file(file, false, |fs| match fs {
             Some(fs) => {
+                let before = fs.lock_count();
                 let r = fs.unlock(o, flavour, &range);
+                // A POSIX unlock may split one lock in two: count locks that went, never negative.
+                self.metrics.release(crate::metrics::Release::Explicit, before.saturating_sub(fs.lock_count()).max(r.is_ok() as usize) as u64);
                 fs.settle(&ctx);
                 r
             }
@@ -751,10 +933,12 @@ impl Manager {
         for (i, (r, (_, range))) in reqs.iter().zip(&elems).enumerate() {
             self.gate_lock(file, o, r, range, flags).map_err(|e| (i, e))?;
         }
+        self.check_limits(o.client).map_err(|e| (0, e))?;
         self.ensure_client(o.client).map_err(|e| (0, e))?;
         let ctx = self.ctx();
         self.file(file, true, |fs| {
             let fs = fs.unwrap();
+            self.check_file_limit(fs).map_err(|e| (0, e))?;
             fs.brl_trigger(&ctx, o).map_err(|e| (0, e))?;
             let r = fs.lock_many(o, flavour, &elems);
             fs.settle(&ctx);
@@ -795,6 +979,7 @@ impl Manager {
                 let owners = fs.owners_of_open(o);
                 fs.end_waiters_of(&ctx, &owners, Some(Error::RangeNotLocked));
                 let n = fs.release_open(o);
+                self.metrics.release(crate::metrics::Release::Close, n as u64);
                 fs.settle(&ctx);
                 n
             }
@@ -803,6 +988,10 @@ impl Manager {
     }
 
     pub fn release_client(&self, client: &[u8]) -> Result<usize> {
+        self.release_client_for(client, crate::metrics::Release::Disconnect)
+    }
+
+    fn release_client_for(&self, client: &[u8], why: crate::metrics::Release) -> Result<usize> {
         check_owner(&OwnerRef { client, owner: b"", open_id: 0 })?;
         let mut n = 0;
         let ctx = self.ctx();
@@ -812,10 +1001,11 @@ impl Manager {
                 return;
             }
             fs.end_waiters_of(&ctx, &owners, Some(Error::RangeNotLocked));
-            n += fs.release_client(client);
+            n += fs.release_client(&ctx, client);
             fs.settle(&ctx);
-            self.persist(fs);
+            self.after(fs);
         });
+        self.metrics.release(why, n as u64);
         Ok(n)
     }
 

@@ -36,6 +36,9 @@ fn rig() -> Rig {
         durability: None,
         grace_ms: 0,
         batch_ms: 0,
+        max_locks_per_file: 0,
+        max_locks_per_client: 0,
+        max_locks_total: 0,
         loop_mode: true,
         clock: Some(clock.clone()),
         callback: Some(Box::new(move |e: &Event| tx.lock().send(e.clone()).unwrap())),
@@ -220,6 +223,9 @@ fn callbacks_may_reenter_the_library() {
             durability: None,
             grace_ms: 0,
             batch_ms: 0,
+            max_locks_per_file: 0,
+            max_locks_per_client: 0,
+            max_locks_total: 0,
             loop_mode: true,
             clock: Some(clock),
             callback: Some(Box::new(move |e: &Event| {
@@ -278,6 +284,9 @@ fn stress_blocking_threads() {
             durability: None,
             grace_ms: 0,
             batch_ms: 0,
+            max_locks_per_file: 0,
+            max_locks_per_client: 0,
+            max_locks_total: 0,
             loop_mode: false,
             clock: None,
             callback: Some(Box::new(move |e: &Event| {
@@ -355,6 +364,7 @@ fn db_rig(path: &str, durability: Durability, clock: Arc<ManualClock>) -> (Manag
         durability: Some(durability),
         grace_ms: 1000,
         batch_ms: 5,
+        ..Default::default()
     })
     .unwrap();
     (m, rx)
@@ -508,4 +518,104 @@ fn corrupt_and_newer_databases_are_refused_untouched() {
         other => panic!("{:?}", other.err()),
     }
     assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+// ---- clients, limits, metrics (SPEC.md §6) ----
+
+fn limited(per_file: u64, per_client: u64, total: u64, clock: Arc<ManualClock>) -> Manager {
+    Manager::new(Settings {
+        loop_mode: true,
+        clock: Some(clock),
+        max_locks_per_file: per_file,
+        max_locks_per_client: per_client,
+        max_locks_total: total,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+#[test]
+fn lock_limits_say_which_limit() {
+    use crate::metrics::LimitKind;
+    let clock = Arc::new(ManualClock::default());
+    let m = limited(2, 0, 0, clock.clone());
+    let a = own(b"a", b"");
+    m.lock(F, &a, &px(LockType::Shared, 0, 1)).unwrap();
+    m.lock(F, &a, &px(LockType::Shared, 5, 1)).unwrap();
+    assert_eq!(m.lock(F, &a, &px(LockType::Shared, 9, 1)), Err(Error::Limit(LimitKind::File)));
+    assert_eq!(m.lock(G, &a, &px(LockType::Shared, 9, 1)), Ok(()), "per file");
+    let m = limited(0, 2, 0, clock.clone());
+    m.lock(F, &a, &px(LockType::Shared, 0, 1)).unwrap();
+    m.lock(G, &a, &px(LockType::Shared, 0, 1)).unwrap();
+    assert_eq!(m.lock(b"h", &a, &px(LockType::Shared, 0, 1)), Err(Error::Limit(LimitKind::Client)));
+    assert_eq!(m.lock(b"h", &own(b"b", b""), &px(LockType::Shared, 0, 1)), Ok(()), "per client");
+    m.unlock(F, &a, Flavour::Posix, 0, 1).unwrap();
+    assert_eq!(m.lock(b"h", &a, &px(LockType::Shared, 0, 1)), Ok(()), "released locks count down");
+    let m = limited(0, 0, 3, clock);
+    for i in 0..3 {
+        m.lock(F, &own(b"x", b""), &px(LockType::Shared, i * 2, 1)).unwrap();
+    }
+    assert_eq!(m.lock(G, &own(b"y", b""), &px(LockType::Shared, 0, 1)), Err(Error::Limit(LimitKind::Total)));
+    let t = m.metrics.totals();
+    assert_eq!(t.limits[LimitKind::Total as usize], 1);
+    assert_eq!(t.acquire[0][0][crate::metrics::Outcome::Limit as usize], 1);
+}
+
+#[test]
+fn client_ttl_release_and_reconnect() {
+    let r = rig();
+    let (a, b) = (own(b"smb:a", b"x"), own(b"smb:b", b"y"));
+    r.m.client_register(b"smb:a", "smb", "10.1.1.1", 500).unwrap();
+    r.m.lock(F, &a, &px(LockType::Exclusive, 0, 10)).unwrap();
+    let id = pending(r.wait(F, &b, px(LockType::Exclusive, 0, 10), 1));
+    // Disconnect with a TTL keeps the lock; a reconnect cancels the release.
+    assert_eq!(r.m.client_disconnect(b"smb:a"), Ok(0));
+    r.clock.advance(400);
+    r.m.client_register(b"smb:a", "smb", "10.1.1.1", 500).unwrap();
+    r.clock.advance(200);
+    assert!(r.pump().is_empty());
+    assert_eq!(r.m.list(F).unwrap().len(), 1);
+    // Disconnect again and let the TTL pass: released, and the waiter is woken.
+    assert_eq!(r.m.client_disconnect(b"smb:a"), Ok(0));
+    r.clock.advance(500);
+    let ev = r.pump();
+    assert_eq!(ev.iter().map(|e| e.request_id).collect::<Vec<_>>(), vec![id]);
+    assert_eq!(r.m.clients().len(), 0);
+    let t = r.m.metrics.totals();
+    assert_eq!(t.release[crate::metrics::Release::Ttl as usize], 1);
+    assert_eq!(t.wait_count, 1);
+    // TTL 0 releases at once; connection limits per adapter.
+    r.m.set_adapter_limit("nlm", 1);
+    r.m.client_register(b"nlm:h1", "nlm", "", 0).unwrap();
+    assert_eq!(r.m.client_register(b"nlm:h2", "nlm", "", 0), Err(Error::Limit(crate::metrics::LimitKind::Connections)));
+    r.m.lock(G, &own(b"nlm:h1", b"s"), &px(LockType::Shared, 0, 1)).unwrap();
+    assert_eq!(r.m.client_disconnect(b"nlm:h1"), Ok(1));
+    assert_eq!(r.m.client_disconnect(b"nlm:h1"), Err(Error::NotFound));
+    assert_eq!(r.m.client_register(b"nlm:h2", "nlm", "", 0), Ok(()));
+}
+
+#[test]
+fn metrics_after_a_known_sequence() {
+    let r = rig();
+    let (a, b) = (own(b"a", b""), own(b"b", b""));
+    r.m.lock(F, &a, &px(LockType::Exclusive, 0, 10)).unwrap();
+    assert!(r.m.lock(F, &b, &px(LockType::Shared, 5, 1)).is_err());
+    pending(r.wait(F, &b, px(LockType::Exclusive, 0, 1), 1));
+    let w = LockReq { flavour: Flavour::Windows, kind: LockType::Shared, offset: 100, length: 0 };
+    r.m.lock(F, &a, &w).unwrap();
+    let (t, g) = r.m.metrics_snapshot();
+    assert_eq!(t.acquire[0][1][0], 1, "posix exclusive granted");
+    assert_eq!(t.acquire[0][0][1], 1, "posix shared conflict");
+    assert_eq!(t.acquire[0][1][2], 1, "posix exclusive pending");
+    assert_eq!(t.acquire[1][0][0], 1, "windows shared granted");
+    assert_eq!((g.locks, g.waiters, g.files), (2, 1, 1));
+    r.m.release_open(F, &a).unwrap();
+    r.pump();
+    let (t, g) = r.m.metrics_snapshot();
+    assert_eq!(t.release[crate::metrics::Release::Close as usize], 2);
+    assert_eq!((g.locks, g.waiters), (1, 0));
+    let text = r.m.prometheus();
+    assert!(text.contains("unilock_locks_active 1\n"), "{text}");
+    assert!(text.contains("unilock_lock_releases_total{reason=\"close\"} 2\n"));
+    assert!(text.contains("unilock_lock_wait_seconds_count 1\n"));
 }

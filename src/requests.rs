@@ -123,6 +123,7 @@ pub struct Requests {
 
 /// What the table needs from the manager to queue, grant and complete requests.
 pub struct Ctx<'a> {
+    pub metrics: &'a crate::metrics::Metrics,
     pub requests: &'a Requests,
     pub graph: &'a Mutex<WaitGraph<OwnerKey>>,
     pub events: &'a Events<Event>,

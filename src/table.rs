@@ -34,6 +34,8 @@ const NOBODY: OwnerIdx = OwnerIdx(u32::MAX);
 /// What a queued request carries besides its core `Waiter`.
 #[derive(Debug)]
 pub struct WaitMeta {
+    /// When it started waiting (ms), for the wait-time histogram.
+    pub since: u64,
     pub token: u64,
     pub user_data: usize,
     pub key: OwnerKey,
@@ -83,6 +85,10 @@ pub struct FileState {
     lease_waiters: Vec<LeaseWaiter>,
     /// The store mirrors this table: changes are journaled for it.
     persist: bool,
+    /// Lock counts per client are kept (a per-client or total limit is set).
+    track: bool,
+    /// Net change of locks per client since the last `take_counts`.
+    client_deltas: Vec<(Box<[u8]>, i64)>,
     journal: crate::store::Journal,
     leases_dirty: bool,
 }
@@ -126,9 +132,11 @@ pub struct OpenSpec {
 }
 
 impl FileState {
-    fn new(id: &[u8], hash: u64, persist: bool) -> Self {
+    fn new(id: &[u8], hash: u64, persist: bool, track: bool) -> Self {
         FileState {
             persist,
+            track,
+            client_deltas: Vec::new(),
             journal: crate::store::Journal::default(),
             leases_dirty: false,
             id: id.into(),
@@ -175,6 +183,15 @@ impl FileState {
                 self.journal.locks.push((row, 1));
             }
         }
+        if self.track {
+            for &id in &changes.removed {
+                let o = self.locks.get(id).owner;
+                self.count_client(o, -1);
+            }
+            for n in &changes.added {
+                self.count_client(n.owner, 1);
+            }
+        }
         for &id in &changes.removed {
             let o = self.locks.get(id).owner;
             self.owners.add_refs(o, -1);
@@ -193,6 +210,27 @@ impl FileState {
         let locks = &mut self.locks;
         self.owners.sweep_idle(false, |o| locks.forget_owner(o));
         ids
+    }
+
+    fn count_client(&mut self, o: OwnerIdx, d: i64) {
+        let c = &self.owners.get(o).client;
+        match self.client_deltas.iter_mut().find(|(k, _)| **k == **c) {
+            Some((_, n)) => *n += d,
+            None => self.client_deltas.push((c.clone(), d)),
+        }
+    }
+
+    /// Takes the net lock-count changes per client since the last call.
+    pub fn take_counts(&mut self) -> Vec<(Box<[u8]>, i64)> {
+        std::mem::take(&mut self.client_deltas)
+    }
+
+    pub fn lock_count(&self) -> usize {
+        self.locks.len()
+    }
+
+    pub fn lease_count(&self) -> usize {
+        self.leases.leases.len()
     }
 
     fn row_of(&self, l: &Lock) -> crate::store::LockRow {
@@ -371,14 +409,20 @@ impl FileState {
         n
     }
 
-    /// Releases every lock of `client` on this file; returns how many locks went.
-    pub fn release_client(&mut self, client: &[u8]) -> usize {
+    /// Releases every lock of `client` on this file, and its opens and leases; returns how many
+    /// locks went.
+    pub fn release_client(&mut self, ctx: &Ctx, client: &[u8]) -> usize {
         let owners: Vec<OwnerIdx> = self.owners.of_client(client).collect();
         let mut n = 0;
         for owner in owners {
             let c = core::lockset::release_owner(&self.locks, owner);
             n += c.removed.len();
             self.commit(&c);
+        }
+        if self.leases.opens.iter().any(|o| *o.client == *client) || self.leases.leases.iter().any(|l| *l.client == *client) {
+            self.leases.drop_client(client);
+            self.leases_dirty = self.persist;
+            self.settle_leases(ctx);
         }
         n
     }
@@ -447,7 +491,7 @@ impl FileState {
                 };
                 self.owners.add_refs(owner, 1);
                 self.waiters.push(w);
-                self.meta.push(WaitMeta { token, user_data, key, offset: req.offset, length: req.length });
+                self.meta.push(WaitMeta { since: ctx.events.now_ms(), token, user_data, key, offset: req.offset, length: req.length });
                 Ok(Queued::Pending(id, holder))
             }
         }
@@ -534,6 +578,7 @@ impl FileState {
             self.commit(&changes);
             let (_, m) = self.take_waiter(i);
             self.granted.push((owner, m.token));
+            ctx.metrics.waited(ctx.events.now_ms().saturating_sub(m.since));
             ctx.complete(ev);
             // A grant that replaced locks (a POSIX downgrade) may unblock earlier waiters: look again
             // from the front. Each pass grants one waiter, so this ends.
@@ -625,6 +670,10 @@ impl FileState {
                 Note::Break { client, key, kind, from, to, epoch, ack } => (EventKind::LeaseBreak, client, key, kind, from, to, epoch, ack),
                 Note::Revoked { client, key, kind, from, epoch } => (EventKind::LeaseRevoked, client, key, kind, from, 0, epoch, false),
             };
+            match kind {
+                EventKind::LeaseBreak => ctx.metrics.lease_break(),
+                _ => ctx.metrics.break_timeout(),
+            }
             if ack {
                 if let Some(i) = self.leases.find(&client, &key) {
                     ctx.events.add_timer(self.leases.leases[i].deadline, TimerKind::LeaseBreak(self.id.clone()));
@@ -873,21 +922,23 @@ pub struct Table {
     shards: Box<[Padded]>,
     hasher: hashbrown::DefaultHashBuilder,
     persist: bool,
+    track: bool,
 }
 
 impl Default for Table {
     fn default() -> Self {
-        Self::new(false)
+        Self::new(false, false)
     }
 }
 
 impl Table {
-    /// `persist`: journal every change for the store.
-    pub fn new(persist: bool) -> Self {
+    /// `persist`: journal every change for the store; `track`: keep lock counts per client.
+    pub fn new(persist: bool, track: bool) -> Self {
         Table {
             shards: (0..SHARDS).map(|_| Padded(Mutex::new(Shard::default()))).collect(),
             hasher: hashbrown::DefaultHashBuilder::default(),
             persist,
+            track,
         }
     }
 
@@ -905,7 +956,7 @@ impl Table {
                 (r, fs.is_idle())
             }
             None if create => {
-                let entry = sh.files.insert_unique(hash, FileState::new(file, hash, self.persist), |fs| fs.hash);
+                let entry = sh.files.insert_unique(hash, FileState::new(file, hash, self.persist, self.track), |fs| fs.hash);
                 let fs = entry.into_mut();
                 let r = f(Some(fs));
                 (r, fs.is_idle())
@@ -937,6 +988,20 @@ impl Table {
         let mut n = 0;
         self.for_each_file(|fs| n += fs.locks.len());
         n
+    }
+
+    /// (files, locks, leases, waiters) now (walks every shard; for metrics).
+    pub fn census(&self) -> (u64, u64, u64, u64) {
+        let (mut f, mut l, mut s, mut w) = (0, 0, 0, 0);
+        self.for_each_file(|fs| {
+            if !fs.is_idle() {
+                f += 1;
+            }
+            l += fs.locks.len() as u64;
+            s += fs.leases.leases.len() as u64;
+            w += fs.waiter_count() as u64;
+        });
+        (f, l, s, w)
     }
 }
 

@@ -382,6 +382,14 @@ impl FileLeases {
         true
     }
 
+    /// Forgets every open and lease of a client (the client is gone); returns how many leases went.
+    pub fn drop_client(&mut self, client: &[u8]) -> usize {
+        self.opens.retain(|o| *o.client != *client);
+        let before = self.leases.len();
+        self.leases.retain(|l| *l.client != *client);
+        before - self.leases.len()
+    }
+
     /// Removes a lease outright (NFSv4 DELEGRETURN, `F_SETLEASE` to none); false if unknown.
     pub fn release(&mut self, client: &[u8], key: &Key) -> bool {
         match self.find(client, key) {

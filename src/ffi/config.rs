@@ -66,6 +66,13 @@ pub struct unilock_config {
     pub grace_period_ms: u64,
     /// `UNILOCK_DURABILITY_BATCH`: the longest a change waits before it is written, ms (default 10).
     pub batch_ms: u64,
+    /// Most locks one file may hold (0 = unlimited, the default). A lock request on a file that
+    /// already holds this many is refused with `UNILOCK_E_LIMIT`.
+    pub max_locks_per_file: u64,
+    /// Most locks one client may hold over all files (0 = unlimited, the default).
+    pub max_locks_per_client: u64,
+    /// Most locks in total (0 = unlimited, the default).
+    pub max_locks_total: u64,
 }
 
 impl Default for unilock_config {
@@ -81,6 +88,9 @@ impl Default for unilock_config {
             durability: UNILOCK_DURABILITY_SYNC,
             grace_period_ms: 90_000,
             batch_ms: 10,
+            max_locks_per_file: 0,
+            max_locks_per_client: 0,
+            max_locks_total: 0,
         }
     }
 }
@@ -89,7 +99,8 @@ impl Default for unilock_config {
 ///
 /// Defaults: `flags` 0; `event_mode` `UNILOCK_EVENTS_THREAD`; `event_fn` NULL; `event_user_data`
 /// NULL; `lease_break_timeout_ms` 35000; `db_path` NULL (in memory); `durability`
-/// `UNILOCK_DURABILITY_SYNC`; `grace_period_ms` 90000; `batch_ms` 10. Passing NULL does nothing. Thread-safe.
+/// `UNILOCK_DURABILITY_SYNC`; `grace_period_ms` 90000; `batch_ms` 10; `max_locks_per_file`,
+/// `max_locks_per_client`, `max_locks_total` 0 (unlimited). Passing NULL does nothing. Thread-safe.
 #[no_mangle]
 pub extern "C" fn unilock_config_init(cfg: *mut unilock_config) {
     boundary! {
@@ -181,6 +192,9 @@ pub extern "C" fn unilock_open(cfg: *const unilock_config, out: *mut *mut uniloc
             durability: Some(durability),
             grace_ms: cfg.grace_period_ms,
             batch_ms: cfg.batch_ms,
+            max_locks_per_file: cfg.max_locks_per_file,
+            max_locks_per_client: cfg.max_locks_per_client,
+            max_locks_total: cfg.max_locks_total,
             break_timeout_ms: cfg.lease_break_timeout_ms,
             callback: super::events::callback(cfg.event_fn, cfg.event_user_data),
         };

@@ -8,6 +8,7 @@
 
 #[macro_use]
 pub mod boundary;
+pub mod client;
 pub mod config;
 pub mod events;
 pub mod grace;

@@ -40,6 +40,9 @@ pub enum unilock_status {
     UNILOCK_E_NO_BREAK = 113,
     /// A lease acknowledgement for a state that is not a subset of the break-to state.
     UNILOCK_E_BAD_ACK = 114,
+    /// A configured limit was reached: locks per file, per client or in total, or an adapter's
+    /// connections; `unilock_errdetail()` says which. Nothing was changed.
+    UNILOCK_E_LIMIT = 107,
     /// The grace period after a restart is active: new locks and leases are refused, reclaims and
     /// tests are allowed (NFS4ERR_GRACE, NLM4_DENIED_GRACE_PERIOD).
     UNILOCK_E_GRACE = 108,
@@ -73,6 +76,12 @@ pub fn status_of(e: &Error) -> unilock_status {
         Error::Invalid(why) => set_detail(why),
         Error::Store(why) => set_detail(why),
         Error::Resource(why) => set_detail(why),
+        Error::Limit(k) => set_detail(match k {
+            crate::metrics::LimitKind::File => "limit reached: locks per file",
+            crate::metrics::LimitKind::Client => "limit reached: locks per client",
+            crate::metrics::LimitKind::Total => "limit reached: locks in total",
+            crate::metrics::LimitKind::Connections => "limit reached: connections of this adapter",
+        }),
         _ => {}
     }
     match e {
@@ -88,6 +97,7 @@ pub fn status_of(e: &Error) -> unilock_status {
         Error::BadAck => unilock_status::UNILOCK_E_BAD_ACK,
         Error::Resource(_) => unilock_status::UNILOCK_E_RESOURCE,
         Error::Grace => unilock_status::UNILOCK_E_GRACE,
+        Error::Limit(_) => unilock_status::UNILOCK_E_LIMIT,
         Error::NoGrace => unilock_status::UNILOCK_E_NO_GRACE,
         Error::ReclaimDenied => unilock_status::UNILOCK_E_RECLAIM_DENIED,
         Error::Store(_) => unilock_status::UNILOCK_E_STORE,
@@ -111,6 +121,7 @@ pub extern "C" fn unilock_strerror(status: u32) -> *const libc::c_char {
             104 => c"deadlock",
             105 => c"timed out",
             111 => c"busy: retry later",
+            107 => c"limit reached",
             108 => c"grace period: only reclaims are allowed",
             109 => c"no grace period: reclaim refused",
             110 => c"reclaim does not match the state before the restart",
