@@ -72,6 +72,7 @@ install: lib
 	ln -sf libunilock.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libunilock.so
 	install -m 644 $(LIB)/libunilock.a $(DESTDIR)$(LIBDIR)/
 	install -m 644 include/unilock.h $(DESTDIR)$(INCLUDEDIR)/
+	install -D -m 755 target/release/unilock-stat $(DESTDIR)$(BINDIR)/unilock-stat
 	# libdir/includedir stay relative to ${prefix} unless overridden, so
 	# pkg-config --define-prefix / --define-variable=prefix=... relocate a staged install.
 	sed -e 's|^prefix=.*|prefix=$(PREFIX)|' \
@@ -82,7 +83,8 @@ install: lib
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libunilock.so $(DESTDIR)$(LIBDIR)/libunilock.so.$(MAJOR) \
 	      $(DESTDIR)$(LIBDIR)/libunilock.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libunilock.a \
-	      $(DESTDIR)$(INCLUDEDIR)/unilock.h $(DESTDIR)$(LIBDIR)/pkgconfig/unilock.pc
+	      $(DESTDIR)$(INCLUDEDIR)/unilock.h $(DESTDIR)$(LIBDIR)/pkgconfig/unilock.pc \
+	      $(DESTDIR)$(BINDIR)/unilock-stat
 
 clean:
 	$(CARGO) clean
