@@ -85,6 +85,13 @@
 #define UNILOCK_LIMIT_CONNECTIONS 3
 
 /**
+ * `unilock_config.flags`: shared mode. Every process that opens the same `db_path` with this flag
+ * sees and honours one lock table (forking servers such as smbd: open once per process, after
+ * fork). Requires `db_path`.
+ */
+#define UNILOCK_CONFIG_SHARED 1
+
+/**
  * `unilock_config.event_mode`: a library thread runs timers and invokes the event callback.
  */
 #define UNILOCK_EVENTS_THREAD 0
@@ -403,7 +410,7 @@
 /**
  * The schema version this library writes.
  */
-#define VERSION 1
+#define VERSION 2
 
 /**
  * Status codes returned by every fallible unilock call.
@@ -498,6 +505,11 @@ enum unilock_status
    * The system refused a resource the call needed (a file descriptor or a thread).
    */
   UNILOCK_E_RESOURCE = 116,
+  /**
+   * The handle was opened before fork() and is used in the child: open a new handle in the
+   * child (Samba reopens its databases after fork the same way).
+   */
+  UNILOCK_E_MISUSE = 117,
   /**
    * An internal error (a caught panic). The handle remains usable; the failed call changed nothing
    * it reported as changed.
@@ -671,7 +683,7 @@ typedef struct unilock_config {
    */
   size_t size;
   /**
-   * Reserved for future flags; must be 0.
+   * `UNILOCK_CONFIG_*` flags (0 by default); other bits are reserved and must be 0.
    */
   uint32_t flags;
   /**
@@ -1508,6 +1520,37 @@ unilock_status unilock_list_locks(const struct unilock *ul,
 unilock_status unilock_set_log(unilock_log_fn f,
                                void *user_data,
                                uint32_t max_level);
+
+/**
+ * Shared mode: declares process `pid` gone (the parent after `waitpid`, or a cleanup daemon).
+ * `start_time`: the process's start time in clock ticks since boot (field 22 of /proc/PID/stat), or 0
+ * for any registration of that pid. Everything it held is released as a disconnect of its clients,
+ * and the waiters it blocked are woken. Processes that die unannounced (SIGKILL included) are found
+ * anyway: at open, about once a second on the event loop, and whenever one of their locks refuses a
+ * request. A recycled pid is told apart by its start time and boot id.
+ *
+ * `released`: receives how many registered processes matched; may be NULL. Returns `UNILOCK_OK`,
+ * or `UNILOCK_E_INVALID` (not in shared mode).
+ */
+unilock_status unilock_process_gone(const struct unilock *ul,
+                                    uint32_t pid,
+                                    uint64_t start_time,
+                                    size_t *released);
+
+/**
+ * Shared mode: binds the open `open_id` of `client` on a file — its locks, waiting requests, opens
+ * and leases — to the calling process, as Samba does when a durable handle reconnects in a new smbd.
+ * Events for it (grants, breaks) then reach this process.
+ *
+ * `rebound`: receives how many owners and opens moved; may be NULL. Returns `UNILOCK_OK` or
+ * `UNILOCK_E_INVALID` (NULL argument, or not in shared mode).
+ */
+unilock_status unilock_rebind_open(const struct unilock *ul,
+                                   const uint8_t *file_id,
+                                   size_t file_id_len,
+                                   const char *client,
+                                   uint64_t open_id,
+                                   size_t *rebound);
 
 /**
  * Names a status code.

@@ -32,6 +32,8 @@ pub enum TimerKind {
     Flush,
     /// A disconnected client's TTL may have run out.
     ClientTtl(Box<[u8]>),
+    /// Shared mode: look for processes that died.
+    ProcCheck,
 }
 
 /// The epoll/eventfd/timerfd trio of loop mode.
@@ -221,9 +223,26 @@ impl<E> Events<E> {
         }
     }
 
+    /// Adds another descriptor to the event fd's set (shared mode's wake-up socket).
+    pub fn add_fd(&self, fd: i32) -> std::io::Result<()> {
+        if let Some(f) = &self.fds {
+            let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: fd as u64 };
+            // SAFETY: valid epoll fd and descriptor.
+            cvt(unsafe { libc::epoll_ctl(f.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) })?;
+        }
+        Ok(())
+    }
+
     /// Thread mode: sleeps until poked or until the next deadline (at most `cap_ms`).
     pub fn wait(&self, cap_ms: u64) {
         let timeout = self.next_timeout_ms().unwrap_or(cap_ms).min(cap_ms);
+        if let Some(f) = &self.fds {
+            // With descriptors (shared mode), sleep in epoll so a wake-up datagram also ends the wait.
+            let mut ev = libc::epoll_event { events: 0, u64: 0 };
+            // SAFETY: valid epoll fd and one event slot.
+            unsafe { libc::epoll_wait(f.epoll.as_raw_fd(), &mut ev, 1, timeout.min(i32::MAX as u64) as i32) };
+            return;
+        }
         let mut w = self.wake_lock.lock();
         if !*w && timeout > 0 {
             self.wake.wait_for(&mut w, std::time::Duration::from_millis(timeout));

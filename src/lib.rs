@@ -14,3 +14,5 @@ pub mod requests;
 pub mod store;
 pub mod metrics;
 pub mod clients;
+pub mod codec;
+pub mod shared;

@@ -31,6 +31,9 @@ impl LockReq {
     }
 }
 
+/// How often shared mode looks for processes that died (ms).
+const PROC_CHECK_MS: u64 = 1000;
+
 /// Receives every event, on the thread that runs `process_events`.
 pub type EventCallback = Box<dyn Fn(&Event) + Send + Sync>;
 
@@ -49,6 +52,8 @@ pub struct Settings {
     pub grace_ms: u64,
     /// Batch mode: longest time a change waits before it is written, ms (0: 10).
     pub batch_ms: u64,
+    /// Shared mode: several processes on the database at `db_path` see one lock table.
+    pub shared: bool,
     /// Lock limits (0 = unlimited).
     pub max_locks_per_file: u64,
     pub max_locks_per_client: u64,
@@ -100,6 +105,52 @@ pub struct Manager {
     /// Locks per client and in total, kept only when a client or total limit is set.
     client_locks: Mutex<std::collections::HashMap<Box<[u8]>, i64>>,
     total_locks: std::sync::atomic::AtomicI64,
+    /// Shared mode: the database all processes use, and events for other processes of one operation.
+    shared: Option<crate::shared::Shared>,
+    outbox: Mutex<Vec<Event>>,
+}
+
+/// What a file operation returns when the shared database fails under it.
+pub trait StoreFallback {
+    fn store_failed(e: Error) -> Self;
+}
+impl<T> StoreFallback for Result<T> {
+    fn store_failed(e: Error) -> Self {
+        Err(e)
+    }
+}
+impl<T> StoreFallback for std::result::Result<T, (usize, Error)> {
+    fn store_failed(e: Error) -> Self {
+        Err((0, e))
+    }
+}
+impl<T> StoreFallback for Option<T> {
+    fn store_failed(_: Error) -> Self {
+        None
+    }
+}
+impl<T> StoreFallback for Vec<T> {
+    fn store_failed(_: Error) -> Self {
+        Vec::new()
+    }
+}
+impl StoreFallback for usize {
+    fn store_failed(_: Error) -> Self {
+        0
+    }
+}
+impl StoreFallback for bool {
+    fn store_failed(_: Error) -> Self {
+        false
+    }
+}
+impl StoreFallback for () {
+    fn store_failed(_: Error) -> Self {}
+}
+impl StoreFallback for lease::Grant {
+    fn store_failed(_: Error) -> Self {
+        lease::Grant { state: 0, epoch: 0, breaking: false }
+    }
 }
 
 /// Per-call flags of a lock request.
@@ -112,43 +163,36 @@ pub struct LockFlags {
 impl Manager {
     pub fn new(settings: Settings) -> Result<Manager> {
         let clock = settings.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        let events = Events::new(clock, settings.loop_mode).map_err(|e| {
+        let events = Events::new(clock, settings.loop_mode || settings.shared).map_err(|e| {
             log::error!("cannot create the event descriptors: {e}");
             Error::Resource("event descriptors")
         })?;
         let grace_ms = if settings.grace_ms == 0 { 90_000 } else { settings.grace_ms };
         let mut grace = Grace::default();
-        let store = match &settings.db_path {
-            None => None,
-            Some(path) => {
+        let mut shared = None;
+        if settings.shared {
+            let Some(path) = &settings.db_path else {
+                return Err(Error::Invalid("shared mode needs a database path"));
+            };
+            let (sh, rec) = crate::shared::Shared::open(path, settings.durability.unwrap_or(Durability::Process)).map_err(|e| {
+                log::error!("unilock: cannot join the shared database {path}: {e:?}");
+                e
+            })?;
+            events.add_fd(sh.fd()).map_err(|_| Error::Resource("event descriptors"))?;
+            if let Some(rec) = rec {
+                Self::start_recovered_grace(&mut grace, &events, &rec, grace_ms);
+            }
+            events.add_timer(events.now_ms() + PROC_CHECK_MS, TimerKind::ProcCheck);
+            shared = Some(sh);
+        }
+        let store = match (&settings.db_path, settings.shared) {
+            (None, _) | (Some(_), true) => None,
+            (Some(path), false) => {
                 let (store, rec) = Store::open(path, settings.durability.unwrap_or(Durability::Sync)).map_err(|e| {
                     log::error!("unilock: cannot use database {path}: {}", e.0);
                     Error::Store(e.0)
                 })?;
-                if !rec.locks.is_empty() || !rec.leases.is_empty() {
-                    let now = events.now_ms();
-                    log::info!(
-                        "unilock: {} locks and {} leases of {} clients from the previous run: grace period of {} ms",
-                        rec.locks.len(),
-                        rec.leases.len(),
-                        rec.clients.len(),
-                        grace_ms
-                    );
-                    grace.start(now, grace_ms, rec.clients.iter().cloned(), false);
-                    for l in &rec.locks {
-                        let flavour = if l.flavour == 2 { Flavour::Windows } else { Flavour::Posix };
-                        let kind = if l.kind == 2 { LockType::Exclusive } else { LockType::Shared };
-                        if let Ok(range) = Range::from_request(flavour, l.start, l.length) {
-                            grace.add_lock(
-                                &l.file,
-                                PrevLock { client: l.client.clone(), owner: l.owner.clone(), open_id: l.open_id, flavour, kind, range, reclaimed: false },
-                            );
-                        }
-                    }
-                    for l in &rec.leases {
-                        grace.add_lease(&l.file, &l.client, l.key, l.state);
-                    }
-                    events.add_timer(grace.deadline, TimerKind::GraceEnd);
+                if Self::start_recovered_grace(&mut grace, &events, &rec, grace_ms) {
                     if let Err(e) = store.set_grace(&rec.clients, grace_ms) {
                         log::warn!("unilock: cannot record the grace period: {}", e.0);
                     }
@@ -166,6 +210,8 @@ impl Manager {
             max_total: settings.max_locks_total,
             client_locks: Mutex::new(std::collections::HashMap::new()),
             total_locks: std::sync::atomic::AtomicI64::new(0),
+            shared,
+            outbox: Mutex::new(Vec::new()),
             store,
             grace: Mutex::new(grace),
             grace_active,
@@ -190,8 +236,114 @@ impl Manager {
         &self.table
     }
 
+    /// Starts grace with the state found at a restart; false if there was none.
+    fn start_recovered_grace(grace: &mut Grace, events: &Events<Event>, rec: &crate::store::Recovered, grace_ms: u64) -> bool {
+        if rec.locks.is_empty() && rec.leases.is_empty() {
+            return false;
+        }
+        log::info!(
+            "unilock: {} locks and {} leases of {} clients from the previous run: grace period of {} ms",
+            rec.locks.len(),
+            rec.leases.len(),
+            rec.clients.len(),
+            grace_ms
+        );
+        grace.start(events.now_ms(), grace_ms, rec.clients.iter().cloned(), false);
+        for l in &rec.locks {
+            let flavour = if l.flavour == 2 { Flavour::Windows } else { Flavour::Posix };
+            let kind = if l.kind == 2 { LockType::Exclusive } else { LockType::Shared };
+            if let Ok(range) = Range::from_request(flavour, l.start, l.length) {
+                grace.add_lock(
+                    &l.file,
+                    PrevLock { client: l.client.clone(), owner: l.owner.clone(), open_id: l.open_id, flavour, kind, range, reclaimed: false },
+                );
+            }
+        }
+        for l in &rec.leases {
+            grace.add_lease(&l.file, &l.client, l.key, l.state, l.epoch);
+        }
+        events.add_timer(grace.deadline, TimerKind::GraceEnd);
+        true
+    }
+
+    /// Shared mode: releases the state of every process found dead (a pid gone, or recycled with
+    /// another start time, or from another boot); returns how many processes it cleaned up.
+    pub fn reap_dead(&self) -> usize {
+        let Some(sh) = &self.shared else { return 0 };
+        let procs = match sh.procs() {
+            Ok(p) => p,
+            Err(e) => {
+                log::error!("unilock: reading processes: {e:?}");
+                return 0;
+            }
+        };
+        let dead: Vec<u64> = procs.into_iter().filter(|(p, id)| *p != sh.me && !id.alive()).map(|(p, _)| p).collect();
+        for p in &dead {
+            self.drop_proc(*p);
+        }
+        dead.len()
+    }
+
+    /// Shared mode: releases everything process `proc` held, as a disconnect of its clients.
+    fn drop_proc(&self, proc: u64) {
+        let Some(sh) = &self.shared else { return };
+        let files = sh.files_of(proc).unwrap_or_default();
+        let ctx = self.ctx();
+        let mut n = 0;
+        for f in files {
+            n += self.file(&f, false, |fs| fs.map(|fs| fs.drop_proc(&ctx, proc)).unwrap_or(0));
+        }
+        self.metrics.release(crate::metrics::Release::Disconnect, n as u64);
+        if let Err(e) = sh.forget_proc(proc) {
+            log::error!("unilock: forgetting process {proc}: {e:?}");
+        }
+        log::info!("unilock: process {proc} is gone; released {n} locks");
+    }
+
+    /// Shared mode: the parent (or a cleanup daemon) says process `pid` is gone (`start` 0: any
+    /// start time). Returns how many registered processes matched.
+    pub fn process_gone(&self, pid: u32, start: u64) -> Result<usize> {
+        let Some(sh) = &self.shared else { return Err(Error::Invalid("not in shared mode")) };
+        let procs = sh.procs()?;
+        let gone: Vec<u64> =
+            procs.into_iter().filter(|(p, id)| *p != sh.me && id.pid == pid && (start == 0 || id.start == start)).map(|(p, _)| p).collect();
+        for p in &gone {
+            self.drop_proc(*p);
+        }
+        Ok(gone.len())
+    }
+
+    /// Shared mode: binds an open's locks, opens and leases on `file` to this process (a durable
+    /// handle reconnecting in a new `smbd`). Returns how many owners and opens were rebound.
+    pub fn rebind_open(&self, file: &[u8], client: &[u8], open_id: u64) -> Result<usize> {
+        check_file_id(file)?;
+        let Some(sh) = &self.shared else { return Err(Error::Invalid("not in shared mode")) };
+        let me = sh.me;
+        Ok(self.file(file, false, |fs| fs.map(|fs| fs.rebind(client, open_id, me)).unwrap_or(0)))
+    }
+
     /// Runs `f` on a file under its shard lock, then hands the file's journal to the store.
-    fn file<R>(&self, file: &[u8], create: bool, f: impl FnOnce(Option<&mut crate::table::FileState>) -> R) -> R {
+    fn file<R: StoreFallback>(&self, file: &[u8], create: bool, f: impl FnOnce(Option<&mut crate::table::FileState>) -> R) -> R {
+        if let Some(sh) = &self.shared {
+            let ctx = self.ctx();
+            return match sh.with_file(file, create, &ctx, |fs| match fs {
+                Some(fs) => {
+                    let r = f(Some(&mut *fs));
+                    if self.tracking() {
+                        self.after_counts(fs);
+                    }
+                    r
+                }
+                None => f(None),
+            }) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.store_errors.fetch_add(1, Ordering::Relaxed);
+                    log::error!("unilock: shared database: {e:?}");
+                    R::store_failed(e)
+                }
+            };
+        }
         if self.store.is_none() && !self.tracking() {
             return self.table.with_file(file, create, f);
         }
@@ -212,6 +364,10 @@ impl Manager {
     /// After an operation on a file: journal to the store, lock counts to the limits.
     fn after(&self, fs: &mut crate::table::FileState) {
         self.persist(fs);
+        self.after_counts(fs);
+    }
+
+    fn after_counts(&self, fs: &mut crate::table::FileState) {
         if self.tracking() {
             let deltas = fs.take_counts();
             if !deltas.is_empty() {
@@ -225,6 +381,14 @@ impl Manager {
                     }
                 }
             }
+        }
+    }
+
+    /// Shared mode: releases this process's state (the handle is closing).
+    pub fn leave(&self) {
+        if let Some(sh) = &self.shared {
+            let me = sh.me;
+            self.drop_proc(me);
         }
     }
 
@@ -296,6 +460,9 @@ impl Manager {
         }
         if let Some(s) = &self.store {
             s.put_client(client, adapter, address, ttl_ms).map_err(|e| Error::Store(e.0))?;
+        }
+        if let Some(s) = &self.shared {
+            s.put_client(client, adapter, address, ttl_ms)?;
         }
         Ok(())
     }
@@ -429,6 +596,12 @@ impl Manager {
                 log::error!("unilock: clearing the pre-restart state failed: {}", e.0);
             }
         }
+        if let Some(s) = &self.shared {
+            if let Err(e) = s.end_grace() {
+                self.store_errors.fetch_add(1, Ordering::Relaxed);
+                log::error!("unilock: clearing the pre-restart state failed: {e:?}");
+            }
+        }
         log::info!("unilock: grace period over; {} clients left state unreclaimed", left.len());
         let evs: Vec<Event> = left
             .into_iter()
@@ -447,6 +620,7 @@ impl Manager {
                 offset: locks,
                 length: leases,
                 lease: Default::default(),
+                proc: 0,
             })
             .collect();
         self.events.push_all(evs);
@@ -462,7 +636,10 @@ impl Manager {
     }
 
     fn ctx(&self) -> Ctx<'_> {
-        Ctx { metrics: &self.metrics, requests: &self.requests, graph: &self.graph, events: &self.events }
+        Ctx {
+            me: self.shared.as_ref().map(|s| s.me).unwrap_or(0),
+            outbox: self.shared.as_ref().map(|_| &self.outbox),
+            metrics: &self.metrics, requests: &self.requests, graph: &self.graph, events: &self.events }
     }
 
     /// Thread mode: starts the library thread that runs timers and delivers events.
@@ -508,6 +685,12 @@ impl Manager {
     /// and with no internal lock held. Returns the number of events delivered.
     pub fn process_events(&self) -> usize {
         self.events.begin_round();
+        if let Some(sh) = &self.shared {
+            match sh.take_mail() {
+                Ok(evs) => self.accept_mail(evs),
+                Err(e) => log::error!("unilock: reading the mailbox: {e:?}"),
+            }
+        }
         let now = self.events.now_ms();
         for t in self.events.due_timers(now) {
             match t {
@@ -525,6 +708,10 @@ impl Manager {
                     if self.clients.lock().expire(&client, self.events.now_ms()) {
                         let _ = self.release_client_for(&client, crate::metrics::Release::Ttl);
                     }
+                }
+                TimerKind::ProcCheck => {
+                    self.reap_dead();
+                    self.events.add_timer(self.events.now_ms() + PROC_CHECK_MS, TimerKind::ProcCheck);
                 }
                 TimerKind::Flush => {
                     if let Err(e) = self.flush() {
@@ -569,6 +756,29 @@ impl Manager {
         }
         self.events.rearm();
         delivered
+    }
+
+    /// Events other processes decided for this one: completions of its requests (unless cancelled
+    /// meanwhile) and notifications.
+    fn accept_mail(&self, evs: Vec<Event>) {
+        let mut local = Vec::new();
+        {
+            let mut map = self.requests.map.lock();
+            for mut ev in evs {
+                ev.proc = 0;
+                if ev.request_id == 0 {
+                    local.push(ev);
+                    continue;
+                }
+                if let Some(st @ ReqState::Waiting { .. }) = map.get_mut(&ev.request_id) {
+                    let granted = ev.kind == crate::requests::EventKind::LockDone && ev.result.is_ok();
+                    *st = ReqState::Completed(if granted { Outcome::Granted } else { Outcome::Ended });
+                    self.graph.lock().remove(ev.request_id);
+                    local.push(ev);
+                }
+            }
+        }
+        self.events.push_all(local);
     }
 
     fn expire(&self, id: u64) {
@@ -691,7 +901,19 @@ impl Manager {
                     if done {
                         return Ok(CancelOutcome::Cancelled);
                     }
-                    // Decided meanwhile (the state is now Completed): look again.
+                    // Decided meanwhile (the state is now Completed, or in shared mode waiting in
+                    // this process's mailbox): look again.
+                    if let Some(sh) = &self.shared {
+                        match sh.take_mail() {
+                            Ok(evs) => self.accept_mail(evs),
+                            Err(e) => return Err(e),
+                        }
+                        if matches!(self.requests.map.lock().get(&id), Some(ReqState::Waiting { .. })) {
+                            // Not in the file and not in the mailbox: the request is gone.
+                            self.requests.map.lock().remove(&id);
+                            return Err(Error::NotFound);
+                        }
+                    }
                 }
             }
         }
@@ -747,7 +969,7 @@ impl Manager {
         if !self.grace_active.load(Ordering::Acquire) {
             return if spec.reclaim { Err(Error::NoGrace) } else { Ok(None) };
         }
-        let state = {
+        let (state, epoch) = {
             let mut g = self.grace.lock();
             if !g.active {
                 return if spec.reclaim { Err(Error::NoGrace) } else { Ok(None) };
@@ -762,7 +984,11 @@ impl Manager {
             g.reclaim_lease(file, client, &spec.key, spec.requested).ok_or(Error::ReclaimDenied)?
         };
         self.ensure_client(client)?;
-        let g = self.file(file, true, |fs| fs.unwrap().reclaim_open(client, open_id, spec, state));
+        let mut spec = spec.clone();
+        if let Some(e) = epoch {
+            spec.epoch = e;
+        }
+        let g = self.file(file, true, |fs| fs.unwrap().reclaim_open(client, open_id, &spec, state));
         Ok(Some(g))
     }
 
@@ -853,7 +1079,12 @@ impl Manager {
 
     /// `lock` with per-call flags (reclaim).
     pub fn lock_with(&self, file: &[u8], o: &OwnerRef, req: &LockReq, flags: LockFlags) -> Result<()> {
-        let r = self.lock_inner(file, o, req, flags);
+        let mut r = self.lock_inner(file, o, req, flags);
+        // Shared mode: a conflicting holder may be a process that died (Samba's serverid_exists
+        // check at conflict time): clean up and decide again.
+        if matches!(r, Err(Error::Conflict(_))) && self.shared.is_some() && self.reap_dead() > 0 {
+            r = self.lock_inner(file, o, req, flags);
+        }
         self.count_acquire(req, &r);
         r
     }
@@ -995,6 +1226,22 @@ impl Manager {
         check_owner(&OwnerRef { client, owner: b"", open_id: 0 })?;
         let mut n = 0;
         let ctx = self.ctx();
+        if let Some(sh) = &self.shared {
+            for f in sh.files()? {
+                n += self.file(&f, false, |fs| match fs {
+                    Some(fs) => {
+                        let owners = fs.owners_of_client(client);
+                        fs.end_waiters_of(&ctx, &owners, Some(Error::RangeNotLocked));
+                        let k = fs.release_client(&ctx, client);
+                        fs.settle(&ctx);
+                        k
+                    }
+                    None => 0,
+                });
+            }
+            self.metrics.release(why, n as u64);
+            return Ok(n);
+        }
         self.table.for_each_file(|fs| {
             let owners = fs.owners_of_client(client);
             if owners.is_empty() {

@@ -39,6 +39,7 @@ fn rig() -> Rig {
         max_locks_per_file: 0,
         max_locks_per_client: 0,
         max_locks_total: 0,
+        shared: false,
         loop_mode: true,
         clock: Some(clock.clone()),
         callback: Some(Box::new(move |e: &Event| tx.lock().send(e.clone()).unwrap())),
@@ -226,6 +227,7 @@ fn callbacks_may_reenter_the_library() {
             max_locks_per_file: 0,
             max_locks_per_client: 0,
             max_locks_total: 0,
+            shared: false,
             loop_mode: true,
             clock: Some(clock),
             callback: Some(Box::new(move |e: &Event| {
@@ -287,6 +289,7 @@ fn stress_blocking_threads() {
             max_locks_per_file: 0,
             max_locks_per_client: 0,
             max_locks_total: 0,
+            shared: false,
             loop_mode: false,
             clock: None,
             callback: Some(Box::new(move |e: &Event| {
@@ -618,4 +621,84 @@ fn metrics_after_a_known_sequence() {
     assert!(text.contains("unilock_locks_active 1\n"), "{text}");
     assert!(text.contains("unilock_lock_releases_total{reason=\"close\"} 2\n"));
     assert!(text.contains("unilock_lock_wait_seconds_count 1\n"));
+}
+
+// ---- shared mode (several "processes" on one database; here two managers in one process) ----
+
+fn shared_rig(path: &str) -> (Manager, mpsc::Receiver<Event>) {
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let m = Manager::new(Settings {
+        loop_mode: true,
+        shared: true,
+        db_path: Some(path.to_string()),
+        callback: Some(Box::new(move |e: &Event| tx.lock().send(e.clone()).unwrap())),
+        ..Default::default()
+    })
+    .unwrap();
+    (m, rx)
+}
+
+fn drain(m: &Manager, rx: &mpsc::Receiver<Event>) -> Vec<Event> {
+    m.process_events();
+    rx.try_iter().collect()
+}
+
+#[test]
+fn shared_mode_one_table_for_two_processes() {
+    let path = temp_db("shared");
+    let (a, ra) = shared_rig(&path);
+    let (b, rb) = shared_rig(&path);
+    assert!(!b.grace_status().0, "joining a running server starts no grace");
+    let (oa, ob) = (own(b"smb:a", b"x"), own(b"nlm:b", b"y"));
+    a.lock(F, &oa, &px(LockType::Exclusive, 0, 10)).unwrap();
+    match b.lock(F, &ob, &px(LockType::Shared, 5, 1)) {
+        Err(Error::Conflict(h)) => assert_eq!(h.client, b"smb:a"),
+        other => panic!("{other:?}"),
+    }
+    // A blocked lock in B is granted when A releases.
+    let id = pending(b.lock_blocking(F, &ob, &px(LockType::Shared, 5, 1), &WaitSpec { token: 9, user_data: 0, timeout_ms: 0 }));
+    a.unlock(F, &oa, Flavour::Posix, 0, 10).unwrap();
+    assert!(drain(&a, &ra).is_empty(), "the grant is not A's");
+    let ev = drain(&b, &rb);
+    assert_eq!(ev.iter().map(|e| (e.request_id, e.token)).collect::<Vec<_>>(), vec![(id, 9)]);
+    assert_eq!(a.list(F).unwrap().len(), 1, "A sees B's lock");
+    // A lease of A broken by B's open; the ack in A lets B's open proceed.
+    let spec = |key: u8| OpenSpec {
+        kind: Some(lease::Kind::Lease),
+        key: [key; 16],
+        requested: lease::RWH,
+        version: 2,
+        epoch: 0,
+        stat: false,
+        write: false,
+        overwrite: false,
+        dir: false,
+        sharing_violation: false,
+        reclaim: false,
+        file_size: 0,
+        timeout_ms: 0,
+    };
+    assert!(matches!(a.open_file(G, b"smb:a", 1, &spec(1), None), Ok(LeaseAnswer::Ready(g)) if g.state == lease::RWH));
+    let w = WaitSpec { token: 5, user_data: 0, timeout_ms: 0 };
+    let pid = match b.open_file(G, b"smb:b", 2, &spec(2), Some(&w)) {
+        Ok(LeaseAnswer::Pending(id)) => id,
+        other => panic!("{other:?}"),
+    };
+    let ev = drain(&a, &ra);
+    assert_eq!(ev.len(), 1);
+    assert_eq!((ev[0].kind, ev[0].lease.state, ev[0].lease.break_to), (EventKind::LeaseBreak, lease::RWH, lease::R | lease::H));
+    a.lease_ack(G, b"smb:a", &[1; 16], lease::R | lease::H).unwrap();
+    let ev = drain(&b, &rb);
+    assert_eq!(ev.iter().map(|e| (e.kind, e.request_id)).collect::<Vec<_>>(), vec![(EventKind::BreaksDone, pid)]);
+    assert!(matches!(b.open_file(G, b"smb:b", 2, &spec(2), Some(&w)), Ok(LeaseAnswer::Ready(g)) if g.state == lease::R | lease::H));
+    // A process that leaves releases its state; a waiter of the other process proceeds.
+    a.lock(G, &oa, &px(LockType::Exclusive, 0, 1)).unwrap();
+    let id = pending(b.lock_blocking(G, &ob, &px(LockType::Exclusive, 0, 1), &w));
+    a.leave();
+    drop(a);
+    let ev = drain(&b, &rb);
+    assert!(ev.iter().any(|e| e.kind == EventKind::LockDone && e.request_id == id && e.result.is_ok()), "{ev:?}");
+    assert!(b.list(G).unwrap().iter().all(|h| h.client == b"nlm:b"));
+    b.leave();
 }

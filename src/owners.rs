@@ -29,6 +29,8 @@ pub struct OwnerEntry {
     /// The open id (Windows owners); 0 for POSIX owners, which ignore it.
     pub open_id: u64,
     pub refs: u32,
+    /// The process whose locks these are (shared mode; 0 otherwise).
+    pub proc: u64,
     hash: u64,
 }
 
@@ -85,6 +87,7 @@ impl Owners {
             owner: o.owner.into(),
             open_id: if flavour == Flavour::Windows { o.open_id } else { 0 },
             refs: 0,
+            proc: 0,
             hash,
         };
         let i = match self.free.pop() {
@@ -101,6 +104,35 @@ impl Owners {
         self.index.insert_unique(hash, i, |&j| entries[j as usize].as_ref().unwrap().hash);
         self.idle += 1;
         OwnerIdx(i)
+    }
+
+    /// Records the process of a new owner (shared mode).
+    pub fn claim(&mut self, i: OwnerIdx, proc: u64) {
+        if let Some(e) = self.entries[i.0 as usize].as_mut() {
+            if e.proc == 0 {
+                e.proc = proc;
+            }
+        }
+    }
+
+    /// Moves the owners of (client, open id) to process `proc`; returns how many.
+    pub fn rebind(&mut self, client: &[u8], open_id: u64, proc: u64) -> usize {
+        let mut n = 0;
+        for e in self.entries.iter_mut().flatten() {
+            if *e.client == *client && e.open_id == open_id && e.refs > 0 {
+                e.proc = proc;
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Every live owner: (index, entry).
+    pub fn live_entries(&self) -> impl Iterator<Item = (OwnerIdx, &OwnerEntry)> {
+        self.entries.iter().enumerate().filter_map(|(i, e)| match e {
+            Some(e) if e.refs > 0 => Some((OwnerIdx(i as u32), e)),
+            _ => None,
+        })
     }
 
     pub fn get(&self, i: OwnerIdx) -> &OwnerEntry {

@@ -87,6 +87,8 @@ pub struct Event {
     pub offset: u64,
     pub length: u64,
     pub lease: LeaseInfo,
+    /// The process the event is for (shared mode; 0: this one).
+    pub proc: u64,
 }
 
 /// How a decided request ended (kept until delivered, so cancel can say which).
@@ -123,6 +125,10 @@ pub struct Requests {
 
 /// What the table needs from the manager to queue, grant and complete requests.
 pub struct Ctx<'a> {
+    /// This process (shared mode; 0 otherwise).
+    pub me: u64,
+    /// Shared mode: events for other processes, delivered through the database.
+    pub outbox: Option<&'a Mutex<Vec<Event>>>,
     pub metrics: &'a crate::metrics::Metrics,
     pub requests: &'a Requests,
     pub graph: &'a Mutex<WaitGraph<OwnerKey>>,
@@ -133,6 +139,13 @@ impl Ctx<'_> {
     /// Marks a request decided and queues its event. Called with the file's shard lock held, so a
     /// concurrent cancel sees either `Waiting` with the waiter still queued, or `Completed`.
     pub fn complete(&self, ev: Event) {
+        if ev.proc != 0 && ev.proc != self.me {
+            if let Some(out) = self.outbox {
+                self.graph.lock().remove(ev.request_id);
+                out.lock().push(ev);
+                return;
+            }
+        }
         let outcome = if ev.kind == EventKind::LockDone && ev.result.is_ok() { Outcome::Granted } else { Outcome::Ended };
         if ev.request_id == 0 {
             // A notification (lease break, revocation): not a request, nothing to cancel.

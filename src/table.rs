@@ -36,6 +36,8 @@ const NOBODY: OwnerIdx = OwnerIdx(u32::MAX);
 pub struct WaitMeta {
     /// When it started waiting (ms), for the wait-time histogram.
     pub since: u64,
+    /// The waiting process (shared mode; 0 otherwise).
+    pub proc: u64,
     pub token: u64,
     pub user_data: usize,
     pub key: OwnerKey,
@@ -49,6 +51,7 @@ pub struct Watch {
     pub id: u64,
     pub token: u64,
     pub user_data: usize,
+    pub proc: u64,
 }
 
 /// The answer to a blocking request.
@@ -83,6 +86,9 @@ pub struct FileState {
     pub leases: FileLeases,
     /// Opens and triggers waiting for lease breaks to end.
     lease_waiters: Vec<LeaseWaiter>,
+    /// The process operating on this state (shared mode; 0 otherwise): recorded on new owners,
+    /// opens, waiters and watches so events reach the right process.
+    pub me: u64,
     /// The store mirrors this table: changes are journaled for it.
     persist: bool,
     /// Lock counts per client are kept (a per-client or total limit is set).
@@ -100,6 +106,7 @@ struct LeaseWaiter {
     waits: Vec<(Box<[u8]>, Key)>,
     token: u64,
     user_data: usize,
+    proc: u64,
 }
 
 /// The answer to an open or a trigger that may have to wait for breaks.
@@ -134,6 +141,7 @@ pub struct OpenSpec {
 impl FileState {
     fn new(id: &[u8], hash: u64, persist: bool, track: bool) -> Self {
         FileState {
+            me: 0,
             persist,
             track,
             client_deltas: Vec::new(),
@@ -296,6 +304,7 @@ impl FileState {
             overwrite: spec.overwrite,
             brl_below_eof: false,
             timeout_ms: spec.timeout_ms,
+            proc: self.me,
         };
         let g = Grant { state, epoch: spec.epoch, breaking: false };
         self.leases.attach(&r, &g);
@@ -316,6 +325,7 @@ impl FileState {
     /// Takes one lock (no blocking); refused with the holder on conflict.
     pub fn lock(&mut self, o: &OwnerRef, flavour: Flavour, kind: LockType, range: &Range) -> Result<()> {
         let owner = self.owners.intern(flavour, o);
+        self.owners.claim(owner, self.me);
         let decision = match flavour {
             Flavour::Posix => core::posix::lock(&self.locks, owner, kind, range),
             Flavour::Windows => core::windows::lock(&self.locks, owner, kind, range),
@@ -355,6 +365,7 @@ impl FileState {
         elems: &[(LockType, Range)],
     ) -> std::result::Result<(), (usize, Error)> {
         let owner = self.owners.intern(flavour, o);
+        self.owners.claim(owner, self.me);
         // Every element changes only this owner's locks: a snapshot of them is the whole undo.
         let mut before: Vec<Lock> = Vec::new();
         self.locks.of_owner(owner).for_each(|id| before.push(*self.locks.get(id)));
@@ -461,6 +472,7 @@ impl FileState {
         user_data: usize,
     ) -> Result<Queued> {
         let owner = self.owners.intern(req.flavour, o);
+        self.owners.claim(owner, self.me);
         if let Some(i) = self.waiters.iter().zip(&self.meta).position(|(w, m)| w.owner == owner && m.token == token) {
             return Ok(Queued::Pending(self.waiters[i].id, None));
         }
@@ -491,7 +503,7 @@ impl FileState {
                 };
                 self.owners.add_refs(owner, 1);
                 self.waiters.push(w);
-                self.meta.push(WaitMeta { since: ctx.events.now_ms(), token, user_data, key, offset: req.offset, length: req.length });
+                self.meta.push(WaitMeta { since: ctx.events.now_ms(), proc: self.me, token, user_data, key, offset: req.offset, length: req.length });
                 Ok(Queued::Pending(id, holder))
             }
         }
@@ -500,7 +512,7 @@ impl FileState {
     /// A one-shot watch: an event when a lock of this file is next released or shrunk.
     pub fn watch(&mut self, ctx: &Ctx, id: u64, token: u64, user_data: usize) {
         ctx.requests.map.lock().insert(id, ReqState::Waiting { file: self.id.clone() });
-        self.watchers.push(Watch { id, token, user_data });
+        self.watchers.push(Watch { id, token, user_data, proc: self.me });
     }
 
     fn event_for(&self, i: usize, result: Result<()>) -> Event {
@@ -521,6 +533,7 @@ impl FileState {
             offset: m.offset,
             length: m.length,
             lease: Default::default(),
+            proc: m.proc,
         }
     }
 
@@ -557,6 +570,7 @@ impl FileState {
                     offset: 0,
                     length: 0,
                     lease: Default::default(),
+                    proc: wt.proc,
                 });
             }
         }
@@ -663,6 +677,277 @@ impl FileState {
         self.owners.of_client(client).collect()
     }
 
+    /// An empty state for `file` (shared mode loads into it).
+    pub fn blank(file: &[u8], persist: bool) -> FileState {
+        FileState::new(file, 0, persist, false)
+    }
+
+    /// True when nothing at all is left (shared mode deletes the row).
+    pub fn is_empty_state(&self) -> bool {
+        self.is_idle() && self.granted.is_empty()
+    }
+
+    /// Every process with something on this file (shared mode's proc index).
+    pub fn procs(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = self.owners.live_entries().map(|(_, e)| e.proc).collect();
+        v.extend(self.meta.iter().map(|m| m.proc));
+        v.extend(self.watchers.iter().map(|w| w.proc));
+        v.extend(self.leases.opens.iter().map(|o| o.proc));
+        v.extend(self.leases.leases.iter().map(|l| l.proc));
+        v.extend(self.lease_waiters.iter().map(|w| w.proc));
+        v.sort_unstable();
+        v.dedup();
+        v.retain(|&p| p != 0);
+        v
+    }
+
+    /// Encodes the whole state (shared mode).
+    pub fn encode(&self) -> Vec<u8> {
+        use crate::codec::W;
+        let mut w = W(Vec::with_capacity(256));
+        w.u8(1); // format version
+        let owners: Vec<(OwnerIdx, &crate::owners::OwnerEntry)> = self.owners.live_entries().collect();
+        w.u64(owners.len() as u64);
+        for (i, e) in &owners {
+            w.u64(i.0 as u64);
+            w.u8(e.flavour as u8);
+            w.bytes(&e.client);
+            w.bytes(&e.owner);
+            w.u64(e.open_id);
+            w.u64(e.proc);
+        }
+        w.u64(self.locks.len() as u64);
+        for (_, l) in self.locks.iter() {
+            w.u64(l.owner.0 as u64);
+            w.u8(l.kind as u8);
+            w.u64(l.range.start);
+            w.u128(l.range.end);
+        }
+        w.u64(self.waiters.len() as u64);
+        for (x, m) in self.waiters.iter().zip(&self.meta) {
+            w.u64(x.id);
+            w.u64(x.owner.0 as u64);
+            w.u8(x.kind as u8);
+            w.u64(x.range.start);
+            w.u128(x.range.end);
+            w.u64(m.since);
+            w.u64(m.proc);
+            w.u64(m.token);
+            w.u64(m.user_data as u64);
+            w.bytes(&m.key);
+            w.u64(m.offset);
+            w.u64(m.length);
+        }
+        w.u64(self.watchers.len() as u64);
+        for x in &self.watchers {
+            w.u64(x.id);
+            w.u64(x.token);
+            w.u64(x.user_data as u64);
+            w.u64(x.proc);
+        }
+        w.u64(self.granted.len() as u64);
+        for (o, t) in &self.granted {
+            w.u64(o.0 as u64);
+            w.u64(*t);
+        }
+        w.u64(self.leases.leases.len() as u64);
+        for l in &self.leases.leases {
+            w.bytes(&l.client);
+            w.0.extend_from_slice(&l.key);
+            w.u8(l.kind as u8);
+            w.u8(l.version);
+            w.u8(l.dir as u8);
+            w.u8(l.state);
+            w.u64(l.epoch as u64);
+            w.u8(l.breaking as u8);
+            w.u8(l.break_to);
+            w.u8(l.break_required);
+            w.u64(l.deadline);
+            w.u64(l.timeout_ms);
+            w.u64(l.opens as u64);
+            w.u64(l.proc);
+        }
+        w.u64(self.leases.opens.len() as u64);
+        for o in &self.leases.opens {
+            w.bytes(&o.client);
+            w.u64(o.open_id);
+            match o.lease {
+                Some(k) => {
+                    w.u8(1);
+                    w.0.extend_from_slice(&k);
+                }
+                None => w.u8(0),
+            }
+            w.u8(o.stat as u8);
+            w.u8(o.write as u8);
+            w.u64(o.proc);
+        }
+        w.u64(self.lease_waiters.len() as u64);
+        for x in &self.lease_waiters {
+            w.u64(x.id);
+            w.u64(x.waits.len() as u64);
+            for (c, k) in &x.waits {
+                w.bytes(c);
+                w.0.extend_from_slice(k);
+            }
+            w.u64(x.token);
+            w.u64(x.user_data as u64);
+            w.u64(x.proc);
+        }
+        w.0
+    }
+
+    /// Rebuilds a state written by `encode`; `None` if the bytes are malformed.
+    pub fn decode(file: &[u8], bytes: &[u8], persist: bool) -> Option<FileState> {
+        use crate::codec::R;
+        let mut r = R { b: bytes };
+        if r.u8()? != 1 {
+            return None;
+        }
+        let mut fs = FileState::blank(file, persist);
+        let flav = |v: u8| if v == Flavour::Windows as u8 { Flavour::Windows } else { Flavour::Posix };
+        let kind = |v: u8| if v == LockType::Exclusive as u8 { LockType::Exclusive } else { LockType::Shared };
+        let mut map: std::collections::HashMap<u64, OwnerIdx> = std::collections::HashMap::new();
+        for _ in 0..r.u64()? {
+            let old = r.u64()?;
+            let f = flav(r.u8()?);
+            let client = r.bytes()?;
+            let owner = r.bytes()?;
+            let open_id = r.u64()?;
+            let proc = r.u64()?;
+            let idx = fs.owners.intern(f, &OwnerRef { client, owner, open_id });
+            fs.owners.claim(idx, proc);
+            map.insert(old, idx);
+        }
+        for _ in 0..r.u64()? {
+            let owner = *map.get(&r.u64()?)?;
+            let k = kind(r.u8()?);
+            let range = Range::new(r.u64()?, r.u128()?);
+            let f = fs.owners.get(owner).flavour;
+            fs.owners.add_refs(owner, 1);
+            fs.locks.insert(core::NewLock { owner, flavour: f, kind: k, range });
+        }
+        for _ in 0..r.u64()? {
+            let id = r.u64()?;
+            let owner = *map.get(&r.u64()?)?;
+            let k = kind(r.u8()?);
+            let range = Range::new(r.u64()?, r.u128()?);
+            let since = r.u64()?;
+            let proc = r.u64()?;
+            let token = r.u64()?;
+            let user_data = r.u64()? as usize;
+            let key = r.bytes()?.into();
+            let offset = r.u64()?;
+            let length = r.u64()?;
+            let f = fs.owners.get(owner).flavour;
+            fs.owners.add_refs(owner, 1);
+            fs.waiters.push(Waiter { id, owner, flavour: f, kind: k, range });
+            fs.meta.push(WaitMeta { since, proc, token, user_data, key, offset, length });
+        }
+        for _ in 0..r.u64()? {
+            fs.watchers.push(Watch { id: r.u64()?, token: r.u64()?, user_data: r.u64()? as usize, proc: r.u64()? });
+        }
+        for _ in 0..r.u64()? {
+            let o = *map.get(&r.u64()?)?;
+            fs.granted.push((o, r.u64()?));
+        }
+        for _ in 0..r.u64()? {
+            let client: Box<[u8]> = r.bytes()?.into();
+            let key = r.key()?;
+            let k = match r.u8()? {
+                0 => lease::Kind::Lease,
+                1 => lease::Kind::Oplock,
+                _ => lease::Kind::Delegation,
+            };
+            fs.leases.leases.push(lease::Lease {
+                client,
+                key,
+                kind: k,
+                version: r.u8()?,
+                dir: r.u8()? != 0,
+                state: r.u8()?,
+                epoch: r.u64()? as u16,
+                breaking: r.u8()? != 0,
+                break_to: r.u8()?,
+                break_required: r.u8()?,
+                deadline: r.u64()?,
+                timeout_ms: r.u64()?,
+                opens: r.u64()? as u32,
+                proc: r.u64()?,
+            });
+        }
+        for _ in 0..r.u64()? {
+            let client: Box<[u8]> = r.bytes()?.into();
+            let open_id = r.u64()?;
+            let lease = if r.u8()? == 1 { Some(r.key()?) } else { None };
+            fs.leases.opens.push(lease::Open { client, open_id, lease, stat: r.u8()? != 0, write: r.u8()? != 0, proc: r.u64()? });
+        }
+        for _ in 0..r.u64()? {
+            let id = r.u64()?;
+            let mut waits = Vec::new();
+            for _ in 0..r.u64()? {
+                waits.push((r.bytes()?.into(), r.key()?));
+            }
+            fs.lease_waiters.push(LeaseWaiter { id, waits, token: r.u64()?, user_data: r.u64()? as usize, proc: r.u64()? });
+        }
+        Some(fs)
+    }
+
+    /// Binds the owners and opens of (client, open id) to process `me` (durable reconnect).
+    pub fn rebind(&mut self, client: &[u8], open_id: u64, me: u64) -> usize {
+        let mut n = self.owners.rebind(client, open_id, me);
+        for o in &mut self.leases.opens {
+            if *o.client == *client && o.open_id == open_id {
+                o.proc = me;
+                n += 1;
+                if let Some(k) = o.lease {
+                    for l in &mut self.leases.leases {
+                        if *l.client == *client && l.key == k {
+                            l.proc = me;
+                        }
+                    }
+                }
+            }
+        }
+        for (w, m) in self.waiters.iter().zip(self.meta.iter_mut()) {
+            let e = self.owners.get(w.owner);
+            if *e.client == *client && e.open_id == open_id {
+                m.proc = me;
+            }
+        }
+        n
+    }
+
+    /// Releases everything a process that is gone held on this file (shared mode): its locks, its
+    /// waiting requests and watches, its opens and leases. Returns the number of locks released.
+    pub fn drop_proc(&mut self, ctx: &Ctx, proc: u64) -> usize {
+        let owners: Vec<OwnerIdx> = self.owners.live_entries().filter(|(_, e)| e.proc == proc).map(|(i, _)| i).collect();
+        let mut n = 0;
+        for owner in &owners {
+            let c = core::lockset::release_owner(&self.locks, *owner);
+            n += c.removed.len();
+            self.commit(&c);
+        }
+        let mut i = 0;
+        while i < self.waiters.len() {
+            if self.meta[i].proc == proc {
+                let id = self.waiters[i].id;
+                self.take_waiter(i);
+                ctx.graph.lock().remove(id);
+            } else {
+                i += 1;
+            }
+        }
+        self.watchers.retain(|w| w.proc != proc);
+        self.lease_waiters.retain(|w| w.proc != proc);
+        if self.leases.drop_proc(proc) > 0 || self.leases.opens.iter().all(|o| o.proc != proc) {
+            self.leases_dirty = self.persist;
+        }
+        self.settle_leases(ctx);
+        self.settle(ctx);
+        n
+    }
+
     /// Delivers lease notes as events and arms a timer for every break that needs an ack.
     fn send_notes(&self, ctx: &Ctx, notes: Vec<Note>) {
         for n in notes {
@@ -670,6 +955,7 @@ impl FileState {
                 Note::Break { client, key, kind, from, to, epoch, ack } => (EventKind::LeaseBreak, client, key, kind, from, to, epoch, ack),
                 Note::Revoked { client, key, kind, from, epoch } => (EventKind::LeaseRevoked, client, key, kind, from, 0, epoch, false),
             };
+            let holder_proc = self.leases.find(&client, &key).map(|i| self.leases.leases[i].proc).unwrap_or_else(|| self.proc_of_client(&client));
             match kind {
                 EventKind::LeaseBreak => ctx.metrics.lease_break(),
                 _ => ctx.metrics.break_timeout(),
@@ -694,6 +980,7 @@ impl FileState {
                 offset: 0,
                 length: 0,
                 lease: LeaseInfo { key, kind: lkind as u8 + 1, state: from, break_to: to, epoch, ack_required: ack },
+                proc: holder_proc,
             });
         }
     }
@@ -724,8 +1011,14 @@ impl FileState {
                 offset: 0,
                 length: 0,
                 lease: Default::default(),
+                proc: w.proc,
             });
         }
+    }
+
+    /// The process of a client's opens on this file (for a lease that went with its last open).
+    fn proc_of_client(&self, client: &[u8]) -> u64 {
+        self.leases.opens.iter().find(|o| *o.client == *client).map(|o| o.proc).unwrap_or(0)
     }
 
     /// Runs a trigger; `wait` = None means the requester cannot wait (`Busy` if breaks must end first).
@@ -746,7 +1039,7 @@ impl FileState {
             None => Err(Error::Busy),
             Some((id, token, user_data)) => {
                 ctx.requests.map.lock().insert(id, ReqState::Waiting { file: self.id.clone() });
-                self.lease_waiters.push(LeaseWaiter { id, waits, token, user_data });
+                self.lease_waiters.push(LeaseWaiter { id, waits, token, user_data, proc: self.me });
                 Ok(LeaseAnswer::Pending(id))
             }
         }
@@ -790,8 +1083,10 @@ impl FileState {
         } else {
             Some(Trigger::Open)
         };
-        let try_only = spec.kind == Some(lease::Kind::Delegation);
-        if let (Some(t), false) = (trigger, try_only) {
+        // Asking for a delegation is only ever a try (it never waits), but the open itself still
+        // breaks what any open breaks.
+        let wait = if spec.kind == Some(lease::Kind::Delegation) { None } else { wait };
+        if let Some(t) = trigger {
             let own_key = if spec.kind == Some(lease::Kind::Lease) { Some(&spec.key) } else { None };
             let req = Requester { client, key: own_key };
             match self.lease_trigger(ctx, &req, t, wait)? {
@@ -817,6 +1112,7 @@ impl FileState {
             overwrite: spec.overwrite,
             brl_below_eof: self.brl_below(spec.file_size),
             timeout_ms: spec.timeout_ms,
+            proc: self.me,
         };
         let g = self.leases.grant(&r);
         if spec.kind.is_none() {

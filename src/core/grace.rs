@@ -27,6 +27,7 @@ pub struct PrevLock {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PrevLease {
     pub state: u8,
+    pub epoch: u16,
     pub reclaimed: bool,
 }
 
@@ -59,8 +60,8 @@ impl Grace {
         self.locks.entry(file.into()).or_default().push(l);
     }
 
-    pub fn add_lease(&mut self, file: &[u8], client: &[u8], key: [u8; 16], state: u8) {
-        self.leases.insert((file.into(), client.into(), key), PrevLease { state, reclaimed: false });
+    pub fn add_lease(&mut self, file: &[u8], client: &[u8], key: [u8; 16], state: u8, epoch: u16) {
+        self.leases.insert((file.into(), client.into(), key), PrevLease { state, epoch, reclaimed: false });
     }
 
     /// A lock reclaim is valid if one pre-restart lock of the same owner and type covers it.
@@ -93,16 +94,17 @@ impl Grace {
         }
     }
 
-    /// A lease reclaim: `Some(state)` it may have again (the request, which must not exceed it).
-    pub fn reclaim_lease(&mut self, file: &[u8], client: &[u8], key: &[u8; 16], requested: u8) -> Option<u8> {
+    /// A lease reclaim: `Some((state, epoch))` it may have again — the requested state, which must
+    /// not exceed the recorded one, at the recorded epoch (None for a takeover without records).
+    pub fn reclaim_lease(&mut self, file: &[u8], client: &[u8], key: &[u8; 16], requested: u8) -> Option<(u8, Option<u16>)> {
         let trusted = self.trust_expected && self.expected.contains(client) && !self.has_records(client);
         match self.leases.get_mut(&(file.into(), client.into(), *key)) {
             Some(p) if requested & !p.state == 0 => {
                 p.reclaimed = true;
-                Some(requested)
+                Some((requested, Some(p.epoch)))
             }
             Some(_) => None,
-            None if trusted => Some(requested),
+            None if trusted => Some((requested, None)),
             None => None,
         }
     }
@@ -171,14 +173,14 @@ mod tests {
         let mut g = Grace::default();
         g.start(0, 90_000, [b"nlm:a"[..].into(), b"nfs4:b"[..].into()], false);
         g.add_lock(b"f", prev("nlm:a", LockType::Exclusive, 0, 100));
-        g.add_lease(b"f", b"smb:c", [7; 16], 3);
+        g.add_lease(b"f", b"smb:c", [7; 16], 3, 4);
         assert!(g.reclaim_lock(b"f", b"nlm:a", b"o", 9, Flavour::Posix, LockType::Exclusive, &Range::new(10, 20)));
         assert!(!g.reclaim_lock(b"f", b"nlm:a", b"o", 9, Flavour::Posix, LockType::Shared, &Range::new(10, 20)), "type differs");
         assert!(!g.reclaim_lock(b"f", b"nlm:a", b"o", 9, Flavour::Posix, LockType::Exclusive, &Range::new(90, 110)), "not covered");
         assert!(!g.reclaim_lock(b"g", b"nlm:a", b"o", 9, Flavour::Posix, LockType::Exclusive, &Range::new(10, 20)), "other file");
         assert!(!g.reclaim_lock(b"f", b"nlm:z", b"o", 9, Flavour::Posix, LockType::Exclusive, &Range::new(10, 20)), "other client");
         assert_eq!(g.reclaim_lease(b"f", b"smb:c", &[7; 16], 7), None, "more than it had");
-        assert_eq!(g.reclaim_lease(b"f", b"smb:c", &[7; 16], 1), Some(1));
+        assert_eq!(g.reclaim_lease(b"f", b"smb:c", &[7; 16], 1), Some((1, Some(4))));
         assert_eq!(g.reclaim_lease(b"f", b"smb:c", &[8; 16], 1), None);
         // A reclaim does not make a client done; only its adapter's word does.
         assert!(!g.all_done());
@@ -196,7 +198,7 @@ mod tests {
         assert_eq!(g.remaining_ms(1200), 300);
         g.add_lock(b"f", prev("a", LockType::Shared, 0, 10));
         g.add_lock(b"f", prev("a", LockType::Shared, 20, 30));
-        g.add_lease(b"f", b"a", [1; 16], 1);
+        g.add_lease(b"f", b"a", [1; 16], 1, 1);
         assert!(g.reclaim_lock(b"f", b"a", b"o", 1, Flavour::Posix, LockType::Shared, &Range::new(0, 10)));
         let left = g.end();
         assert_eq!(left.get(&b"a"[..]), Some(&(1, 1)));

@@ -53,6 +53,8 @@ pub struct Lease {
     pub timeout_ms: u64,
     /// Opens sharing this lease.
     pub opens: u32,
+    /// The process to tell about breaks (shared mode; 0 otherwise).
+    pub proc: u64,
 }
 
 /// An open of the file, as far as leases care.
@@ -66,6 +68,8 @@ pub struct Open {
     pub stat: bool,
     /// Opened for writing.
     pub write: bool,
+    /// The process that holds the open (shared mode; 0 otherwise).
+    pub proc: u64,
 }
 
 /// The leases and opens of one file.
@@ -140,6 +144,8 @@ pub struct Request<'a> {
     /// The file has a byte-range lock starting below end of file (and is not empty).
     pub brl_below_eof: bool,
     pub timeout_ms: u64,
+    /// The requesting process (shared mode; 0 otherwise).
+    pub proc: u64,
 }
 
 /// The answer to a lease request.
@@ -337,6 +343,7 @@ impl FileLeases {
                         l.epoch = g.epoch;
                     }
                     l.opens += 1;
+                    l.proc = r.proc;
                     Some(r.key)
                 }
                 None => {
@@ -354,6 +361,7 @@ impl FileLeases {
                         deadline: 0,
                         timeout_ms: r.timeout_ms,
                         opens: 1,
+                        proc: r.proc,
                     });
                     Some(r.key)
                 }
@@ -361,7 +369,7 @@ impl FileLeases {
         } else {
             None
         };
-        self.opens.push(Open { client: r.client.into(), open_id: r.open_id, lease, stat: r.stat, write: r.write });
+        self.opens.push(Open { client: r.client.into(), open_id: r.open_id, lease, stat: r.stat, write: r.write, proc: r.proc });
     }
 
     /// Closes an open; its lease goes with its last open. Returns whether the open existed.
@@ -380,6 +388,17 @@ impl FileLeases {
             }
         }
         true
+    }
+
+    /// Forgets every open and lease held by a process that is gone; returns how many leases went.
+    pub fn drop_proc(&mut self, proc: u64) -> usize {
+        let gone: Vec<(Box<[u8]>, u64)> = self.opens.iter().filter(|o| o.proc == proc).map(|o| (o.client.clone(), o.open_id)).collect();
+        for (c, id) in gone {
+            self.close(&c, id);
+        }
+        let before = self.leases.len();
+        self.leases.retain(|l| !(l.proc == proc && (l.opens == 0 || l.kind == Kind::Delegation)));
+        before - self.leases.len()
     }
 
     /// Forgets every open and lease of a client (the client is gone); returns how many leases went.
@@ -514,6 +533,7 @@ mod tests {
             overwrite: false,
             brl_below_eof: false,
             timeout_ms: 35_000,
+            proc: 0,
         }
     }
 

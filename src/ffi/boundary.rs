@@ -3,9 +3,12 @@
 use super::status::unilock_status;
 
 /// What a panic (or a NULL where none is allowed) turns into for each C return type.
-pub trait Fallback {
+pub trait Fallback: Sized {
     fn internal() -> Self;
     fn invalid() -> Self;
+    fn misuse() -> Self {
+        Self::invalid()
+    }
 }
 
 impl Fallback for unilock_status {
@@ -14,6 +17,9 @@ impl Fallback for unilock_status {
     }
     fn invalid() -> Self {
         unilock_status::UNILOCK_E_INVALID
+    }
+    fn misuse() -> Self {
+        unilock_status::UNILOCK_E_MISUSE
     }
 }
 
@@ -79,6 +85,17 @@ macro_rules! try_ref {
             None => return $crate::ffi::boundary::Fallback::invalid(),
         }
     };
+}
+
+/// Borrows the handle, refusing one used in a child after fork() (`UNILOCK_E_MISUSE`).
+macro_rules! try_handle {
+    ($p:expr) => {{
+        let h = try_ref!($p);
+        if !h.usable() {
+            return $crate::ffi::boundary::Fallback::misuse();
+        }
+        h
+    }};
 }
 
 /// Borrows `(ptr, len)` as a byte slice; NULL with len 0 is the empty slice, NULL otherwise invalid.

@@ -32,7 +32,7 @@ pub extern "C" fn unilock_client_register(
     ttl_ms: u64,
 ) -> unilock_status {
     boundary! {
-        let ul = try_ref!(ul);
+        let ul = try_handle!(ul);
         let (Some(client), Some(adapter)) = (text(client), text(adapter)) else { return unilock_status::invalid() };
         let address = text(address).unwrap_or(b"");
         match ul.inner.client_register(client, &String::from_utf8_lossy(adapter), &String::from_utf8_lossy(address), ttl_ms) {
@@ -51,7 +51,7 @@ pub extern "C" fn unilock_client_register(
 #[no_mangle]
 pub extern "C" fn unilock_client_disconnect(ul: *const unilock, client: *const c_char, released: *mut usize) -> unilock_status {
     boundary! {
-        let ul = try_ref!(ul);
+        let ul = try_handle!(ul);
         let Some(client) = text(client) else { return unilock_status::invalid() };
         match ul.inner.client_disconnect(client) {
             Ok(n) => {
@@ -68,7 +68,7 @@ pub extern "C" fn unilock_client_disconnect(ul: *const unilock, client: *const c
 #[no_mangle]
 pub extern "C" fn unilock_set_adapter_limit(ul: *const unilock, adapter: *const c_char, max_connections: u64) -> unilock_status {
     boundary! {
-        let ul = try_ref!(ul);
+        let ul = try_handle!(ul);
         let Some(adapter) = text(adapter) else { return unilock_status::invalid() };
         ul.inner.set_adapter_limit(&String::from_utf8_lossy(adapter), max_connections);
         unilock_status::UNILOCK_OK
@@ -103,7 +103,7 @@ pub extern "C" fn unilock_client_list(
     count: *mut usize,
 ) -> unilock_status {
     boundary! {
-        let ul = try_ref!(ul);
+        let ul = try_handle!(ul);
         let list = ul.inner.clients();
         put(count, list.len());
         let now = ul.inner.now_ms();
@@ -189,7 +189,7 @@ pub struct unilock_metrics {
 #[no_mangle]
 pub extern "C" fn unilock_metrics_get(ul: *const unilock, out: *mut unilock_metrics) -> unilock_status {
     boundary! {
-        let ul = try_ref!(ul);
+        let ul = try_handle!(ul);
         if out.is_null() {
             return unilock_status::invalid();
         }
@@ -237,7 +237,7 @@ pub extern "C" fn unilock_metrics_get(ul: *const unilock, out: *mut unilock_metr
 #[no_mangle]
 pub extern "C" fn unilock_metrics_prometheus(ul: *const unilock, buf: *mut c_char, cap: usize, len: *mut usize) -> unilock_status {
     boundary! {
-        let ul = try_ref!(ul);
+        let ul = try_handle!(ul);
         let text = ul.inner.prometheus();
         put(len, text.len());
         if buf.is_null() || cap < text.len() + 1 {

@@ -7,7 +7,28 @@ use crate::manager::{Manager, Settings};
 pub struct unilock {
     pub(crate) inner: std::sync::Arc<Manager>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The fork generation at open: a handle used in a child after fork() is refused.
+    fork_gen: u64,
 }
+
+static FORK_GEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static ATFORK: std::sync::Once = std::sync::Once::new();
+
+extern "C" fn after_fork_in_child() {
+    FORK_GEN.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+impl unilock {
+    /// False in a child process after fork(): the handle belongs to the parent.
+    pub(crate) fn usable(&self) -> bool {
+        self.fork_gen == FORK_GEN.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// `unilock_config.flags`: shared mode. Every process that opens the same `db_path` with this flag
+/// sees and honours one lock table (forking servers such as smbd: open once per process, after
+/// fork). Requires `db_path`.
+pub const UNILOCK_CONFIG_SHARED: u32 = 0x1;
 
 /// `unilock_config.event_mode`: a library thread runs timers and invokes the event callback.
 pub const UNILOCK_EVENTS_THREAD: u32 = 0;
@@ -39,7 +60,7 @@ pub const UNILOCK_DURABILITY_BATCH: u32 = 2;
 pub struct unilock_config {
     /// `sizeof(unilock_config)` as the caller was compiled with; set by `unilock_config_init`.
     pub size: usize,
-    /// Reserved for future flags; must be 0.
+    /// `UNILOCK_CONFIG_*` flags (0 by default); other bits are reserved and must be 0.
     pub flags: u32,
     /// How timers run and events are delivered: `UNILOCK_EVENTS_THREAD` (default) or
     /// `UNILOCK_EVENTS_LOOP`.
@@ -161,7 +182,7 @@ pub extern "C" fn unilock_open(cfg: *const unilock_config, out: *mut *mut uniloc
             },
             None => unilock_config::default(),
         };
-        if cfg.flags != 0 {
+        if cfg.flags & !UNILOCK_CONFIG_SHARED != 0 {
             log::warn!("unilock_open: unknown flags {:#x}", cfg.flags);
             return unilock_status::UNILOCK_E_INVALID;
         }
@@ -186,6 +207,7 @@ pub extern "C" fn unilock_open(cfg: *const unilock_config, out: *mut *mut uniloc
             }
         };
         let settings = Settings {
+            shared: cfg.flags & UNILOCK_CONFIG_SHARED != 0,
             loop_mode,
             clock: None,
             db_path,
@@ -210,7 +232,11 @@ pub extern "C" fn unilock_open(cfg: *const unilock_config, out: *mut *mut uniloc
                 Err(e) => return super::status::status_of(&e),
             }
         };
-        let handle = Box::new(unilock { inner: m, thread });
+        // SAFETY: registering a fork handler that only bumps an atomic counter.
+        ATFORK.call_once(|| unsafe {
+            libc::pthread_atfork(None, None, Some(after_fork_in_child));
+        });
+        let handle = Box::new(unilock { inner: m, thread, fork_gen: FORK_GEN.load(std::sync::atomic::Ordering::SeqCst) });
         log::info!("unilock {} opened", env!("CARGO_PKG_VERSION"));
         super::boundary::put(out, Box::into_raw(handle));
         unilock_status::UNILOCK_OK
@@ -229,10 +255,17 @@ pub extern "C" fn unilock_close(ul: *mut unilock) {
         if !ul.is_null() {
             // SAFETY: `ul` came from `unilock_open` and the caller gives up every use of it.
             let mut h = unsafe { Box::from_raw(ul) };
+            if !h.usable() {
+                // A child closing its copy of the parent's handle: free memory only; the parent's
+                // thread, descriptors and shared state are not the child's to touch.
+                std::mem::forget(h);
+                return;
+            }
             if let Some(t) = h.thread.take() {
                 h.inner.stop_thread();
                 let _ = t.join();
             }
+            h.inner.leave();
             drop(h);
         }
     }

@@ -174,7 +174,7 @@ pub extern "C" fn unilock_lock_blocking(
     holder: *mut unilock_lock_info,
 ) -> unilock_status {
     boundary! {
-        let ul = try_ref!(ul);
+        let ul = try_handle!(ul);
         let file = try_bytes!(file_id, file_id_len);
         let Some(owner) = owner_of(try_ref!(owner)) else { return unilock_status::invalid() };
         let r = try_ref!(req);
@@ -211,7 +211,7 @@ pub extern "C" fn unilock_watch(
     request_id: *mut u64,
 ) -> unilock_status {
     boundary! {
-        let ul = try_ref!(ul);
+        let ul = try_handle!(ul);
         let file = try_bytes!(file_id, file_id_len);
         match ul.inner.watch(file, token, user_data as usize) {
             Ok(id) => {
@@ -237,7 +237,7 @@ pub extern "C" fn unilock_watch(
 #[no_mangle]
 pub extern "C" fn unilock_cancel(ul: *const unilock, request_id: u64, outcome: *mut u32) -> unilock_status {
     boundary! {
-        let ul = try_ref!(ul);
+        let ul = try_handle!(ul);
         match ul.inner.cancel(request_id) {
             Ok(o) => {
                 put(outcome, match o {
@@ -267,7 +267,7 @@ pub extern "C" fn unilock_cancel_owner(
     cancelled: *mut usize,
 ) -> unilock_status {
     boundary! {
-        let ul = try_ref!(ul);
+        let ul = try_handle!(ul);
         let file = try_bytes!(file_id, file_id_len);
         let Some(owner) = owner_of(try_ref!(owner)) else { return unilock_status::invalid() };
         match ul.inner.cancel_owner(file, &owner) {
@@ -289,7 +289,7 @@ pub extern "C" fn unilock_cancel_owner(
 #[no_mangle]
 pub extern "C" fn unilock_event_fd(ul: *const unilock) -> i32 {
     boundary! {
-        let ul = try_ref!(ul);
+        let ul = try_handle!(ul);
         ul.inner.event_fd()
     }
 }
@@ -302,7 +302,7 @@ pub extern "C" fn unilock_event_fd(ul: *const unilock) -> i32 {
 #[no_mangle]
 pub extern "C" fn unilock_process_events(ul: *const unilock, delivered: *mut usize) -> unilock_status {
     boundary! {
-        let ul = try_ref!(ul);
+        let ul = try_handle!(ul);
         put(delivered, ul.inner.process_events());
         unilock_status::UNILOCK_OK
     }

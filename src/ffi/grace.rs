@@ -22,7 +22,7 @@ pub struct unilock_grace_info {
 #[no_mangle]
 pub extern "C" fn unilock_grace_status(ul: *const unilock, out: *mut unilock_grace_info) -> unilock_status {
     boundary! {
-        let ul = try_ref!(ul);
+        let ul = try_handle!(ul);
         if out.is_null() {
             return unilock_status::invalid();
         }
@@ -45,7 +45,7 @@ pub extern "C" fn unilock_grace_start(
     duration_ms: u64,
 ) -> unilock_status {
     boundary! {
-        let ul = try_ref!(ul);
+        let ul = try_handle!(ul);
         if n > 0 && clients.is_null() {
             return unilock_status::invalid();
         }
@@ -71,7 +71,7 @@ pub extern "C" fn unilock_grace_start(
 #[no_mangle]
 pub extern "C" fn unilock_grace_end(ul: *const unilock) -> unilock_status {
     boundary! {
-        let ul = try_ref!(ul);
+        let ul = try_handle!(ul);
         ul.inner.grace_end();
         unilock_status::UNILOCK_OK
     }
@@ -85,7 +85,7 @@ pub extern "C" fn unilock_grace_end(ul: *const unilock) -> unilock_status {
 #[no_mangle]
 pub extern "C" fn unilock_reclaim_complete(ul: *const unilock, client: *const libc::c_char) -> unilock_status {
     boundary! {
-        let ul = try_ref!(ul);
+        let ul = try_handle!(ul);
         if client.is_null() {
             return unilock_status::invalid();
         }
@@ -103,7 +103,7 @@ pub extern "C" fn unilock_reclaim_complete(ul: *const unilock, client: *const li
 #[no_mangle]
 pub extern "C" fn unilock_flush(ul: *const unilock) -> unilock_status {
     boundary! {
-        let ul = try_ref!(ul);
+        let ul = try_handle!(ul);
         match ul.inner.flush() {
             Ok(()) => unilock_status::UNILOCK_OK,
             Err(e) => status_of(&e),

@@ -190,7 +190,7 @@ pub extern "C" fn unilock_file_open(
     out: *mut unilock_open_result,
 ) -> unilock_status {
     boundary! {
-        let ul = try_ref!(ul);
+        let ul = try_handle!(ul);
         let file = try_bytes!(file_id, file_id_len);
         let Some(client) = cstr(client) else { return unilock_status::invalid() };
         let r = try_ref!(req);
@@ -257,7 +257,7 @@ pub extern "C" fn unilock_file_close(
     open_id: u64,
 ) -> unilock_status {
     boundary! {
-        let ul = try_ref!(ul);
+        let ul = try_handle!(ul);
         let file = try_bytes!(file_id, file_id_len);
         let Some(client) = cstr(client) else { return unilock_status::invalid() };
         match ul.inner.close_file(file, client, open_id) {
@@ -288,7 +288,7 @@ pub extern "C" fn unilock_lease_ack(
     state: u32,
 ) -> unilock_status {
     boundary! {
-        let ul = try_ref!(ul);
+        let ul = try_handle!(ul);
         let file = try_bytes!(file_id, file_id_len);
         let Some(client) = cstr(client) else { return unilock_status::invalid() };
         let Some(key) = key_of(key) else { return unilock_status::invalid() };
@@ -314,7 +314,7 @@ pub extern "C" fn unilock_lease_release(
     key: *const u8,
 ) -> unilock_status {
     boundary! {
-        let ul = try_ref!(ul);
+        let ul = try_handle!(ul);
         let file = try_bytes!(file_id, file_id_len);
         let Some(client) = cstr(client) else { return unilock_status::invalid() };
         let Some(key) = key_of(key) else { return unilock_status::invalid() };
@@ -348,7 +348,7 @@ pub extern "C" fn unilock_break_trigger(
     request_id: *mut u64,
 ) -> unilock_status {
     boundary! {
-        let ul = try_ref!(ul);
+        let ul = try_handle!(ul);
         let file = try_bytes!(file_id, file_id_len);
         let Some(client) = cstr(client) else { return unilock_status::invalid() };
         let key = key_of(key);

@@ -9,7 +9,7 @@ use crate::error::Error;
 /// Converts the common leading arguments of a lock call, returning `UNILOCK_E_INVALID` on NULLs.
 macro_rules! args {
     ($ul:expr, $file:expr, $file_len:expr, $owner:expr) => {{
-        let ul = try_ref!($ul);
+        let ul = try_handle!($ul);
         let file = try_bytes!($file, $file_len);
         let owner = match owner_of(try_ref!($owner)) {
             Some(o) => o,
@@ -285,7 +285,7 @@ pub extern "C" fn unilock_release_client(
     released: *mut usize,
 ) -> unilock_status {
     boundary! {
-        let ul = try_ref!(ul);
+        let ul = try_handle!(ul);
         if client.is_null() {
             return unilock_status::invalid();
         }
@@ -323,7 +323,7 @@ pub extern "C" fn unilock_list_locks(
     count: *mut usize,
 ) -> unilock_status {
     boundary! {
-        let ul = try_ref!(ul);
+        let ul = try_handle!(ul);
         let file = try_bytes!(file_id, file_id_len);
         let locks = match ul.inner.list(file) {
             Ok(l) => l,

@@ -15,5 +15,6 @@ pub mod grace;
 pub mod lease;
 pub mod lock;
 pub mod log;
+pub mod shared;
 pub mod status;
 pub mod types;

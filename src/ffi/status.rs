@@ -55,6 +55,9 @@ pub enum unilock_status {
     UNILOCK_E_STORE = 115,
     /// The system refused a resource the call needed (a file descriptor or a thread).
     UNILOCK_E_RESOURCE = 116,
+    /// The handle was opened before fork() and is used in the child: open a new handle in the
+    /// child (Samba reopens its databases after fork the same way).
+    UNILOCK_E_MISUSE = 117,
     /// An internal error (a caught panic). The handle remains usable; the failed call changed nothing
     /// it reported as changed.
     UNILOCK_E_INTERNAL = 199,
@@ -130,6 +133,7 @@ pub extern "C" fn unilock_strerror(status: u32) -> *const libc::c_char {
             113 => c"no break in progress",
             114 => c"acknowledged state not allowed",
             116 => c"out of system resources",
+            117 => c"handle used in a child after fork",
             199 => c"internal error",
             _ => c"unknown status",
         };

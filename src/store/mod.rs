@@ -114,48 +114,8 @@ impl Store {
     /// previous run as the pre-restart state (moved to `prev_*`; merged with what an earlier,
     /// unfinished grace period left there).
     pub fn open(path: &str, mode: Durability) -> Result<(Store, Recovered), StoreError> {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        // Any read of a corrupt file fails here, before anything is written.
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))?;
-        if version > schema::VERSION {
-            return Err(StoreError(format!(
-                "database schema version {version} is newer than this library's {}; refusing to touch it",
-                schema::VERSION
-            )));
-        }
-        let jm: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-        if !jm.eq_ignore_ascii_case("wal") {
-            return Err(StoreError(format!("cannot use WAL journal mode (got {jm})")));
-        }
-        conn.execute_batch(match mode {
-            Durability::Sync => "PRAGMA synchronous=FULL;",
-            _ => "PRAGMA synchronous=NORMAL;",
-        })?;
-        {
-            let tx = conn.unchecked_transaction()?;
-            for v in version..schema::VERSION {
-                tx.execute_batch(schema::MIGRATIONS[v as usize])?;
-            }
-            tx.execute_batch(&format!("PRAGMA user_version={}", schema::VERSION))?;
-            tx.commit()?;
-        }
-        let rec = {
-            let tx = conn.unchecked_transaction()?;
-            // The live state becomes (part of) the pre-restart state; duplicates from an unfinished
-            // earlier grace period are summed when read.
-            tx.execute_batch(
-                "INSERT INTO prev_locks SELECT * FROM locks; DELETE FROM locks;
-                 INSERT INTO prev_leases SELECT * FROM leases; DELETE FROM leases;",
-            )?;
-            let rec = Self::read_prev(&tx)?;
-            tx.commit()?;
-            rec
-        };
+        let conn = connect(path, mode)?;
+        let rec = take_prev(&conn)?;
         let known: HashSet<Box<[u8]>> = {
             let mut st = conn.prepare("SELECT client FROM clients")?;
             let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
@@ -300,39 +260,7 @@ impl Store {
         }
         let conn = self.conn.lock();
         let tx = conn.unchecked_transaction()?;
-        {
-            let mut up = tx.prepare_cached(
-                "INSERT INTO locks(file, client, owner, open_id, flavour, type, start, length, count)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT(file, client, owner, open_id, flavour, type, start, length)
-                 DO UPDATE SET count = count + excluded.count",
-            )?;
-            let mut gc = tx.prepare_cached(
-                "DELETE FROM locks WHERE file=?1 AND client=?2 AND owner=?3 AND open_id=?4 AND flavour=?5
-                 AND type=?6 AND start=?7 AND length=?8 AND count <= 0",
-            )?;
-            for (r, d) in p.locks {
-                if d == 0 {
-                    continue; // changes that cancel out are never written
-                }
-                let args = params![&*r.file, &*r.client, &*r.owner, i(r.open_id), r.flavour, r.kind, i(r.start), i(r.length)];
-                up.execute(params![&*r.file, &*r.client, &*r.owner, i(r.open_id), r.flavour, r.kind, i(r.start), i(r.length), d])?;
-                if d < 0 {
-                    gc.execute(args)?;
-                }
-            }
-            let mut del = tx.prepare_cached("DELETE FROM leases WHERE file = ?1")?;
-            let mut ins = tx.prepare_cached(
-                "INSERT OR REPLACE INTO leases(file, client, key, kind, version, dir, state, epoch, breaking, break_to)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )?;
-            for (file, rows) in p.leases {
-                del.execute(params![&*file])?;
-                for l in rows {
-                    ins.execute(params![&*l.file, &*l.client, &l.key[..], l.kind, l.version, l.dir, l.state, l.epoch, l.breaking, l.break_to])?;
-                }
-            }
-        }
+        apply(&tx, p)?;
         tx.commit()?;
         Ok(())
     }
@@ -353,6 +281,108 @@ impl Store {
         self.conn.lock().execute_batch("DELETE FROM prev_locks; DELETE FROM prev_leases; DELETE FROM grace;")?;
         Ok(())
     }
+}
+
+/// Writes a journal inside the caller's transaction.
+fn apply(tx: &Connection, p: Pending) -> Result<(), StoreError> {
+    {
+            let mut up = tx.prepare_cached(
+            "INSERT INTO locks(file, client, owner, open_id, flavour, type, start, length, count)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT(file, client, owner, open_id, flavour, type, start, length)
+             DO UPDATE SET count = count + excluded.count",
+        )?;
+        let mut gc = tx.prepare_cached(
+            "DELETE FROM locks WHERE file=?1 AND client=?2 AND owner=?3 AND open_id=?4 AND flavour=?5
+             AND type=?6 AND start=?7 AND length=?8 AND count <= 0",
+        )?;
+        for (r, d) in p.locks {
+            if d == 0 {
+                continue; // changes that cancel out are never written
+            }
+            let args = params![&*r.file, &*r.client, &*r.owner, i(r.open_id), r.flavour, r.kind, i(r.start), i(r.length)];
+            up.execute(params![&*r.file, &*r.client, &*r.owner, i(r.open_id), r.flavour, r.kind, i(r.start), i(r.length), d])?;
+            if d < 0 {
+                gc.execute(args)?;
+            }
+        }
+        let mut del = tx.prepare_cached("DELETE FROM leases WHERE file = ?1")?;
+        let mut ins = tx.prepare_cached(
+            "INSERT OR REPLACE INTO leases(file, client, key, kind, version, dir, state, epoch, breaking, break_to)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?;
+        for (file, rows) in p.leases {
+            del.execute(params![&*file])?;
+            for l in rows {
+                ins.execute(params![&*l.file, &*l.client, &l.key[..], l.kind, l.version, l.dir, l.state, l.epoch, l.breaking, l.break_to])?;
+            }
+        }
+        }
+    Ok(())
+}
+
+/// Writes one operation's journal inside the caller's transaction (shared mode).
+pub fn apply_journal(tx: &Connection, j: Journal) -> Result<(), StoreError> {
+    let mut p = Pending::default();
+    for (row, d) in j.locks {
+        *p.locks.entry(row).or_insert(0) += d;
+    }
+    for (file, rows) in j.leases {
+        p.leases.insert(file, rows);
+    }
+    apply(tx, p)
+}
+
+/// Opens a connection, checks the file is a database this library may use, migrates it forward.
+pub fn connect(path: &str, mode: Durability) -> Result<Connection, StoreError> {
+    let mut conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // Any read of a corrupt file fails here, before anything is written.
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))?;
+    if version > schema::VERSION {
+        return Err(StoreError(format!(
+            "database schema version {version} is newer than this library's {}; refusing to touch it",
+            schema::VERSION
+        )));
+    }
+    let jm: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    if !jm.eq_ignore_ascii_case("wal") {
+        return Err(StoreError(format!("cannot use WAL journal mode (got {jm})")));
+    }
+    conn.execute_batch(match mode {
+        Durability::Sync => "PRAGMA synchronous=FULL;",
+        _ => "PRAGMA synchronous=NORMAL;",
+    })?;
+    // Immediate: several processes may open a new database at once (shared mode).
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for v in version..schema::VERSION {
+        tx.execute_batch(schema::MIGRATIONS[v as usize])?;
+    }
+    tx.execute_batch(&format!("PRAGMA user_version={}", schema::VERSION))?;
+    tx.commit()?;
+    Ok(conn)
+}
+
+/// Turns the live state into the pre-restart state and reads it (a restart).
+pub fn take_prev(conn: &Connection) -> Result<Recovered, StoreError> {
+    let tx = conn.unchecked_transaction()?;
+    let rec = take_prev_in(&tx)?;
+    tx.commit()?;
+    Ok(rec)
+}
+
+/// `take_prev` inside the caller's transaction.
+pub fn take_prev_in(tx: &Connection) -> Result<Recovered, StoreError> {
+    tx.execute_batch(
+        "INSERT INTO prev_locks SELECT file, client, owner, open_id, flavour, type, start, length, count FROM locks; DELETE FROM locks;
+         INSERT INTO prev_leases SELECT file, client, key, kind, version, dir, state, epoch, breaking, break_to FROM leases; DELETE FROM leases;",
+    )?;
+    Store::read_prev(tx)
 }
 
 impl Drop for Store {

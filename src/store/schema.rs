@@ -5,10 +5,13 @@
 //! `locks` (held locks; `length` as callers give it, `UNILOCK_TO_EOF` for a POSIX lock to the end;
 //! Windows stacking in `count`), `leases`, `prev_locks`/`prev_leases` (the state before a restart,
 //! kept until grace ends), `grace` (one row while a grace period is active: expected clients, one per
-//! line, and the wall-clock deadline).
+//! line, and the wall-clock deadline). Shared mode adds `procs` (the processes using the database:
+//! pid, start time and boot id to tell a recycled pid, and the path of their wake-up socket),
+//! `shared_files` (each file's whole state, encoded by `codec`), `shared_procs` (which processes
+//! have state on which file) and `mailbox` (events for a process).
 
 /// The schema version this library writes.
-pub const VERSION: i64 = 1;
+pub const VERSION: i64 = 2;
 
 /// Migrations: `MIGRATIONS[i]` takes a database from version `i` to `i + 1`.
 pub const MIGRATIONS: &[&str] = &[
@@ -38,4 +41,17 @@ pub const MIGRATIONS: &[&str] = &[
         expected TEXT NOT NULL,
         deadline_unix_ms INTEGER NOT NULL
      );",
+    // 1 -> 2: shared mode (several processes on one database).
+    "CREATE TABLE IF NOT EXISTS procs(
+        proc INTEGER PRIMARY KEY AUTOINCREMENT,
+        pid INTEGER NOT NULL, start INTEGER NOT NULL, boot TEXT NOT NULL, socket TEXT NOT NULL
+     );
+     CREATE TABLE IF NOT EXISTS shared_files(file BLOB PRIMARY KEY, state BLOB NOT NULL) WITHOUT ROWID;
+     CREATE TABLE IF NOT EXISTS shared_procs(
+        file BLOB NOT NULL, proc INTEGER NOT NULL, PRIMARY KEY(proc, file)
+     ) WITHOUT ROWID;
+     CREATE TABLE IF NOT EXISTS mailbox(
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, proc INTEGER NOT NULL, event BLOB NOT NULL
+     );
+     CREATE INDEX IF NOT EXISTS mailbox_proc ON mailbox(proc);",
 ];

@@ -1,0 +1,412 @@
+//! Shared mode: several processes (a forking server such as `smbd`, one process per client) open one
+//! database and see one lock table. SQLite is the source of truth: every operation runs in a short
+//! `BEGIN IMMEDIATE` transaction that loads the file's whole state, runs the same `FileState` code
+//! (and so the same pure core) as the in-process table, and writes the state back — there is no
+//! second implementation of the rules.
+//!
+//! Each process registers in `procs` with its pid, start time and boot id (so a recycled pid is not
+//! taken for the old process) and binds a UNIX datagram socket. Events for another process (a grant
+//! of its waiting lock, a break of its lease) go into `mailbox` in the same transaction, then a
+//! one-byte datagram wakes that process; a lost datagram only delays delivery until the process next
+//! looks at its mailbox (the database is authoritative). A process found dead (or declared gone) is
+//! handled as a disconnect of its state: its locks, waiting requests, opens and leases are released
+//! and the waiters they blocked are woken.
+
+use crate::codec::{R, W};
+use crate::core::{Flavour, LockType};
+use crate::error::{Error, Result};
+use crate::requests::{Ctx, Event, EventKind, LeaseInfo};
+use crate::store::{self, Durability, Journal, Recovered};
+use crate::table::FileState;
+use parking_lot::Mutex;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+
+/// This process's identity: pid, start time (clock ticks since boot) and boot id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcIdent {
+    pub pid: u32,
+    pub start: u64,
+    pub boot: String,
+}
+
+fn start_time(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 22, counted after the ")" that ends the command name.
+    let rest = &s[s.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+impl ProcIdent {
+    pub fn me() -> ProcIdent {
+        let pid = std::process::id();
+        ProcIdent { pid, start: start_time(pid).unwrap_or(0), boot: boot_id() }
+    }
+
+    /// Is this process still running? A pid alive with another start time is a recycled pid.
+    pub fn alive(&self) -> bool {
+        if self.boot != boot_id() {
+            return false;
+        }
+        // SAFETY: signal 0 only checks for existence and permission.
+        let r = unsafe { libc::kill(self.pid as libc::pid_t, 0) };
+        if r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+            return false;
+        }
+        match start_time(self.pid) {
+            Some(s) => s == self.start,
+            None => r == 0,
+        }
+    }
+}
+
+pub struct Shared {
+    conn: Mutex<Connection>,
+    /// This process's row in `procs`.
+    pub me: u64,
+    sock: UnixDatagram,
+    sock_path: PathBuf,
+}
+
+fn err(e: rusqlite::Error) -> Error {
+    Error::Store(e.to_string())
+}
+
+fn serr(e: store::StoreError) -> Error {
+    Error::Store(e.0)
+}
+
+impl Shared {
+    /// Joins (or starts) the shared lock table in `path`. Returns the pre-restart state when no other
+    /// process is alive (a whole-server restart: grace), or `None` when joining a running server.
+    pub fn open(path: &str, mode: Durability) -> Result<(Shared, Option<Recovered>)> {
+        // Processes starting at once can find a brand-new database being switched to WAL by another
+        // (SQLite answers "locked" without waiting then): retry briefly.
+        let mut tries = 0;
+        let mut conn = loop {
+            match store::connect(path, mode) {
+                Ok(c) => break c,
+                Err(e) if tries < 200 && (e.0.contains("locked") || e.0.contains("busy")) => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(e) => return Err(serr(e)),
+            }
+        };
+        let dir = PathBuf::from(format!("{path}.sockets"));
+        std::fs::create_dir_all(&dir).map_err(|e| Error::Store(format!("cannot create {}: {e}", dir.display())))?;
+        let me_id = ProcIdent::me();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(err)?;
+        tx.execute(
+            "INSERT INTO procs(pid, start, boot, socket) VALUES (?1, ?2, ?3, '')",
+            params![me_id.pid, me_id.start as i64, me_id.boot],
+        )
+        .map_err(err)?;
+        let me = tx.last_insert_rowid() as u64;
+        let sock_path = dir.join(format!("{me}.sock"));
+        let _ = std::fs::remove_file(&sock_path);
+        let sock = UnixDatagram::bind(&sock_path).map_err(|e| Error::Store(format!("cannot bind {}: {e}", sock_path.display())))?;
+        sock.set_nonblocking(true).map_err(|e| Error::Store(e.to_string()))?;
+        tx.execute("UPDATE procs SET socket = ?1 WHERE proc = ?2", params![sock_path.to_string_lossy(), me as i64]).map_err(err)?;
+        tx.commit().map_err(err)?;
+        let s = Shared { conn: Mutex::new(conn), me, sock, sock_path };
+        let others_alive = s.procs()?.iter().any(|(p, id)| *p != me && id.alive());
+        let rec = if others_alive {
+            None
+        } else {
+            // Everyone else is gone: a whole-server restart. What they held becomes the state that
+            // grace-period reclaims are checked against. (Two processes starting at once both see
+            // the other alive, or one sees it dead and takes the restart: the immediate transaction
+            // makes the takeover happen once.)
+            let mut conn = s.conn.lock();
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(err)?;
+            let others: Vec<ProcIdent> = {
+                let mut st = tx.prepare("SELECT pid, start, boot FROM procs WHERE proc != ?1").map_err(err)?;
+                let rows = st
+                    .query_map(params![me as i64], |r| {
+                        Ok(ProcIdent { pid: r.get::<_, i64>(0)? as u32, start: r.get::<_, i64>(1)? as u64, boot: r.get(2)? })
+                    })
+                    .map_err(err)?;
+                rows.filter_map(|r| r.ok()).collect()
+            };
+            if others.iter().any(|p| p.alive()) {
+                None // someone joined meanwhile: this is not a restart after all
+            } else {
+                let rec = store::take_prev_in(&tx).map_err(serr)?;
+                tx.execute_batch("DELETE FROM shared_files; DELETE FROM shared_procs; DELETE FROM mailbox;").map_err(err)?;
+                tx.execute("DELETE FROM procs WHERE proc != ?1", params![me as i64]).map_err(err)?;
+                tx.commit().map_err(err)?;
+                Some(rec)
+            }
+        };
+        Ok((s, rec))
+    }
+
+    /// The wake-up socket (add it to the event fd).
+    pub fn fd(&self) -> i32 {
+        self.sock.as_raw_fd()
+    }
+
+    /// Every registered process.
+    pub fn procs(&self) -> Result<Vec<(u64, ProcIdent)>> {
+        let conn = self.conn.lock();
+        let mut st = conn.prepare("SELECT proc, pid, start, boot FROM procs").map_err(err)?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, ProcIdent { pid: r.get::<_, i64>(1)? as u32, start: r.get::<_, i64>(2)? as u64, boot: r.get(3)? }))
+            })
+            .map_err(err)?;
+        rows.collect::<std::result::Result<Vec<_>, _>>().map_err(err)
+    }
+
+    /// Runs `f` on the state of `file` inside one immediate transaction and writes the result back;
+    /// events for other processes go to their mailboxes and they are woken after the commit.
+    pub fn with_file<T>(&self, file: &[u8], create: bool, ctx: &Ctx, f: impl FnOnce(Option<&mut FileState>) -> T) -> Result<T> {
+        let mut conn = self.conn.lock();
+        // BEGIN IMMEDIATE: take the write lock now, so two processes never decide on stale state.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(err)?;
+        let blob: Option<Vec<u8>> = tx
+            .query_row("SELECT state FROM shared_files WHERE file = ?1", params![file], |r| r.get(0))
+            .optional()
+            .map_err(err)?;
+        let mut fs = match blob {
+            Some(b) => FileState::decode(file, &b, true).ok_or_else(|| Error::Store("a shared file state is corrupt".into()))?,
+            None if create => FileState::blank(file, true),
+            None => {
+                drop(tx);
+                return Ok(f(None));
+            }
+        };
+        fs.me = self.me;
+        // Break timeouts are enforced lazily too, in case the process that armed the timer died.
+        fs.expire_leases(ctx);
+        let r = f(Some(&mut fs));
+        let j: Journal = fs.take_journal();
+        store::apply_journal(&tx, j).map_err(serr)?;
+        if fs.is_empty_state() {
+            tx.execute("DELETE FROM shared_files WHERE file = ?1", params![file]).map_err(err)?;
+        } else {
+            tx.execute("INSERT OR REPLACE INTO shared_files(file, state) VALUES (?1, ?2)", params![file, fs.encode()]).map_err(err)?;
+        }
+        tx.execute("DELETE FROM shared_procs WHERE file = ?1", params![file]).map_err(err)?;
+        for p in fs.procs() {
+            tx.execute("INSERT OR IGNORE INTO shared_procs(file, proc) VALUES (?1, ?2)", params![file, p as i64]).map_err(err)?;
+        }
+        let out: Vec<Event> = ctx.outbox.map(|o| std::mem::take(&mut *o.lock())).unwrap_or_default();
+        let mut targets: Vec<u64> = Vec::new();
+        for ev in &out {
+            tx.execute("INSERT INTO mailbox(proc, event) VALUES (?1, ?2)", params![ev.proc as i64, encode_event(ev)]).map_err(err)?;
+            if !targets.contains(&ev.proc) {
+                targets.push(ev.proc);
+            }
+        }
+        let mut paths = Vec::new();
+        for t in targets {
+            if let Some(p) = tx
+                .query_row("SELECT socket FROM procs WHERE proc = ?1", params![t as i64], |r| r.get::<_, String>(0))
+                .optional()
+                .map_err(err)?
+            {
+                paths.push(p);
+            }
+        }
+        tx.commit().map_err(err)?;
+        drop(conn);
+        for p in paths {
+            // A lost wake-up only delays delivery: the mailbox is read on every processing round.
+            let _ = self.sock.send_to(&[1], &p);
+        }
+        Ok(r)
+    }
+
+    /// Files on which `proc` has state.
+    pub fn files_of(&self, proc: u64) -> Result<Vec<Box<[u8]>>> {
+        let conn = self.conn.lock();
+        let mut st = conn.prepare("SELECT file FROM shared_procs WHERE proc = ?1").map_err(err)?;
+        let rows = st.query_map(params![proc as i64], |r| r.get::<_, Vec<u8>>(0)).map_err(err)?;
+        Ok(rows.filter_map(|r| r.ok()).map(|v| v.into_boxed_slice()).collect())
+    }
+
+    /// Every file with state.
+    pub fn files(&self) -> Result<Vec<Box<[u8]>>> {
+        let conn = self.conn.lock();
+        let mut st = conn.prepare("SELECT file FROM shared_files").map_err(err)?;
+        let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0)).map_err(err)?;
+        Ok(rows.filter_map(|r| r.ok()).map(|v| v.into_boxed_slice()).collect())
+    }
+
+    /// Forgets a process that is gone (after its state was released).
+    pub fn forget_proc(&self, proc: u64) -> Result<()> {
+        let conn = self.conn.lock();
+        let path: Option<String> =
+            conn.query_row("SELECT socket FROM procs WHERE proc = ?1", params![proc as i64], |r| r.get(0)).optional().map_err(err)?;
+        conn.execute_batch(&format!(
+            "DELETE FROM procs WHERE proc = {proc}; DELETE FROM shared_procs WHERE proc = {proc}; DELETE FROM mailbox WHERE proc = {proc};"
+        ))
+        .map_err(err)?;
+        if let Some(p) = path {
+            let _ = std::fs::remove_file(p);
+        }
+        Ok(())
+    }
+
+    /// Takes this process's mailbox (and drains the wake-up socket).
+    pub fn take_mail(&self) -> Result<Vec<Event>> {
+        let mut buf = [0u8; 64];
+        while self.sock.recv(&mut buf).is_ok() {}
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(err)?;
+        let mut evs = Vec::new();
+        {
+            let mut st = tx.prepare("SELECT event FROM mailbox WHERE proc = ?1 ORDER BY seq").map_err(err)?;
+            let rows = st.query_map(params![self.me as i64], |r| r.get::<_, Vec<u8>>(0)).map_err(err)?;
+            for b in rows {
+                if let Some(ev) = decode_event(&b.map_err(err)?) {
+                    evs.push(ev);
+                }
+            }
+        }
+        if !evs.is_empty() {
+            tx.execute("DELETE FROM mailbox WHERE proc = ?1", params![self.me as i64]).map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        Ok(evs)
+    }
+
+    /// Records a client registration (the shared table of client records).
+    pub fn put_client(&self, client: &[u8], adapter: &str, address: &str, ttl_ms: u64) -> Result<()> {
+        self.conn
+            .lock()
+            .execute(
+                "INSERT INTO clients(client, adapter, address, ttl_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(client) DO UPDATE SET adapter = excluded.adapter, address = excluded.address, ttl_ms = excluded.ttl_ms",
+                params![client, adapter, address, ttl_ms as i64],
+            )
+            .map_err(err)?;
+        Ok(())
+    }
+
+    /// Grace bookkeeping on the shared connection.
+    pub fn end_grace(&self) -> Result<()> {
+        self.conn.lock().execute_batch("DELETE FROM prev_locks; DELETE FROM prev_leases; DELETE FROM grace;").map_err(err)
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.sock_path);
+    }
+}
+
+fn encode_event(e: &Event) -> Vec<u8> {
+    let mut w = W(Vec::with_capacity(128));
+    w.u8(e.kind as u8);
+    w.u64(match &e.result {
+        Ok(()) => 0,
+        Err(Error::Timeout) => 1,
+        Err(Error::RangeNotLocked) => 2,
+        Err(_) => 3,
+    });
+    w.u64(e.request_id);
+    w.u64(e.token);
+    w.u64(e.user_data as u64);
+    w.bytes(&e.file);
+    w.bytes(&e.client);
+    w.bytes(&e.owner);
+    w.u64(e.open_id);
+    w.u8(e.flavour as u8);
+    w.u8(e.lock_kind as u8);
+    w.u64(e.offset);
+    w.u64(e.length);
+    w.0.extend_from_slice(&e.lease.key);
+    w.u8(e.lease.kind);
+    w.u8(e.lease.state);
+    w.u8(e.lease.break_to);
+    w.u64(e.lease.epoch as u64);
+    w.u8(e.lease.ack_required as u8);
+    w.u64(e.proc);
+    w.0
+}
+
+fn decode_event(b: &[u8]) -> Option<Event> {
+    let mut r = R { b };
+    let kind = match r.u8()? {
+        0 => EventKind::LockDone,
+        1 => EventKind::Watch,
+        2 => EventKind::LeaseBreak,
+        3 => EventKind::LeaseRevoked,
+        4 => EventKind::BreaksDone,
+        _ => EventKind::GraceReleased,
+    };
+    let result = match r.u64()? {
+        0 => Ok(()),
+        1 => Err(Error::Timeout),
+        2 => Err(Error::RangeNotLocked),
+        _ => Err(Error::Invalid("failed in another process")),
+    };
+    Some(Event {
+        kind,
+        result,
+        request_id: r.u64()?,
+        token: r.u64()?,
+        user_data: r.u64()? as usize,
+        file: r.bytes()?.into(),
+        client: r.bytes()?.to_vec(),
+        owner: r.bytes()?.to_vec(),
+        open_id: r.u64()?,
+        flavour: if r.u8()? == 1 { Flavour::Windows } else { Flavour::Posix },
+        lock_kind: if r.u8()? == 1 { LockType::Exclusive } else { LockType::Shared },
+        offset: r.u64()?,
+        length: r.u64()?,
+        lease: LeaseInfo { key: r.key()?, kind: r.u8()?, state: r.u8()?, break_to: r.u8()?, epoch: r.u64()? as u16, ack_required: r.u8()? != 0 },
+        proc: r.u64()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recycled_pid_is_not_the_old_process() {
+        let me = ProcIdent::me();
+        assert!(me.start > 0);
+        assert!(me.alive());
+        // Same pid, another start time: the pid was recycled, the old process is gone.
+        assert!(!ProcIdent { start: me.start + 1, ..me.clone() }.alive());
+        // Another boot.
+        assert!(!ProcIdent { boot: "not-this-boot".into(), ..me.clone() }.alive());
+        // A pid nobody uses.
+        assert!(!ProcIdent { pid: 0x3fff_fff0, ..me }.alive());
+    }
+
+    #[test]
+    fn events_survive_the_mailbox_encoding() {
+        let e = Event {
+            kind: EventKind::LeaseBreak,
+            result: Err(Error::Timeout),
+            request_id: 7,
+            token: 8,
+            user_data: 9,
+            file: b"f"[..].into(),
+            client: b"c".to_vec(),
+            owner: b"o".to_vec(),
+            open_id: 10,
+            flavour: Flavour::Windows,
+            lock_kind: LockType::Exclusive,
+            offset: 11,
+            length: 12,
+            lease: LeaseInfo { key: [3; 16], kind: 1, state: 7, break_to: 3, epoch: 5, ack_required: true },
+            proc: 13,
+        };
+        let d = decode_event(&encode_event(&e)).unwrap();
+        assert_eq!(format!("{d:?}"), format!("{e:?}"));
+        assert!(decode_event(&encode_event(&e)[..20]).is_none());
+    }
+}
