@@ -173,11 +173,19 @@ static void story_leases(void)
     printf("  NFSv4 OPEN for reading, with a read delegation (OPEN4_SHARE_ACCESS_READ); an NFS server "
            "cannot wait (wait = NULL)\n");
     memset(&res, 0, sizeof res);
+    /* The open itself breaks SMB A's W like any open; NFS cannot wait, so it gets NFS4ERR_DELAY. */
+    answer(unilock_file_open(ul, fid, FID_LEN, NFS4_CLIENT, NFS4_OPEN, &q, NULL, &res), UNILOCK_E_BUSY);
+    say("busy: the NFS server answers NFS4ERR_DELAY; the delegation request never waits and is not granted");
+    pump(1);
+    expect_n_events(1);
+    printf("  SMB A acknowledges the break to RH\n");
+    answer(unilock_lease_ack(ul, fid, FID_LEN, SMB_CLIENT, KA2, RH), UNILOCK_OK);
+    printf("  NFSv4 OPEN again (the client retried)\n");
+    memset(&res, 0, sizeof res);
     if (answer(unilock_file_open(ul, fid, FID_LEN, NFS4_CLIENT, NFS4_OPEN, &q, NULL, &res), UNILOCK_OK)) {
-        say("delegation: %s. A delegation is only ever a try: refused rather than pending, and it breaks nothing",
-            lease_str(res.state));
-        if (res.state != 0)
-            unexpected("the delegation was granted %s next to another client's W lease", lease_str(res.state));
+        say("delegation: %s (no other client can write now; only ever a try, granted whole)", lease_str(res.state));
+        if (res.state != UNILOCK_DELEG_READ)
+            unexpected("expected a read delegation, got %s", lease_str(res.state));
     }
     pump(0);
     expect_n_events(0);
