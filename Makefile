@@ -31,7 +31,7 @@ deps-check:
 lib: deps
 	$(CARGO) build --release
 	@mkdir -p $(LIB)
-	cp -f target/release/libunilock.so $(LIB)/libunilock.so.$(VERSION)
+	cp -f target/release/libunilock.so $(LIB)/.libunilock.so.tmp && mv -f $(LIB)/.libunilock.so.tmp $(LIB)/libunilock.so.$(VERSION)
 	ln -sf libunilock.so.$(VERSION) $(LIB)/libunilock.so.$(MAJOR)
 	ln -sf libunilock.so.$(MAJOR) $(LIB)/libunilock.so
 	cp -f target/release/libunilock.a $(LIB)/libunilock.a

@@ -7,21 +7,19 @@ use crate::manager::{Manager, Settings};
 pub struct unilock {
     pub(crate) inner: std::sync::Arc<Manager>,
     thread: Option<std::thread::JoinHandle<()>>,
-    /// The fork generation at open: a handle used in a child after fork() is refused.
-    fork_gen: u64,
-}
-
-static FORK_GEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-static ATFORK: std::sync::Once = std::sync::Once::new();
-
-extern "C" fn after_fork_in_child() {
-    FORK_GEN.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    /// Shared mode: the process that opened the handle; a handle used in a child after fork() is
+    /// refused. (Checked in shared mode only, where every call is a database transaction anyway; the
+    /// in-memory hot path stays free of the getpid() system call.)
+    owner_pid: Option<u32>,
 }
 
 impl unilock {
-    /// False in a child process after fork(): the handle belongs to the parent.
+    /// False in a child process after fork() (shared mode): the handle belongs to the parent.
     pub(crate) fn usable(&self) -> bool {
-        self.fork_gen == FORK_GEN.load(std::sync::atomic::Ordering::Relaxed)
+        match self.owner_pid {
+            Some(pid) => pid == std::process::id(),
+            None => true,
+        }
     }
 }
 
@@ -232,11 +230,8 @@ pub extern "C" fn unilock_open(cfg: *const unilock_config, out: *mut *mut uniloc
                 Err(e) => return super::status::status_of(&e),
             }
         };
-        // SAFETY: registering a fork handler that only bumps an atomic counter.
-        ATFORK.call_once(|| unsafe {
-            libc::pthread_atfork(None, None, Some(after_fork_in_child));
-        });
-        let handle = Box::new(unilock { inner: m, thread, fork_gen: FORK_GEN.load(std::sync::atomic::Ordering::SeqCst) });
+        let owner_pid = (cfg.flags & UNILOCK_CONFIG_SHARED != 0).then(std::process::id);
+        let handle = Box::new(unilock { inner: m, thread, owner_pid });
         log::info!("unilock {} opened", env!("CARGO_PKG_VERSION"));
         super::boundary::put(out, Box::into_raw(handle));
         unilock_status::UNILOCK_OK
