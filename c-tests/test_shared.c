@@ -375,6 +375,47 @@ static void test_announced_death_conflict_reap_and_restart_grace(void **s)
     unilock_close(ul);
 }
 
+/* A client registered with a TTL keeps its state that long after its process dies. */
+static void test_dead_process_client_ttl(void **s)
+{
+    (void)s;
+    fresh_db("ttl");
+    int to_parent[2];
+    assert_int_equal(pipe(to_parent), 0);
+    unilock_lock_req x = { UNILOCK_WINDOWS, UNILOCK_EXCLUSIVE, 0, 10, 0 };
+    struct rec r = { 0 };
+    unilock *ul = open_shared(&r);
+    assert_non_null(ul);
+    pid_t kid = fork();
+    if (kid == 0) {
+        struct rec kr = { 0 };
+        unilock *k = open_shared(&kr);
+        unilock_owner ko = { "smb:durable", (const uint8_t *)"k", 1, 4 };
+        if (!k || unilock_client_register(k, "smb:durable", "smb", "192.0.2.9", 400) != UNILOCK_OK ||
+            unilock_lock(k, F, FL, &ko, &x, NULL) != UNILOCK_OK)
+            _exit(2);
+        sync_write(to_parent[1], 'L');
+        for (;;)
+            pause();
+    }
+    sync_read(to_parent[0], 'L');
+    kill(kid, SIGKILL);
+    int st;
+    assert_int_equal(waitpid(kid, &st, 0), kid);
+    unilock_owner po = { "smb:other", (const uint8_t *)"p", 1, 9 };
+    /* Right after the death the lock is still held: the client's TTL keeps it. */
+    assert_int_equal(unilock_lock(ul, F, FL, &po, &x, NULL), UNILOCK_E_CONFLICT);
+    unilock_wait w = { 3, NULL, 0 };
+    uint64_t id = 0;
+    assert_int_equal(unilock_lock_blocking(ul, F, FL, &po, &x, &w, &id, NULL), UNILOCK_PENDING);
+    /* Once the TTL has passed, the event loop releases it and the waiter proceeds. */
+    assert_true(pump_until(ul, &r, 1));
+    assert_int_equal(r.ev[0].type, UNILOCK_EVENT_LOCK);
+    assert_int_equal(r.ev[0].status, UNILOCK_OK);
+    assert_int_equal(r.ev[0].request_id, id);
+    unilock_close(ul);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -382,6 +423,7 @@ int main(void)
         cmocka_unit_test(test_break_and_grant_cross_processes),
         cmocka_unit_test(test_sigkilled_holder_is_cleaned_up),
         cmocka_unit_test(test_announced_death_conflict_reap_and_restart_grace),
+        cmocka_unit_test(test_dead_process_client_ttl),
     };
     return cmocka_run_group_tests_name("shared", tests, setup, teardown);
 }

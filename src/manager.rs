@@ -278,10 +278,34 @@ impl Manager {
             }
         };
         let dead: Vec<u64> = procs.into_iter().filter(|(p, id)| *p != sh.me && !id.alive()).map(|(p, _)| p).collect();
-        for p in &dead {
-            self.drop_proc(*p);
+        let mut n = 0;
+        for p in dead {
+            // Clients registered with a TTL keep their state that long after their process died
+            // (durable-handle style), as a disconnect with that TTL would.
+            let now = crate::shared::unix_ms();
+            let at = match sh.release_at(p) {
+                Ok(0) => {
+                    let files = sh.files_of(p).unwrap_or_default();
+                    let mut clients = Vec::new();
+                    for f in &files {
+                        clients.extend(self.file(f, false, |fs| fs.map(|fs| fs.clients_of_proc(p)).unwrap_or_default()));
+                    }
+                    let ttl = sh.max_ttl(&clients).unwrap_or(0);
+                    if ttl > 0 {
+                        let _ = sh.set_release_at(p, now + ttl);
+                        log::info!("unilock: process {p} is gone; its state is kept for {ttl} ms (client TTL)");
+                    }
+                    now + ttl
+                }
+                Ok(at) => at,
+                Err(_) => now,
+            };
+            if at <= now {
+                self.drop_proc(p);
+                n += 1;
+            }
         }
-        dead.len()
+        n
     }
 
     /// Shared mode: releases everything process `proc` held, as a disconnect of its clients.
@@ -590,6 +614,8 @@ impl Manager {
             self.grace_active.store(false, Ordering::Release);
             g.end()
         };
+        let released: u64 = left.values().map(|(l, s)| l + s).sum();
+        self.metrics.release(crate::metrics::Release::GraceEnd, released);
         if let Some(s) = &self.store {
             if let Err(e) = s.end_grace() {
                 self.store_errors.fetch_add(1, Ordering::Relaxed);

@@ -225,6 +225,33 @@ impl Shared {
         Ok(r)
     }
 
+    /// A dead process whose clients asked for a TTL: when its state may be released (unix ms; 0 =
+    /// not decided yet).
+    pub fn release_at(&self, proc: u64) -> Result<u64> {
+        let conn = self.conn.lock();
+        let v: Option<i64> = conn
+            .query_row("SELECT release_at_unix_ms FROM procs WHERE proc = ?1", params![proc as i64], |r| r.get(0))
+            .optional()
+            .map_err(err)?;
+        Ok(v.unwrap_or(0) as u64)
+    }
+
+    pub fn set_release_at(&self, proc: u64, at: u64) -> Result<()> {
+        self.conn.lock().execute("UPDATE procs SET release_at_unix_ms = ?1 WHERE proc = ?2", params![at as i64, proc as i64]).map_err(err)?;
+        Ok(())
+    }
+
+    /// The largest TTL registered for any of `clients` (0 if none registered one).
+    pub fn max_ttl(&self, clients: &[Box<[u8]>]) -> Result<u64> {
+        let conn = self.conn.lock();
+        let mut m = 0u64;
+        for c in clients {
+            let t: Option<i64> = conn.query_row("SELECT ttl_ms FROM clients WHERE client = ?1", params![&**c], |r| r.get(0)).optional().map_err(err)?;
+            m = m.max(t.unwrap_or(0).max(0) as u64);
+        }
+        Ok(m)
+    }
+
     /// Files on which `proc` has state.
     pub fn files_of(&self, proc: u64) -> Result<Vec<Box<[u8]>>> {
         let conn = self.conn.lock();
@@ -409,4 +436,9 @@ mod tests {
         assert_eq!(format!("{d:?}"), format!("{e:?}"));
         assert!(decode_event(&encode_event(&e)[..20]).is_none());
     }
+}
+
+/// Wall-clock milliseconds (shared between processes).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

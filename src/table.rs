@@ -893,6 +893,15 @@ impl FileState {
         Some(fs)
     }
 
+    /// The clients with state of process `proc` on this file.
+    pub fn clients_of_proc(&self, proc: u64) -> Vec<Box<[u8]>> {
+        let mut v: Vec<Box<[u8]>> = self.owners.live_entries().filter(|(_, e)| e.proc == proc).map(|(_, e)| e.client.clone()).collect();
+        v.extend(self.leases.opens.iter().filter(|o| o.proc == proc).map(|o| o.client.clone()));
+        v.sort();
+        v.dedup();
+        v
+    }
+
     /// Binds the owners and opens of (client, open id) to process `me` (durable reconnect).
     pub fn rebind(&mut self, client: &[u8], open_id: u64, me: u64) -> usize {
         let mut n = self.owners.rebind(client, open_id, me);
@@ -958,7 +967,10 @@ impl FileState {
             let holder_proc = self.leases.find(&client, &key).map(|i| self.leases.leases[i].proc).unwrap_or_else(|| self.proc_of_client(&client));
             match kind {
                 EventKind::LeaseBreak => ctx.metrics.lease_break(),
-                _ => ctx.metrics.break_timeout(),
+                _ => {
+                    ctx.metrics.break_timeout();
+                    ctx.metrics.release(crate::metrics::Release::BreakTimeout, 1);
+                }
             }
             if ack {
                 if let Some(i) = self.leases.find(&client, &key) {

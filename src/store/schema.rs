@@ -44,7 +44,8 @@ pub const MIGRATIONS: &[&str] = &[
     // 1 -> 2: shared mode (several processes on one database).
     "CREATE TABLE IF NOT EXISTS procs(
         proc INTEGER PRIMARY KEY AUTOINCREMENT,
-        pid INTEGER NOT NULL, start INTEGER NOT NULL, boot TEXT NOT NULL, socket TEXT NOT NULL
+        pid INTEGER NOT NULL, start INTEGER NOT NULL, boot TEXT NOT NULL, socket TEXT NOT NULL,
+        release_at_unix_ms INTEGER NOT NULL DEFAULT 0
      );
      CREATE TABLE IF NOT EXISTS shared_files(file BLOB PRIMARY KEY, state BLOB NOT NULL) WITHOUT ROWID;
      CREATE TABLE IF NOT EXISTS shared_procs(
