@@ -5,7 +5,8 @@
 //!
 //! Entries are reference-counted by the locks (and, later, the waiters) that use them. An entry whose
 //! count drops to zero stays cached for reuse, so a lock/unlock pair by the same owner allocates
-//! nothing; idle entries are dropped in bulk once there are more than `IDLE_MAX` of them.
+//! nothing; idle entries are dropped in bulk once there are more than `IDLE_MAX` of them and more than a
+//! quarter of all entries, so the walk over every entry is amortised O(1) per owner gone idle.
 
 use crate::core::{Flavour, OwnerIdx};
 use hashbrown::HashTable;
@@ -40,6 +41,8 @@ pub struct Owners {
     free: Vec<u32>,
     index: HashTable<u32>,
     idle: usize,
+    /// Entries visited by sweeps so far (tests bound it).
+    swept: u64,
 }
 
 fn key_hash(hasher: &impl BuildHasher, flavour: Flavour, o: &OwnerRef) -> u64 {
@@ -155,9 +158,11 @@ impl Owners {
     /// Drops idle entries if there are too many; returns the indexes dropped so the caller can clear
     /// their per-owner index memory.
     pub fn sweep_idle(&mut self, force: bool, mut dropped: impl FnMut(OwnerIdx)) {
-        if self.idle <= IDLE_MAX && !(force && self.idle > 0) {
+        let limit = IDLE_MAX.max(self.entries.len() / 4);
+        if self.idle <= limit && !(force && self.idle > 0) {
             return;
         }
+        self.swept += self.entries.len() as u64;
         for i in 0..self.entries.len() {
             let idle = matches!(&self.entries[i], Some(e) if e.refs == 0);
             if idle {
@@ -178,6 +183,16 @@ impl Owners {
             Some(e) if e.refs > 0 && *e.client == *client => Some(OwnerIdx(i as u32)),
             _ => None,
         })
+    }
+
+    /// Entry slots, live, idle and free (for tests).
+    pub fn entry_count(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Entries visited by idle sweeps so far (for tests).
+    pub fn sweep_work(&self) -> u64 {
+        self.swept
     }
 
     /// Number of entries with references.

@@ -26,8 +26,10 @@ pub const OWNER_MAX: usize = 2048;
 pub const CLIENT_MAX: usize = 255;
 
 const SHARDS: usize = 64;
-/// Empty files a shard keeps cached before sweeping them.
-const EMPTY_FILES_MAX: usize = 64;
+/// Idle files a shard may keep cached before sweeping them: at least this many, and at least a quarter
+/// of the shard's files, so a sweep (a walk over the whole shard) is paid for by as many distinct files
+/// having gone idle since the last one: amortised O(1) per operation.
+const EMPTY_FILES_MIN: usize = 64;
 /// An owner id that matches no interned owner.
 const NOBODY: OwnerIdx = OwnerIdx(u32::MAX);
 
@@ -97,6 +99,8 @@ pub struct FileState {
     client_deltas: Vec<(Box<[u8]>, i64)>,
     journal: crate::store::Journal,
     leases_dirty: bool,
+    /// Counted in its shard's `empty` (it was idle when last looked at).
+    counted_idle: bool,
 }
 
 /// A requester waiting for breaks (SPEC.md §4: completes when no break it waits on is in progress).
@@ -147,6 +151,7 @@ impl FileState {
             client_deltas: Vec::new(),
             journal: crate::store::Journal::default(),
             leases_dirty: false,
+            counted_idle: false,
             id: id.into(),
             hash,
             locks: LockSet::new(),
@@ -1216,10 +1221,15 @@ fn holder_of(owners: &Owners, l: &Lock) -> Holder {
     }
 }
 
+/// Invariant: `empty` is the number of files with `counted_idle` set. A file is counted when an
+/// operation leaves it idle and uncounted when one leaves it busy; files made idle outside `with_file`
+/// (`for_each_file`) are not counted, but are still dropped by the next sweep.
 #[derive(Default)]
 struct Shard {
     files: HashTable<FileState>,
     empty: usize,
+    /// Files visited by sweeps so far (tests bound it against the number of operations).
+    swept: u64,
 }
 
 #[repr(align(128))]
@@ -1254,31 +1264,49 @@ impl Table {
     /// (empty); without it, `f` gets `None` for a file nobody has locked.
     pub fn with_file<R>(&self, file: &[u8], create: bool, f: impl FnOnce(Option<&mut FileState>) -> R) -> R {
         let hash = self.hasher.hash_one(file);
-        let shard = &self.shards[(hash >> 58) as usize % SHARDS];
+        // hashbrown takes the bucket from the low bits and its control byte from the top 7: pick the
+        // shard from bits in between, so files of one shard still spread over its buckets and tags.
+        let shard = &self.shards[(hash >> 32) as usize % SHARDS];
         let mut guard = shard.0.lock();
         let sh = &mut *guard;
         let found = sh.files.find_mut(hash, |fs| *fs.id == *file);
-        let (r, idle) = match found {
-            Some(fs) => {
-                let r = f(Some(&mut *fs));
-                (r, fs.is_idle())
-            }
+        let fs = match found {
+            Some(fs) => fs,
             None if create => {
                 let entry = sh.files.insert_unique(hash, FileState::new(file, hash, self.persist, self.track), |fs| fs.hash);
-                let fs = entry.into_mut();
-                let r = f(Some(fs));
-                (r, fs.is_idle())
+                entry.into_mut()
             }
-            None => (f(None), false),
+            None => return f(None),
         };
-        if idle {
-            sh.empty += 1;
-            if sh.empty > EMPTY_FILES_MAX {
-                sh.files.retain(|fs| !fs.is_idle());
-                sh.empty = 0;
+        let r = f(Some(&mut *fs));
+        let idle = fs.is_idle();
+        if idle != fs.counted_idle {
+            fs.counted_idle = idle;
+            if idle {
+                sh.empty += 1;
+                if sh.empty > EMPTY_FILES_MIN.max(sh.files.len() / 4) {
+                    sh.swept += sh.files.len() as u64;
+                    sh.files.retain(|fs| {
+                        fs.counted_idle = false;
+                        !fs.is_idle()
+                    });
+                    sh.empty = 0;
+                }
+            } else {
+                sh.empty -= 1;
             }
         }
         r
+    }
+
+    /// Files visited by idle sweeps so far, over every shard (for tests).
+    pub fn sweep_work(&self) -> u64 {
+        self.shards.iter().map(|s| s.0.lock().swept).sum()
+    }
+
+    /// Files held in memory, idle ones included (for tests).
+    pub fn file_count(&self) -> usize {
+        self.shards.iter().map(|s| s.0.lock().files.len()).sum()
     }
 
     /// Runs `f` on every file, one shard at a time.
@@ -1330,4 +1358,66 @@ pub fn check_owner(o: &OwnerRef) -> Result<()> {
         return Err(Error::Invalid("owner must be at most 2048 bytes"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(t: &Table, file: &[u8], owner: &[u8]) {
+        let o = OwnerRef { client: b"c", owner, open_id: 0 };
+        let r = Range::from_request(Flavour::Posix, 100, 10).unwrap();
+        t.with_file(file, true, |fs| fs.unwrap().lock(&o, Flavour::Posix, LockType::Exclusive, &r)).unwrap();
+        t.with_file(file, true, |fs| fs.unwrap().unlock(&o, Flavour::Posix, &r)).unwrap();
+    }
+
+    /// One file going idle again and again must not sweep the shard each time: the sweep work stays
+    /// within a constant per operation however many busy files the shards hold.
+    #[test]
+    fn idle_sweep_is_amortised() {
+        let t = Table::default();
+        let o = OwnerRef { client: b"c", owner: b"o", open_id: 0 };
+        let r = Range::from_request(Flavour::Posix, 0, 10).unwrap();
+        let busy = 50_000u32;
+        for i in 0..busy {
+            let f = format!("busy{i}");
+            t.with_file(f.as_bytes(), true, |fs| fs.unwrap().lock(&o, Flavour::Posix, LockType::Shared, &r)).unwrap();
+        }
+        // One file going idle again and again: nothing to sweep.
+        let ops = 10_000u64;
+        for _ in 0..ops {
+            pair(&t, b"hot", b"o");
+        }
+        let work = t.sweep_work();
+        assert!(work <= 2 * ops, "sweeps visited {work} files for {} operations on one file", 2 * ops);
+        // Many distinct files going idle, each once: swept, at a bounded cost per operation.
+        for i in 0..ops {
+            pair(&t, format!("cold{i}").as_bytes(), b"o");
+        }
+        let work = t.sweep_work() - work;
+        assert!(work <= 8 * 2 * ops, "sweeps visited {work} files for {} operations", 2 * ops);
+        let kept = t.file_count();
+        assert!(kept <= busy as usize * 4 / 3 + 64 * SHARDS + 1, "{kept} files kept");
+    }
+
+    /// Owners going idle one after another on a file with many live owners: bounded sweep work too.
+    #[test]
+    fn owner_sweep_is_amortised() {
+        let t = Table::default();
+        let r = Range::from_request(Flavour::Posix, 0, 10).unwrap();
+        for i in 0..5_000u32 {
+            let o = OwnerRef { client: b"c", owner: &i.to_be_bytes(), open_id: 0 };
+            t.with_file(b"f", true, |fs| fs.unwrap().lock(&o, Flavour::Posix, LockType::Shared, &r)).unwrap();
+        }
+        for i in 0..5_000u32 {
+            let name = format!("idle{i}");
+            pair(&t, b"f", name.as_bytes());
+        }
+        let (entries, work) = t.with_file(b"f", false, |fs| {
+            let fs = fs.unwrap();
+            (fs.owners.entry_count(), fs.owners.sweep_work())
+        });
+        assert!(entries <= 5_000 * 4 / 3 + 17, "{entries} owner entries kept");
+        assert!(work <= 10 * 5_000, "owner sweeps visited {work} entries for 5000 idle owners");
+    }
 }
