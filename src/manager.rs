@@ -8,7 +8,7 @@ use crate::error::{Error, Holder, Result};
 use crate::events::{Events, TimerKind};
 use crate::owners::OwnerRef;
 use crate::requests::{CancelOutcome, Ctx, Event, OwnerKey, Outcome, ReqState, Requests};
-use crate::core::grace::{Grace, PrevLock};
+use crate::core::grace::Grace;
 use crate::core::lease::{self, Key, Requester, Trigger};
 use crate::store::{Durability, Store};
 use crate::table::{check_file_id, check_owner, LeaseAnswer, OpenSpec, Queued, Table};
@@ -179,8 +179,8 @@ impl Manager {
                 e
             })?;
             events.add_fd(sh.fd()).map_err(|_| Error::Resource("event descriptors"))?;
-            if let Some(rec) = rec {
-                Self::start_recovered_grace(&mut grace, &events, &rec, grace_ms);
+            if let Some(mut rec) = rec {
+                Self::start_recovered_grace(&mut grace, &events, &mut rec, grace_ms);
             }
             events.add_timer(events.now_ms() + PROC_CHECK_MS, TimerKind::ProcCheck);
             shared = Some(sh);
@@ -188,11 +188,11 @@ impl Manager {
         let store = match (&settings.db_path, settings.shared) {
             (None, _) | (Some(_), true) => None,
             (Some(path), false) => {
-                let (store, rec) = Store::open(path, settings.durability.unwrap_or(Durability::Sync)).map_err(|e| {
+                let (store, mut rec) = Store::open(path, settings.durability.unwrap_or(Durability::Sync)).map_err(|e| {
                     log::error!("unilock: cannot use database {path}: {}", e.0);
                     Error::Store(e.0)
                 })?;
-                if Self::start_recovered_grace(&mut grace, &events, &rec, grace_ms) {
+                if Self::start_recovered_grace(&mut grace, &events, &mut rec, grace_ms) {
                     if let Err(e) = store.set_grace(&rec.clients, grace_ms) {
                         log::warn!("unilock: cannot record the grace period: {}", e.0);
                     }
@@ -237,7 +237,7 @@ impl Manager {
     }
 
     /// Starts grace with the state found at a restart; false if there was none.
-    fn start_recovered_grace(grace: &mut Grace, events: &Events<Event>, rec: &crate::store::Recovered, grace_ms: u64) -> bool {
+    fn start_recovered_grace(grace: &mut Grace, events: &Events<Event>, rec: &mut crate::store::Recovered, grace_ms: u64) -> bool {
         if rec.locks.is_empty() && rec.leases.is_empty() {
             return false;
         }
@@ -249,16 +249,7 @@ impl Manager {
             grace_ms
         );
         grace.start(events.now_ms(), grace_ms, rec.clients.iter().cloned(), false);
-        for l in &rec.locks {
-            let flavour = if l.flavour == 2 { Flavour::Windows } else { Flavour::Posix };
-            let kind = if l.kind == 2 { LockType::Exclusive } else { LockType::Shared };
-            if let Ok(range) = Range::from_request(flavour, l.start, l.length) {
-                grace.add_lock(
-                    &l.file,
-                    PrevLock { client: l.client.clone(), owner: l.owner.clone(), open_id: l.open_id, flavour, kind, range, reclaimed: false },
-                );
-            }
-        }
+        grace.add_locks(std::mem::take(&mut rec.locks));
         for l in &rec.leases {
             grace.add_lease(&l.file, &l.client, l.key, l.state, l.epoch);
         }

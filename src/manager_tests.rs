@@ -460,6 +460,62 @@ fn restart_enters_grace_and_checks_reclaims() {
     assert_eq!(rows(&path, "prev_locks"), 0);
 }
 
+/// A restart while an earlier grace period was unfinished: the earlier pre-restart locks stay, the
+/// live locks are added to them, and a row in both counts twice.
+#[test]
+fn restart_during_unfinished_grace_merges_the_previous_state() {
+    let path = temp_db("merge");
+    let clock = Arc::new(ManualClock::default());
+    let (a, b) = (own(b"nlm:a", b"svid1"), own(b"nfs4:b", b"lo"));
+    {
+        let (m, _rx) = db_rig(&path, Durability::Sync, clock.clone());
+        m.lock(F, &a, &px(LockType::Exclusive, 0, 100)).unwrap();
+        m.lock(F, &b, &px(LockType::Shared, 200, 10)).unwrap();
+    }
+    {
+        let (m, _rx) = db_rig(&path, Durability::Sync, clock.clone());
+        assert!(m.grace_status().0);
+        assert_eq!(m.lock_with(F, &a, &px(LockType::Exclusive, 0, 100), reclaim()), Ok(()));
+        assert_eq!((rows(&path, "prev_locks"), rows(&path, "locks")), (2, 1));
+    } // dies during grace
+    let (m, rx) = db_rig(&path, Durability::Sync, clock.clone());
+    assert_eq!(rows(&path, "prev_locks"), 2, "a's row is in both and is merged");
+    let (active, _, expected, _) = m.grace_status();
+    assert!(active);
+    assert_eq!(expected, 2);
+    assert_eq!(m.lock_with(F, &b, &px(LockType::Shared, 200, 10), reclaim()), Ok(()), "b's lock survives the unfinished grace");
+    assert_eq!(m.lock_with(F, &a, &px(LockType::Exclusive, 10, 20), reclaim()), Ok(()));
+    clock.advance(1000);
+    m.process_events();
+    assert!(!m.grace_status().0);
+    let ev: Vec<Event> = rx.try_iter().collect();
+    let released: Vec<(Vec<u8>, u64, u64)> = ev.iter().map(|e| (e.client.clone(), e.offset, e.length)).collect();
+    assert_eq!(released, vec![(b"nlm:a".to_vec(), 1, 0)], "a's row counted twice: one copy left unreclaimed");
+    assert_eq!(rows(&path, "prev_locks"), 0);
+}
+
+/// A database whose earlier pre-restart state is in the old `prev_locks` (no primary key, a row may
+/// repeat): the read sums the copies.
+#[test]
+fn restart_merges_repeated_rows_of_an_old_prev_locks() {
+    let path = temp_db("oldprev");
+    drop(crate::store::Store::open(&path, Durability::Sync).unwrap());
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        let row = "(x'66', x'63', x'6f', 0, 1, 2, 0, 10, 1)";
+        c.execute_batch(&format!(
+            "DROP TABLE prev_locks; CREATE TABLE prev_locks AS SELECT * FROM locks WHERE 0;
+             INSERT INTO prev_locks VALUES {row}; INSERT INTO prev_locks VALUES {row}; INSERT INTO locks VALUES {row};
+             INSERT INTO locks VALUES (x'66', x'63', x'6f', 0, 1, 2, 20, 10, 1);"
+        ))
+        .unwrap();
+    }
+    let (_s, rec) = crate::store::Store::open(&path, Durability::Sync).unwrap();
+    assert_eq!(rec.locks.len(), 4);
+    assert_eq!(rec.clients, vec![Box::<[u8]>::from(&b"c"[..])]);
+    assert_eq!(rows(&path, "locks"), 0);
+}
+
 #[test]
 fn grace_ends_early_when_every_expected_client_is_done() {
     let path = temp_db("early");

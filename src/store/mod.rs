@@ -74,7 +74,7 @@ impl Journal {
 /// What a restart finds.
 #[derive(Debug, Default)]
 pub struct Recovered {
-    pub locks: Vec<LockRow>,
+    pub locks: crate::core::grace::PrevLocks,
     pub leases: Vec<LeaseRow>,
     /// Clients that held state (the expected clients of the grace period).
     pub clients: Vec<Box<[u8]>>,
@@ -82,6 +82,12 @@ pub struct Recovered {
 
 #[derive(Debug)]
 pub struct StoreError(pub String);
+
+impl From<rusqlite::types::FromSqlError> for StoreError {
+    fn from(e: rusqlite::types::FromSqlError) -> Self {
+        StoreError(e.to_string())
+    }
+}
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -124,34 +130,34 @@ impl Store {
         Ok((Store { conn: Mutex::new(conn), mode, pending: Mutex::default(), known_clients: Mutex::new(known) }, rec))
     }
 
-    fn read_prev(tx: &Connection) -> Result<Recovered, StoreError> {
+    /// Reads the pre-restart state. `merge`: `prev_locks` may hold a row more than once (an earlier
+    /// grace period did not finish), so rows are summed; otherwise they are unique already (they come
+    /// from `locks`, whose primary key is the whole row but `count`) and are read as they are.
+    fn read_prev(tx: &Connection, merge: bool) -> Result<Recovered, StoreError> {
         let mut rec = Recovered::default();
         {
-            let mut st = tx.prepare(
+            let mut st = tx.prepare(if merge {
                 "SELECT file, client, owner, open_id, flavour, type, start, length, sum(count) FROM prev_locks
-                 GROUP BY file, client, owner, open_id, flavour, type, start, length HAVING sum(count) > 0",
-            )?;
-            let rows = st.query_map([], |r| {
-                Ok((
-                    LockRow {
-                        file: r.get::<_, Vec<u8>>(0)?.into(),
-                        client: r.get::<_, Vec<u8>>(1)?.into(),
-                        owner: r.get::<_, Vec<u8>>(2)?.into(),
-                        open_id: u(r.get(3)?),
-                        flavour: r.get(4)?,
-                        kind: r.get(5)?,
-                        start: u(r.get(6)?),
-                        length: u(r.get(7)?),
-                    },
-                    r.get::<_, i64>(8)?,
-                ))
+                 GROUP BY file, client, owner, open_id, flavour, type, start, length HAVING sum(count) > 0"
+            } else {
+                "SELECT file, client, owner, open_id, flavour, type, start, length, count FROM prev_locks WHERE count > 0"
             })?;
-            for row in rows {
-                let (l, n) = row?;
-                for _ in 0..n.min(1 << 20) {
-                    rec.locks.push(l.clone());
-                }
+            let mut rows = st.query([])?;
+            while let Some(r) = rows.next()? {
+                let n: i64 = r.get(8)?;
+                rec.locks.add_row(
+                    r.get_ref(0)?.as_bytes()?,
+                    r.get_ref(1)?.as_bytes()?,
+                    r.get_ref(2)?.as_bytes()?,
+                    u(r.get(3)?),
+                    r.get(4)?,
+                    r.get(5)?,
+                    u(r.get(6)?),
+                    u(r.get(7)?),
+                    n.clamp(0, 1 << 20) as u64,
+                );
             }
+            rec.locks.shrink();
         }
         {
             let mut st = tx.prepare(
@@ -180,7 +186,8 @@ impl Store {
                 rec.leases.push(row?);
             }
         }
-        let mut clients: Vec<Box<[u8]>> = rec.locks.iter().map(|l| l.client.clone()).chain(rec.leases.iter().map(|l| l.client.clone())).collect();
+        let mut clients: Vec<Box<[u8]>> = rec.locks.clients();
+        clients.extend(rec.leases.iter().map(|l| l.client.clone()));
         clients.sort();
         clients.dedup();
         rec.clients = clients;
@@ -377,12 +384,27 @@ pub fn take_prev(conn: &Connection) -> Result<Recovered, StoreError> {
 }
 
 /// `take_prev` inside the caller's transaction.
+///
+/// With no earlier pre-restart locks (the usual case) the `locks` table itself becomes `prev_locks`
+/// (a rename, not a copy of every row) and a new, empty `locks` is created. Otherwise the live locks
+/// are added to the earlier ones, a row present in both getting the sum of the counts.
 pub fn take_prev_in(tx: &Connection) -> Result<Recovered, StoreError> {
+    let merge: bool = tx.query_row("SELECT EXISTS (SELECT 1 FROM prev_locks)", [], |r| r.get(0))?;
+    if merge {
+        // `WHERE true` lets the parser take ON CONFLICT as the upsert clause. An older prev_locks
+        // without a primary key takes duplicates instead; the summing read merges them.
+        tx.execute_batch(
+            "INSERT INTO prev_locks SELECT file, client, owner, open_id, flavour, type, start, length, count FROM locks
+             WHERE true ON CONFLICT DO UPDATE SET count = count + excluded.count;
+             DELETE FROM locks;",
+        )?;
+    } else if tx.query_row("SELECT EXISTS (SELECT 1 FROM locks)", [], |r| r.get(0))? {
+        tx.execute_batch(&format!("DROP TABLE prev_locks; ALTER TABLE locks RENAME TO prev_locks; {}", schema::LOCKS_TABLE))?;
+    }
     tx.execute_batch(
-        "INSERT INTO prev_locks SELECT file, client, owner, open_id, flavour, type, start, length, count FROM locks; DELETE FROM locks;
-         INSERT INTO prev_leases SELECT file, client, key, kind, version, dir, state, epoch, breaking, break_to FROM leases; DELETE FROM leases;",
+        "INSERT INTO prev_leases SELECT file, client, key, kind, version, dir, state, epoch, breaking, break_to FROM leases; DELETE FROM leases;",
     )?;
-    Store::read_prev(tx)
+    Store::read_prev(tx, merge)
 }
 
 impl Drop for Store {

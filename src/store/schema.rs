@@ -13,6 +13,15 @@
 /// The schema version this library writes.
 pub const VERSION: i64 = 2;
 
+/// The `locks` table, as migration 0 creates it (a restart renames it to `prev_locks` and creates
+/// it again with this).
+pub const LOCKS_TABLE: &str = "CREATE TABLE IF NOT EXISTS locks(
+        file BLOB NOT NULL, client BLOB NOT NULL, owner BLOB NOT NULL, open_id INTEGER NOT NULL,
+        flavour INTEGER NOT NULL, type INTEGER NOT NULL, start INTEGER NOT NULL, length INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY(file, client, owner, open_id, flavour, type, start, length)
+     ) WITHOUT ROWID;";
+
 /// Migrations: `MIGRATIONS[i]` takes a database from version `i` to `i + 1`.
 pub const MIGRATIONS: &[&str] = &[
     // 0 -> 1
