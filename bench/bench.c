@@ -16,7 +16,7 @@
  * the run with its name (a benchmark of failing calls would measure nothing).
  *
  * Kernel anchors use a tmpfs file (/dev/shm, else /tmp), so no disk is involved on the kernel's side;
- * the databases of figures 2 and 5 go to a disk directory (--db-dir, default /var/tmp), because a
+ * the databases of figures 2, 5 and 7 go to a disk directory (--db-dir, default /var/tmp), because a
  * durability mode means nothing on tmpfs.
  */
 #define _GNU_SOURCE
@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <poll.h>
@@ -63,6 +64,7 @@ static struct {
     long restart_locks; /* figure 5 */
 } cfg = {0, 7, 0.2, 0.3, 300, "results.json", 0, "/var/tmp", 1000000};
 
+static pid_t main_pid;      /* the benchmark itself, not a child of figure 7: only it cleans up at exit */
 static char tmpdir[64];      /* tmpfs directory for the kernel's files */
 static char kfile_base[256]; /* prefix of the kernel's files */
 
@@ -120,7 +122,7 @@ static fid_t fid_of(uint64_t ino) {
 /* Results                                                                                          */
 
 #define MAX_REPS 31
-#define MAX_ROWS 64
+#define MAX_ROWS 96
 
 enum goal_cmp { GOAL_NONE, GOAL_LE, GOAL_GE };
 
@@ -142,6 +144,8 @@ typedef struct {
     enum goal_cmp cmp;
     double goal;
     const char *goal_what; /* e.g. "kernel" */
+    double goal_abs;       /* an absolute goal on the median (median < goal_abs), NAN for none */
+    const char *goal_abs_unit;
     const char *why;       /* a row left unmeasured: why */
 } row_t;
 
@@ -177,6 +181,7 @@ static int row_new(int fig, const char *name, const char *label, const char *uni
     r->of = -1;
     r->median = NAN;
     r->ratio = NAN;
+    r->goal_abs = NAN;
     return nrows++;
 }
 
@@ -196,6 +201,12 @@ static void row_anchor_value(int r, double value, const char *tag, enum goal_cmp
     rows[r].cmp = cmp;
     rows[r].goal = goal;
     rows[r].goal_what = tag;
+}
+
+/* An absolute goal on the median, next to the ratio against an anchor (e.g. "under 20 us"). */
+static void row_goal_abs(int r, double limit, const char *unit) {
+    rows[r].goal_abs = limit;
+    rows[r].goal_abs_unit = unit;
 }
 
 /* A ratio of two measured rows, with a goal (e.g. unilock's 100,000 case over its 10 case). */
@@ -244,6 +255,8 @@ static void rows_finish(void) {
 }
 
 static const char *goal_verdict(const row_t *r) {
+    if (!isnan(r->goal_abs))
+        return r->n == 0 || isnan(r->median) ? NULL : r->median < r->goal_abs ? "met" : "MISSED";
     if (r->cmp == GOAL_NONE || isnan(r->ratio))
         return NULL;
     int met = r->cmp == GOAL_LE ? r->ratio <= r->goal : r->ratio >= r->goal;
@@ -382,8 +395,11 @@ static int kfile_open(const char *suffix, int flags) {
 }
 
 static void kfile_unlink_all(void) {
-    static const char *suffixes[] = {"-f1", "-f3.10", "-f3.1000", "-f3.100000", "-f4s", "-f4t0", "-f4t1", "-f6a", "-f6b"};
+    static const char *suffixes[] = {"-f1",  "-f3.10", "-f3.1000", "-f3.100000", "-f4s",
+                                     "-f4t0", "-f4t1", "-f6a",     "-f6b",       "-f7"};
     char path[320];
+    if (getpid() != main_pid) /* a child of figure 7 that died: the files are the parent's */
+        return;
     for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
         snprintf(path, sizeof path, "%s%s", kfile_base, suffixes[i]);
         unlink(path);
@@ -1204,7 +1220,7 @@ static void db_remove(const char *path) {
 static const char *db_names[] = {"fig2-sync.db", "fig2-process.db", "fig2-batch.db", "fig5.db", "fig5-saved.db"};
 
 static void db_cleanup(void) {
-    if (!db_dir[0])
+    if (!db_dir[0] || getpid() != main_pid)
         return;
     char p[400];
     for (size_t i = 0; i < sizeof db_names / sizeof *db_names; i++) {
@@ -1483,6 +1499,513 @@ static void fig5(void) {
 }
 
 /* ------------------------------------------------------------------------------------------------ */
+/* Figure 7: shared mode (issue 9): several processes, one database, one lock table                 */
+
+/* Every process of a forking server opens its own handle after fork() on the same database (the
+ * handle of a parent is refused in its child). Here the children are forked from the benchmark and
+ * open theirs; the parent holds no unilock thread when it forks (its anchors use loop-mode handles),
+ * and talks to them through pipes of fixed-size messages. Each repetition uses a fresh directory
+ * under --db-dir, with one database per case, removed afterwards. */
+
+enum { F7_READY = 1, F7_DONE, F7_BREAK };
+
+typedef struct {
+    int32_t kind;
+    int32_t pad;
+    uint64_t u[3]; /* DONE: pairs, ns, CPU ns of the process; BREAK: CLOCK_MONOTONIC ns of the callback */
+} f7_msg_t;
+
+typedef struct {
+    pid_t pid;
+    int to, from; /* the parent's ends: commands to the child, messages from it */
+} f7_kid_t;
+
+static char f7_dir[400]; /* the current repetition's directory, "" when none */
+static int f7_cleanup_armed;
+
+/* Removes the repetition's directory: its databases (-wal, -shm) and each database's .sockets/. */
+static void f7_dir_remove(void) {
+    if (!f7_dir[0] || getpid() != main_pid)
+        return;
+    DIR *d = opendir(f7_dir);
+    if (d) {
+        struct dirent *e;
+        char p[1400], q[2800];
+        while ((e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+                continue;
+            snprintf(p, sizeof p, "%s/%s", f7_dir, e->d_name);
+            if (unlink(p) == 0 || errno != EISDIR)
+                continue;
+            DIR *s = opendir(p);
+            if (s) {
+                struct dirent *f;
+                while ((f = readdir(s)))
+                    if (strcmp(f->d_name, ".") && strcmp(f->d_name, "..")) {
+                        snprintf(q, sizeof q, "%s/%s", p, f->d_name);
+                        unlink(q);
+                    }
+                closedir(s);
+            }
+            rmdir(p);
+        }
+        closedir(d);
+    }
+    if (rmdir(f7_dir) != 0)
+        progress("figure 7: cannot remove %s: %s\n", f7_dir, strerror(errno));
+    f7_dir[0] = 0;
+}
+
+static int f7_dir_new(void) {
+    if (!f7_cleanup_armed) {
+        atexit(f7_dir_remove);
+        f7_cleanup_armed = 1;
+    }
+    snprintf(f7_dir, sizeof f7_dir, "%s/unilock-bench7.XXXXXX", cfg.db_parent);
+    if (!mkdtemp(f7_dir)) {
+        int e = errno;
+        f7_dir[0] = 0;
+        fig_skip("cannot create a directory in %s: %s", cfg.db_parent, strerror(e));
+        return -1;
+    }
+    return 0;
+}
+
+static void f7_db(char *buf, size_t n, const char *name) { snprintf(buf, n, "%s/%s.db", f7_dir, name); }
+
+static unilock_status f7_open(const char *path, uint32_t durability, unilock_event_fn fn, void *ud, unilock **out) {
+    unilock_config c;
+    unilock_config_init(&c);
+    c.flags = UNILOCK_CONFIG_SHARED;
+    c.db_path = path;
+    c.durability = durability;
+    c.event_mode = UNILOCK_EVENTS_LOOP;
+    c.event_fn = fn;
+    c.event_user_data = ud;
+    return unilock_open(&c, out);
+}
+
+static unilock *f7_open_or_die(const char *path, uint32_t durability, unilock_event_fn fn, void *ud) {
+    unilock *ul = NULL;
+    unilock_status st = f7_open(path, durability, fn, ud, &ul);
+    if (st != UNILOCK_OK)
+        die("figure 7: shared open of %s: %s (%s)", path, unilock_strerror(st), unilock_errdetail());
+    return ul;
+}
+
+static void f7_send(int fd, const void *m, size_t n) {
+    if (write(fd, m, n) != (ssize_t)n)
+        die("figure 7: pipe write: %s", strerror(errno));
+}
+
+/* Reads one message (or command byte); dies after 60 s of silence or at EOF (the other side died). */
+static void f7_recv(int fd, void *m, size_t n, const char *what) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int r;
+    do
+        r = poll(&p, 1, 60000);
+    while (r < 0 && errno == EINTR);
+    if (r == 0)
+        die("figure 7: %s: nothing after 60 s", what);
+    ssize_t k = read(fd, m, n);
+    if (k != (ssize_t)n)
+        die("figure 7: %s: %s", what, k == 0 ? "the other process exited" : strerror(errno));
+}
+
+static void f7_msg(int fd, int32_t kind, uint64_t a, uint64_t b, uint64_t c) {
+    f7_msg_t m = {kind, 0, {a, b, c}};
+    f7_send(fd, &m, sizeof m);
+}
+
+/* Forks a child that runs `body(in, out, arg)` and exits; the parent gets the other ends. */
+static f7_kid_t f7_fork(void (*body)(int in, int out, void *arg), void *arg) {
+    int down[2], up[2];
+    if (pipe2(down, O_CLOEXEC) != 0 || pipe2(up, O_CLOEXEC) != 0)
+        die("pipe: %s", strerror(errno));
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        close(down[1]);
+        close(up[0]);
+        body(down[0], up[1], arg);
+        _exit(0);
+    }
+    close(down[0]);
+    close(up[1]);
+    return (f7_kid_t){pid, down[1], up[0]};
+}
+
+static void f7_reap(f7_kid_t *k, const char *what) {
+    close(k->to);
+    close(k->from);
+    int st;
+    if (waitpid(k->pid, &st, 0) != k->pid)
+        die("figure 7: waitpid: %s", strerror(errno));
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        die("figure 7: %s: child %d ended with status %d", what, (int)k->pid, st);
+}
+
+static uint64_t proc_cpu_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* One process of a pair case: its own client, its own file (distinct) or range (shared file). */
+typedef struct {
+    const char *db;
+    uint32_t durability;
+    int idx;       /* 0 or 1 */
+    int shared;    /* 1: one file for all processes, distinct ranges */
+    double secs;   /* how long to run after the start signal */
+} f7_pair_arg_t;
+
+static void f7_pair_child(int in, int out, void *a) {
+    f7_pair_arg_t *pa = a;
+    unilock *ul = f7_open_or_die(pa->db, pa->durability, NULL, NULL);
+    fid_t f = fid_of(pa->shared ? 70 : 71 + (uint64_t)pa->idx);
+    char client[16];
+    snprintf(client, sizeof client, "nlm:p%d", pa->idx);
+    static const uint8_t owner[8] = "bench-07";
+    ul_pair_t p;
+    ul_pair_init(&p, ul, &f, client, owner, sizeof owner, 1, UNILOCK_POSIX, UNILOCK_EXCLUSIVE,
+                 pa->shared ? (uint64_t)pa->idx * 4096 : 0, 100);
+    if (ul_pair_batch(&p, 32)) /* warm-up: the client's record, SQLite's statement cache */
+        die("figure 7 warm-up: %s", first_err);
+    f7_msg(out, F7_READY, 0, 0, 0);
+    char go;
+    f7_recv(in, &go, 1, "start signal");
+    uint64_t end = now_ns() + (uint64_t)(pa->secs * 1e9);
+    uint64_t t0 = now_ns(), c0 = proc_cpu_ns(), ops = 0, t1;
+    long bad = 0;
+    do {
+        bad += ul_pair_batch(&p, 8);
+        ops += 8;
+    } while ((t1 = now_ns()) < end);
+    uint64_t c1 = proc_cpu_ns();
+    if (bad)
+        die("figure 7 pairs in process %d: %ld unexpected results; first: %s", pa->idx, bad, first_err);
+    f7_msg(out, F7_DONE, ops, t1 - t0, c1 - c0);
+    unilock_close(ul);
+}
+
+/* Runs `nproc` processes at once for `secs`. us per pair: the processes' time over their pairs (the
+ * mean latency of a pair, whichever process made it: a process starved by the other counts for the
+ * few pairs it made, not as a whole half); pairs/s: the sum of the processes' rates; CPU us per pair
+ * of all processes together. */
+static void f7_pairs(const char *db, uint32_t durability, int nproc, int shared, double secs, double *us_pair,
+                     double *pairs_s, double *cpu_us) {
+    f7_pair_arg_t args[2];
+    f7_kid_t kids[2];
+    for (int i = 0; i < nproc; i++) {
+        args[i] = (f7_pair_arg_t){db, durability, i, shared, secs};
+        kids[i] = f7_fork(f7_pair_child, &args[i]);
+    }
+    f7_msg_t m;
+    for (int i = 0; i < nproc; i++) {
+        f7_recv(kids[i].from, &m, sizeof m, "pair process ready");
+        if (m.kind != F7_READY)
+            die("figure 7: unexpected message %d", m.kind);
+    }
+    for (int i = 0; i < nproc; i++)
+        f7_send(kids[i].to, "g", 1);
+    double ns = 0, rate = 0, cpu = 0, ops = 0;
+    for (int i = 0; i < nproc; i++) {
+        f7_recv(kids[i].from, &m, sizeof m, "pair process result");
+        if (m.kind != F7_DONE || m.u[0] == 0)
+            die("figure 7: unexpected message %d", m.kind);
+        ns += (double)m.u[1];
+        rate += (double)m.u[0] / ((double)m.u[1] / 1e9);
+        cpu += (double)m.u[2];
+        ops += (double)m.u[0];
+        f7_reap(&kids[i], "pair process");
+    }
+    *us_pair = ns / ops / 1e3;
+    *pairs_s = rate;
+    *cpu_us = cpu / ops / 1e3;
+}
+
+/* Events seen by one side of a break (each process has its own copy). */
+typedef struct {
+    unsigned n;
+    struct {
+        uint32_t type, break_to, ack_required;
+        uint64_t request_id, t_ns;
+    } ev[16];
+} f7_evs_t;
+
+static void f7_on_event(void *ud, const unilock_event *e) {
+    uint64_t t = now_ns();
+    f7_evs_t *l = ud;
+    if (l->n < 16) {
+        l->ev[l->n].type = e->type;
+        l->ev[l->n].break_to = e->break_to;
+        l->ev[l->n].ack_required = e->ack_required;
+        l->ev[l->n].request_id = e->request_id;
+        l->ev[l->n].t_ns = t;
+    }
+    l->n++;
+}
+
+static const uint8_t key_b7[16] = "lease-key-of-B..";
+
+/* Process B: holds an RWH lease on the file when told ('L'), polls its event fd like an smbd in its
+ * tevent loop, acknowledges every break that asks for it and reports when its callback ran. */
+static void f7_break_child(int in, int out, void *a) {
+    const char *db = a;
+    static f7_evs_t evs;
+    unilock *ul = f7_open_or_die(db, UNILOCK_DURABILITY_PROCESS, f7_on_event, &evs);
+    int efd = unilock_event_fd(ul);
+    if (efd < 0)
+        die("figure 7: no event fd in loop mode");
+    fid_t f = fid_of(75);
+    int open = 0, reported = 1;
+    uint64_t open_id = 0;
+    f7_msg(out, F7_READY, 0, 0, 0);
+    for (;;) {
+        struct pollfd p[2] = {{.fd = in, .events = POLLIN}, {.fd = efd, .events = POLLIN}};
+        int r = poll(p, 2, 60000);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            die("figure 7 lease holder: poll: %s", r ? strerror(errno) : "nothing after 60 s");
+        if (p[1].revents & POLLIN) {
+            evs.n = 0;
+            check_ul(unilock_process_events(ul, NULL), UNILOCK_OK, "figure 7 holder process_events");
+            uint64_t t_cb = 0;
+            for (unsigned i = 0; i < evs.n && i < 16; i++) {
+                if (evs.ev[i].type != UNILOCK_EVENT_LEASE_BREAK)
+                    continue;
+                if (!t_cb)
+                    t_cb = evs.ev[i].t_ns;
+                if (evs.ev[i].ack_required)
+                    check_ul(unilock_lease_ack(ul, f.b, sizeof f.b, "smb:B", key_b7, evs.ev[i].break_to), UNILOCK_OK,
+                             "figure 7 lease ack");
+            }
+            if (t_cb && !reported) {
+                f7_msg(out, F7_BREAK, t_cb, 0, 0);
+                reported = 1;
+            }
+        }
+        if (p[0].revents & (POLLIN | POLLHUP)) {
+            char cmd;
+            f7_recv(in, &cmd, 1, "lease holder command");
+            if (open)
+                check_ul(unilock_file_close(ul, f.b, sizeof f.b, "smb:B", open_id), UNILOCK_OK, "figure 7 close B");
+            open = 0;
+            if (cmd == 'q')
+                break;
+            unilock_open_req rq = {0};
+            rq.lease_kind = UNILOCK_LEASE_KIND_LEASE;
+            rq.requested = UNILOCK_LEASE_R | UNILOCK_LEASE_W | UNILOCK_LEASE_H;
+            rq.lease_version = 2;
+            memcpy(rq.lease_key, key_b7, 16);
+            unilock_open_result res;
+            unilock_wait w = {0};
+            w.token = ++open_id;
+            check_ul(unilock_file_open(ul, f.b, sizeof f.b, "smb:B", open_id, &rq, &w, &res), UNILOCK_OK,
+                     "figure 7 lease open");
+            if (res.state != rq.requested)
+                die("figure 7: lease granted state %u, asked %u", res.state, rq.requested);
+            open = 1;
+            reported = 0;
+            f7_msg(out, F7_READY, 0, 0, 0);
+        }
+    }
+    unilock_close(ul);
+}
+
+/* Process A (the benchmark): opens the file for writing with no lease; B's RWH lease must lose W,
+ * so A's open waits (PENDING) until B acknowledges. Latency: A's call -> B's callback (B's own
+ * CLOCK_MONOTONIC stamp, sent back through the pipe); round trip: A's call -> A's BREAKS_DONE. */
+static void f7_breaks(const char *db, int n, double *lat_us, double *rt_us) {
+    f7_kid_t b = f7_fork(f7_break_child, (void *)db);
+    f7_msg_t m;
+    f7_recv(b.from, &m, sizeof m, "lease holder ready");
+    static f7_evs_t evs;
+    unilock *ul = f7_open_or_die(db, UNILOCK_DURABILITY_PROCESS, f7_on_event, &evs);
+    int efd = unilock_event_fd(ul);
+    fid_t f = fid_of(75);
+    unilock_open_req rq = {0};
+    rq.lease_kind = UNILOCK_LEASE_KIND_NONE;
+    rq.flags = UNILOCK_OPEN_WRITE;
+    unilock_wait w = {0};
+    unilock_open_result res, res2;
+    static double lat[4096], rt[4096];
+    if (n > 4096)
+        n = 4096;
+    for (int s = 0; s < n; s++) {
+        f7_send(b.to, "L", 1);
+        f7_recv(b.from, &m, sizeof m, "lease holder ready");
+        if (m.kind != F7_READY)
+            die("figure 7: unexpected message %d", m.kind);
+        evs.n = 0;
+        w.token = (uint64_t)s + 1;
+        uint64_t t0 = now_ns();
+        check_ul(unilock_file_open(ul, f.b, sizeof f.b, "smb:A", (uint64_t)s + 1, &rq, &w, &res), UNILOCK_PENDING,
+                 "figure 7 conflicting open");
+        uint64_t t_cb = 0, t_done = 0;
+        while (!t_cb || !t_done) {
+            struct pollfd p[2] = {{.fd = efd, .events = POLLIN}, {.fd = b.from, .events = POLLIN}};
+            int r = poll(p, 2, 5000);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0)
+                die("figure 7 break %d: %s (callback %s, breaks done %s)", s, r ? strerror(errno) : "nothing after 5 s",
+                    t_cb ? "seen" : "not seen", t_done ? "seen" : "not seen");
+            if (p[0].revents & POLLIN) {
+                check_ul(unilock_process_events(ul, NULL), UNILOCK_OK, "figure 7 requester process_events");
+                for (unsigned i = 0; i < evs.n && i < 16; i++)
+                    if (evs.ev[i].type == UNILOCK_EVENT_BREAKS_DONE && evs.ev[i].request_id == res.request_id)
+                        t_done = evs.ev[i].t_ns;
+            }
+            if (p[1].revents & (POLLIN | POLLHUP)) {
+                f7_recv(b.from, &m, sizeof m, "lease holder's callback time");
+                if (m.kind != F7_BREAK || m.u[0] < t0)
+                    die("figure 7: unexpected message %d (time %llu, call at %llu)", m.kind,
+                        (unsigned long long)m.u[0], (unsigned long long)t0);
+                t_cb = m.u[0];
+            }
+        }
+        lat[s] = (double)(t_cb - t0) / 1e3;
+        rt[s] = (double)(t_done - t0) / 1e3;
+        check_ul(unilock_file_open(ul, f.b, sizeof f.b, "smb:A", (uint64_t)s + 1, &rq, &w, &res2), UNILOCK_OK,
+                 "figure 7 retried open");
+        check_ul(unilock_file_close(ul, f.b, sizeof f.b, "smb:A", (uint64_t)s + 1), UNILOCK_OK, "figure 7 close A");
+    }
+    f7_send(b.to, "q", 1);
+    f7_reap(&b, "lease holder");
+    unilock_close(ul);
+    *lat_us = median_of(lat, n);
+    *rt_us = median_of(rt, n);
+}
+
+static void fig7(void) {
+    /* The header promises BATCH's coalescing without a word on shared mode, where every call is its
+     * own immediate transaction (issue 9): the BATCH rows show whether it applies there. */
+    static const struct {
+        uint32_t mode;
+        const char *key, *name;
+    } dur[2] = {
+        {UNILOCK_DURABILITY_PROCESS, "process", "PROCESS"},
+        {UNILOCK_DURABILITY_BATCH, "batch", "BATCH"},
+    };
+    static const struct {
+        int nproc, shared;
+        const char *key, *label;
+    } cases[3] = {
+        {1, 0, "1proc", "1 process"},
+        {2, 0, "2proc_distinct", "2 procs, distinct files"},
+        {2, 1, "2proc_shared", "2 procs, one file"},
+    };
+    /* Can this library run shared mode here at all? */
+    if (f7_dir_new() != 0)
+        return;
+    char db[1200];
+    f7_db(db, sizeof db, "probe");
+    unilock *probe = NULL;
+    unilock_status st = f7_open(db, UNILOCK_DURABILITY_PROCESS, NULL, NULL, &probe);
+    if (st != UNILOCK_OK) {
+        fig_skip("shared mode: unilock_open(UNILOCK_CONFIG_SHARED, %s) failed: %s (%s)", db, unilock_strerror(st),
+                 unilock_errdetail());
+        f7_dir_remove();
+        return;
+    }
+    unilock_close(probe);
+    progress("figure 7: databases in %s (%s)\n", cfg.db_parent, fs_name(cfg.db_parent));
+    f7_dir_remove();
+
+    char name[64], label[96];
+    int r_k = row_new(7, "fig7_kernel_ofd_pair_us", "kernel F_OFD_SETLK lock+unlock, tmpfs", "us/pair");
+    row_tag(r_k, "kernel");
+    int r_m = row_new(7, "fig7_unilock_memory_pair_us", "unilock POSIX pair, in-memory (one process)", "us/pair");
+    row_tag(r_m, "in-memory pair");
+    row_anchor(r_m, r_k, GOAL_NONE, 0, "kernel");
+    int r_p[2][3], r_t[2][3];
+    double cpu[2][3][MAX_REPS];
+    for (int d = 0; d < 2; d++) {
+        for (int c = 0; c < 3; c++) {
+            snprintf(name, sizeof name, "shared_%s_pair_%s_us", dur[d].key, cases[c].key);
+            snprintf(label, sizeof label, "shared %s pair, %s", dur[d].name, cases[c].label);
+            r_p[d][c] = row_new(7, name, label, "us/pair");
+            row_anchor(r_p[d][c], r_m, GOAL_NONE, 0, "in-memory");
+            row_goal_abs(r_p[d][c], 20, "us");
+        }
+        for (int c = 0; c < 3; c++) {
+            snprintf(name, sizeof name, "shared_%s_pairs_per_s_%s", dur[d].key, cases[c].key);
+            snprintf(label, sizeof label, "shared %s pairs/s, %s", dur[d].name, cases[c].label);
+            r_t[d][c] = row_new(7, name, label, "pairs/s");
+            snprintf(label, sizeof label, "%s, 1 process", dur[d].name);
+            row_tag(r_t[d][c], label);
+            if (c)
+                row_anchor(r_t[d][c], r_t[d][0], GOAL_NONE, 0, "1 process");
+        }
+    }
+    int r_bl = row_new(7, "fig7_inprocess_r_break_loop_us", "in-process R break, event loop (as figure 6)", "us");
+    row_tag(r_bl, "in-process break");
+    int r_bx = row_new(7, "shared_rwh_break_cross_process_us", "RWH break across processes: A open -> B callback", "us");
+    row_anchor(r_bx, r_bl, GOAL_NONE, 0, "in-process");
+    row_goal_abs(r_bx, 100, "us");
+    int r_br = row_new(7, "shared_rwh_break_round_trip_us", "round trip: A open -> B ack -> A BREAKS_DONE", "us");
+    row_anchor(r_br, r_bl, GOAL_NONE, 0, "in-process");
+
+    /* Anchors, in this process: loop-mode handles (no library thread in the parent when it forks). */
+    unilock *ulm = ul_open(UNILOCK_EVENTS_LOOP, NULL, NULL);
+    fid_t fm = fid_of(7);
+    static const uint8_t owner[8] = "bench-07";
+    ul_pair_t pm;
+    ul_pair_init(&pm, ulm, &fm, "nlm:bench", owner, sizeof owner, 1, UNILOCK_POSIX, UNILOCK_EXCLUSIVE, 0, 100);
+    int kfd = kfile_open("-f7", O_RDWR);
+    k_pair_t kp;
+    k_pair_init(&kp, kfd, F_WRLCK, 0, 100);
+    static ev_log_t log_l;
+    log_l.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (log_l.efd < 0)
+        die("eventfd: %s", strerror(errno));
+    unilock *ull = ul_open(UNILOCK_EVENTS_LOOP, on_event, &log_l);
+
+    for (int rep = 0; rep < cfg.reps; rep++) {
+        progress(rep ? " %d" : "figure 7: repetition %d", rep + 1);
+        if (f7_dir_new() != 0)
+            die("figure 7: %s", fig_unmeasured);
+        row_add(r_k, k_pair_time("figure 7 kernel pair", &kp, cfg.min_s) / 1e3);
+        row_add(r_m, ul_pair_time("figure 7 in-memory pair", &pm, cfg.min_s) / 1e3);
+        for (int d = 0; d < 2; d++)
+            for (int c = 0; c < 3; c++) {
+                snprintf(name, sizeof name, "pairs-%s-%s", dur[d].key, cases[c].key);
+                f7_db(db, sizeof db, name);
+                double us, rate;
+                f7_pairs(db, dur[d].mode, cases[c].nproc, cases[c].shared, cfg.min_s, &us, &rate, &cpu[d][c][rep]);
+                row_add(r_p[d][c], us);
+                row_add(r_t[d][c], rate);
+            }
+        row_add(r_bl, f6_unilock_r(ull, &log_l, 1, cfg.lease_samples));
+        f7_db(db, sizeof db, "break");
+        double lat, rt;
+        f7_breaks(db, cfg.lease_samples, &lat, &rt);
+        row_add(r_bx, lat);
+        row_add(r_br, rt);
+        f7_dir_remove();
+    }
+    progress("\n");
+    for (int d = 0; d < 2; d++)
+        for (int c = 0; c < 3; c++)
+            progress("figure 7: CPU per pair, shared %s, %s (all processes): %.2f us\n", dur[d].name, cases[c].label,
+                     median_of(cpu[d][c], cfg.reps));
+    for (int d = 0; d < 2; d++) {
+        snprintf(name, sizeof name, "shared_%s_1proc_over_kernel", dur[d].key);
+        snprintf(label, sizeof label, "shared %s pair, 1 process, vs kernel pair", dur[d].name);
+        row_derived(7, name, label, r_p[d][0], r_k, GOAL_NONE, 0, "kernel");
+    }
+    close(kfd);
+    unilock_close(ulm);
+    unilock_close(ull);
+    close(log_l.efd);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
 /* The figures                                                                                      */
 
 typedef struct {
@@ -1502,6 +2025,8 @@ static figure_t figures[] = {
     {5, "restart: open a database of N locks, ready in grace (time, memory)", fig5,
      "the SQLite store and restart with grace", 0, 0, NULL},
     {6, "lease break latency, conflicting request -> break callback", fig6, NULL, 0, 0, NULL},
+    {7, "shared mode (several processes, one database): pair and cross-process break", fig7,
+     "shared mode", 0, 0, NULL},
 };
 enum { NFIG = sizeof figures / sizeof *figures };
 
@@ -1610,7 +2135,9 @@ static void print_table(void) {
                 snprintf(an, sizeof an, "(anchor)");
             }
             const char *verdict = goal_verdict(r);
-            if (verdict)
+            if (verdict && !isnan(r->goal_abs))
+                snprintf(goal, sizeof goal, "< %g %s: %s", r->goal_abs, r->goal_abs_unit, verdict);
+            else if (verdict)
                 snprintf(goal, sizeof goal, "%s %gx: %s", r->cmp == GOAL_LE ? "<=" : ">=", r->goal, verdict);
             if (r->derived && isnan(r->ratio))
                 continue;
@@ -1726,7 +2253,13 @@ static void write_json(const char *path, const char *started) {
             json_num(f, r->ratio);
             fputs(", \"goal\": ", f);
             const char *verdict = goal_verdict(r);
-            if (r->cmp == GOAL_NONE) {
+            if (!isnan(r->goal_abs)) {
+                fputs("{\"median\": \"<\", \"limit\": ", f);
+                json_num(f, r->goal_abs);
+                fputs(", \"unit\": ", f);
+                json_str(f, r->goal_abs_unit);
+                fprintf(f, ", \"met\": %s}", verdict ? (strcmp(verdict, "met") ? "false" : "true") : "null");
+            } else if (r->cmp == GOAL_NONE) {
                 fputs("null", f);
             } else {
                 fprintf(f, "{\"ratio\": \"%s\", \"limit\": ", r->cmp == GOAL_LE ? "<=" : ">=");
@@ -1752,7 +2285,7 @@ static void usage(FILE *to) {
           "  --reps N           repetitions per figure (default 7; --quick 2)\n"
           "  --json PATH        write the figures as JSON to PATH (default results.json)\n"
           "  --only LIST        run only these figures, e.g. --only 1,3\n"
-          "  --db-dir DIR       where figures 2 and 5 put their databases (default /var/tmp; use a disk)\n"
+          "  --db-dir DIR       where figures 2, 5 and 7 put their databases (default /var/tmp; use a disk)\n"
           "  --restart-locks N  locks in figure 5's database (default 1000000; --quick 10000)\n",
           to);
 }
@@ -1815,6 +2348,7 @@ int main(int argc, char **argv) {
     struct stat st;
     snprintf(tmpdir, sizeof tmpdir, "%s", stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) ? "/dev/shm" : "/tmp");
     snprintf(kfile_base, sizeof kfile_base, "%s/unilock-bench.%ld", tmpdir, (long)getpid());
+    main_pid = getpid();
     atexit(kfile_unlink_all);
     atexit(db_cleanup);
 
