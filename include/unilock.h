@@ -121,7 +121,8 @@
  * committed at most `batch_ms` later, by the library thread or by `unilock_process_events` (the
  * event fd becomes readable when a batch is due), and at `unilock_close`. After a crash, changes of
  * the last `batch_ms` (or since the host last ran its event loop) may be missing. Client records
- * are still written before a client's first grant.
+ * are still written before a client's first grant. In shared mode (`UNILOCK_CONFIG_SHARED`) every
+ * operation is its own transaction, so this mode behaves as `UNILOCK_DURABILITY_PROCESS` there.
  */
 #define UNILOCK_DURABILITY_BATCH 2
 

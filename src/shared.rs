@@ -115,6 +115,9 @@ impl Shared {
         sock.set_nonblocking(true).map_err(|e| Error::Store(e.to_string()))?;
         tx.execute("UPDATE procs SET socket = ?1 WHERE proc = ?2", params![sock_path.to_string_lossy(), me as i64]).map_err(err)?;
         tx.commit().map_err(err)?;
+        // Another process holding the write lock keeps it for tens of microseconds: retry by yielding
+        // rather than with SQLite's default sleeps of 1, 2, 5 ms (bounded: about 10 s in all).
+        conn.busy_handler(Some(busy)).map_err(err)?;
         let s = Shared { conn: Mutex::new(conn), me, sock, sock_path };
         let others_alive = s.procs()?.iter().any(|(p, id)| *p != me && id.alive());
         let rec = if others_alive {
@@ -172,8 +175,8 @@ impl Shared {
         // BEGIN IMMEDIATE: take the write lock now, so two processes never decide on stale state.
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(err)?;
         let blob: Option<Vec<u8>> = tx
-            .query_row("SELECT state FROM shared_files WHERE file = ?1", params![file], |r| r.get(0))
-            .optional()
+            .prepare_cached("SELECT state FROM shared_files WHERE file = ?1")
+            .and_then(|mut st| st.query_row(params![file], |r| r.get(0)).optional())
             .map_err(err)?;
         let mut fs = match blob {
             Some(b) => FileState::decode(file, &b, true).ok_or_else(|| Error::Store("a shared file state is corrupt".into()))?,
@@ -184,19 +187,27 @@ impl Shared {
             }
         };
         fs.me = self.me;
+        let procs_before = fs.procs();
         // Break timeouts are enforced lazily too, in case the process that armed the timer died.
         fs.expire_leases(ctx);
         let r = f(Some(&mut fs));
         let j: Journal = fs.take_journal();
         store::apply_journal(&tx, j).map_err(serr)?;
         if fs.is_empty_state() {
-            tx.execute("DELETE FROM shared_files WHERE file = ?1", params![file]).map_err(err)?;
+            tx.prepare_cached("DELETE FROM shared_files WHERE file = ?1").and_then(|mut st| st.execute(params![file])).map_err(err)?;
         } else {
-            tx.execute("INSERT OR REPLACE INTO shared_files(file, state) VALUES (?1, ?2)", params![file, fs.encode()]).map_err(err)?;
+            tx.prepare_cached("INSERT OR REPLACE INTO shared_files(file, state) VALUES (?1, ?2)")
+                .and_then(|mut st| st.execute(params![file, fs.encode()]))
+                .map_err(err)?;
         }
-        tx.execute("DELETE FROM shared_procs WHERE file = ?1", params![file]).map_err(err)?;
-        for p in fs.procs() {
-            tx.execute("INSERT OR IGNORE INTO shared_procs(file, proc) VALUES (?1, ?2)", params![file, p as i64]).map_err(err)?;
+        // The index of which processes have state here changes rarely: rewrite it only then.
+        let procs_after = fs.procs();
+        if procs_after != procs_before {
+            tx.prepare_cached("DELETE FROM shared_procs WHERE file = ?1").and_then(|mut st| st.execute(params![file])).map_err(err)?;
+            let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO shared_procs(file, proc) VALUES (?1, ?2)").map_err(err)?;
+            for p in procs_after {
+                ins.execute(params![file, p as i64]).map_err(err)?;
+            }
         }
         let out: Vec<Event> = ctx.outbox.map(|o| std::mem::take(&mut *o.lock())).unwrap_or_default();
         let mut targets: Vec<u64> = Vec::new();
@@ -436,6 +447,15 @@ mod tests {
         assert_eq!(format!("{d:?}"), format!("{e:?}"));
         assert!(decode_event(&encode_event(&e)[..20]).is_none());
     }
+}
+
+fn busy(tries: i32) -> bool {
+    if tries < 2000 {
+        std::thread::yield_now();
+    } else {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    tries < 12_000
 }
 
 /// Wall-clock milliseconds (shared between processes).
