@@ -12,7 +12,9 @@ pub mod schema;
 
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OpenFlags};
-use std::collections::{HashMap, HashSet};
+use hashbrown::{HashMap, HashSet};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What "granted" promises after a crash (documented on `unilock_config.durability`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,7 +107,18 @@ pub struct Store {
     conn: Mutex<Connection>,
     mode: Durability,
     pending: Mutex<Pending>,
+    /// Clients with a durable record. Records are never deleted, so the set only grows.
     known_clients: Mutex<HashSet<Box<[u8]>>>,
+    /// Tells this store from any other in the process (for `LAST_KNOWN`).
+    id: u64,
+}
+
+static STORE_IDS: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// The last client this thread found known, and in which store: a server thread usually serves
+    /// one client at a time, so most locks skip the shared set (its mutex and hash) altogether.
+    static LAST_KNOWN: RefCell<(u64, Vec<u8>)> = const { RefCell::new((0, Vec::new())) };
 }
 
 fn i(v: u64) -> i64 {
@@ -127,7 +140,8 @@ impl Store {
             let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
             rows.filter_map(|r| r.ok()).map(|v| v.into_boxed_slice()).collect()
         };
-        Ok((Store { conn: Mutex::new(conn), mode, pending: Mutex::default(), known_clients: Mutex::new(known) }, rec))
+        let id = STORE_IDS.fetch_add(1, Ordering::Relaxed);
+        Ok((Store { conn: Mutex::new(conn), mode, pending: Mutex::default(), known_clients: Mutex::new(known), id }, rec))
     }
 
     /// Reads the pre-restart state. `merge`: `prev_locks` may hold a row more than once (an earlier
@@ -200,11 +214,23 @@ impl Store {
 
     /// Makes a client record durable before the client's first grant (in every mode).
     pub fn ensure_client(&self, client: &[u8]) -> Result<(), StoreError> {
-        if self.known_clients.lock().contains(client) {
+        let cached = LAST_KNOWN.with(|l| {
+            let l = l.borrow();
+            l.0 == self.id && *l.1 == *client
+        });
+        if cached {
             return Ok(());
         }
-        self.conn.lock().execute("INSERT OR IGNORE INTO clients(client) VALUES (?1)", params![client])?;
-        self.known_clients.lock().insert(client.into());
+        if !self.known_clients.lock().contains(client) {
+            self.conn.lock().execute("INSERT OR IGNORE INTO clients(client) VALUES (?1)", params![client])?;
+            self.known_clients.lock().insert(client.into());
+        }
+        LAST_KNOWN.with(|l| {
+            let mut l = l.borrow_mut();
+            l.0 = self.id;
+            l.1.clear();
+            l.1.extend_from_slice(client);
+        });
         Ok(())
     }
 
