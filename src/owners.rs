@@ -40,6 +40,9 @@ pub struct Owners {
     entries: Vec<Option<OwnerEntry>>,
     free: Vec<u32>,
     index: HashTable<u32>,
+    /// The entry `find` last returned: a lock and its unlock name the same owner, so the second
+    /// lookup is a comparison instead of a hash.
+    last: std::cell::Cell<u32>,
     idle: usize,
     /// Entries visited by sweeps so far (tests bound it).
     swept: u64,
@@ -72,10 +75,15 @@ impl Owners {
         if self.index.is_empty() {
             return None;
         }
+        if let Some(Some(e)) = self.entries.get(self.last.get() as usize) {
+            if Self::matches(e, flavour, o) {
+                return Some(OwnerIdx(self.last.get()));
+            }
+        }
         let h = key_hash(&*HASHER, flavour, o);
-        self.index
-            .find(h, |&i| Self::matches(self.entries[i as usize].as_ref().unwrap(), flavour, o))
-            .map(|&i| OwnerIdx(i))
+        let i = *self.index.find(h, |&i| Self::matches(self.entries[i as usize].as_ref().unwrap(), flavour, o))?;
+        self.last.set(i);
+        Some(OwnerIdx(i))
     }
 
     /// The interned index of this owner, creating an entry (with no references) if needed.
@@ -157,11 +165,17 @@ impl Owners {
 
     /// Drops idle entries if there are too many; returns the indexes dropped so the caller can clear
     /// their per-owner index memory.
-    pub fn sweep_idle(&mut self, force: bool, mut dropped: impl FnMut(OwnerIdx)) {
+    #[inline]
+    pub fn sweep_idle(&mut self, force: bool, dropped: impl FnMut(OwnerIdx)) {
         let limit = IDLE_MAX.max(self.entries.len() / 4);
         if self.idle <= limit && !(force && self.idle > 0) {
             return;
         }
+        self.sweep(dropped);
+    }
+
+    #[cold]
+    fn sweep(&mut self, mut dropped: impl FnMut(OwnerIdx)) {
         self.swept += self.entries.len() as u64;
         for i in 0..self.entries.len() {
             let idle = matches!(&self.entries[i], Some(e) if e.refs == 0);

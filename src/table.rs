@@ -553,10 +553,14 @@ impl FileState {
 
     /// After locks were removed: grants, in arrival order, every waiter that can now proceed, fires the
     /// watches, and refreshes the wait-for edges of those still waiting.
+    #[inline]
     pub fn settle(&mut self, ctx: &Ctx) {
-        if !self.dirty {
-            return;
+        if self.dirty {
+            self.settle_dirty(ctx);
         }
+    }
+
+    fn settle_dirty(&mut self, ctx: &Ctx) {
         self.dirty = false;
         if self.released && !self.watchers.is_empty() {
             for wt in std::mem::take(&mut self.watchers) {

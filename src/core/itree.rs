@@ -5,7 +5,8 @@
 //!
 //! Invariants (checked by `check` in tests): in-order traversal is sorted by key; a node's priority is
 //! no smaller than its children's; `max_end` is the maximum search end over the node's subtree.
-//! The only operations that change the tree are `insert` and `remove`; both go through `split`/`merge`.
+//! The only operations that change the tree are `insert` (down the path while nodes outrank the new
+//! one, then a `split` there) and `remove` (the node is replaced by the `merge` of its children).
 //!
 //! Ranges are stored with their *search* end (see `Range::search_end`): zero-length ranges are widened
 //! by one byte, so searches return a superset that callers filter with the exact overlap predicate.
@@ -156,32 +157,76 @@ impl IntervalTree {
                 (self.nodes.len() - 1) as u32
             }
         };
-        let key = (range.start, end, id);
-        let (a, b) = self.split(self.root, key);
-        let a = self.merge(a, n);
-        self.root = self.merge(a, b);
+        self.root = self.insert_in(self.root, n);
         self.len += 1;
+    }
+
+    /// Inserts node `n` into subtree `t`: down the path while the nodes outrank it, then split there.
+    fn insert_in(&mut self, t: u32, n: u32) -> u32 {
+        if t == NIL {
+            return n;
+        }
+        let key = self.key(n);
+        if self.nodes[n as usize].prio > self.nodes[t as usize].prio {
+            let (a, b) = self.split(t, key);
+            self.nodes[n as usize].left = a;
+            self.nodes[n as usize].right = b;
+            self.update(n);
+            return n;
+        }
+        if key < self.key(t) {
+            let l = self.nodes[t as usize].left;
+            let m = self.insert_in(l, n);
+            self.nodes[t as usize].left = m;
+        } else {
+            let r = self.nodes[t as usize].right;
+            let m = self.insert_in(r, n);
+            self.nodes[t as usize].right = m;
+        }
+        let end = self.nodes[n as usize].end;
+        let node = &mut self.nodes[t as usize];
+        node.max_end = node.max_end.max(end);
+        t
     }
 
     /// Removes `(range, id)`; returns whether it was present.
     pub fn remove(&mut self, range: Range, id: u32) -> bool {
-        let end = range.search_end();
-        let key = (range.start, end, id);
-        let (a, b) = self.split(self.root, key);
-        // `b` starts with the key if present: split off keys <= key.
-        let next = if id == u32::MAX { (range.start, end + 1, 0) } else { (range.start, end, id + 1) };
-        let (mid, c) = self.split(b, next);
-        let found = mid != NIL;
+        let key = (range.start, range.search_end(), id);
+        let (root, found) = self.remove_in(self.root, key);
         if found {
-            debug_assert_eq!(self.key(mid), key);
-            debug_assert!(self.nodes[mid as usize].left == NIL && self.nodes[mid as usize].right == NIL);
-            self.free.push(mid);
+            self.root = root;
             self.len -= 1;
         }
-        let rest = if found { NIL } else { mid };
-        let a = self.merge(a, rest);
-        self.root = self.merge(a, c);
         found
+    }
+
+    /// Removes `key` from subtree `t` (its node is replaced by the merge of its children); returns the
+    /// new subtree and whether the key was there. Nothing changes when it was not.
+    fn remove_in(&mut self, t: u32, key: (u64, u128, u32)) -> (u32, bool) {
+        if t == NIL {
+            return (NIL, false);
+        }
+        let k = self.key(t);
+        let (l, r) = (self.nodes[t as usize].left, self.nodes[t as usize].right);
+        if key == k {
+            self.free.push(t);
+            return (self.merge(l, r), true);
+        }
+        if key < k {
+            let (m, found) = self.remove_in(l, key);
+            if !found {
+                return (t, false);
+            }
+            self.nodes[t as usize].left = m;
+        } else {
+            let (m, found) = self.remove_in(r, key);
+            if !found {
+                return (t, false);
+            }
+            self.nodes[t as usize].right = m;
+        }
+        self.update(t);
+        (t, true)
     }
 
     /// Calls `f(start, search_end, id)` for stored ranges whose search interval meets `[lo, hi)`, in key
