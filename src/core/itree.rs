@@ -231,7 +231,11 @@ impl IntervalTree {
 
     /// Calls `f(start, search_end, id)` for stored ranges whose search interval meets `[lo, hi)`, in key
     /// order, until `f` returns `true`; returns the id `f` accepted.
+    #[inline]
     pub fn find<F: FnMut(u32) -> bool>(&self, lo: u128, hi: u128, mut f: F) -> Option<u32> {
+        if self.root == NIL {
+            return None;
+        }
         self.find_in(self.root, lo, hi, &mut f)
     }
 
