@@ -90,3 +90,10 @@ clean:
 	$(CARGO) clean
 	rm -rf $(STAGE)
 	-$(MAKE) -C c-tests clean
+
+# Samba VFS module (samba/): builds vfs_unilock against the installed smbd and judges it with
+# smbtorture (smb2.lock with and without the module, smb2.lease, the cross-protocol test). Needs root
+# and the packages samba/deps.sh installs; installs nothing itself. See README, "Samba VFS module".
+.PHONY: check-samba
+check-samba: lib
+	sh samba/check.sh

@@ -101,6 +101,10 @@ impl Shared {
         };
         let dir = PathBuf::from(format!("{path}.sockets"));
         std::fs::create_dir_all(&dir).map_err(|e| Error::Store(format!("cannot create {}: {e}", dir.display())))?;
+        // Processes of one server may run under different users (smbd switches to the client's uid,
+        // an NFS server runs as root): every one must be able to add its socket and to wake the others.
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777));
         let me_id = ProcIdent::me();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(err)?;
         tx.execute(
@@ -112,6 +116,7 @@ impl Shared {
         let sock_path = dir.join(format!("{me}.sock"));
         let _ = std::fs::remove_file(&sock_path);
         let sock = UnixDatagram::bind(&sock_path).map_err(|e| Error::Store(format!("cannot bind {}: {e}", sock_path.display())))?;
+        let _ = std::fs::set_permissions(&sock_path, std::fs::Permissions::from_mode(0o666));
         sock.set_nonblocking(true).map_err(|e| Error::Store(e.to_string()))?;
         tx.execute("UPDATE procs SET socket = ?1 WHERE proc = ?2", params![sock_path.to_string_lossy(), me as i64]).map_err(err)?;
         tx.commit().map_err(err)?;
