@@ -416,6 +416,51 @@ static void test_dead_process_client_ttl(void **s)
     unilock_close(ul);
 }
 
+/* A wait that would close a cycle across processes is refused: A holds f1 and waits for f2 held by B;
+ * B asking for f1 would wait for A. */
+static void test_deadlock_across_processes(void **s)
+{
+    (void)s;
+    fresh_db("deadlock");
+    int to_parent[2], to_kid[2];
+    assert_int_equal(pipe(to_parent), 0);
+    assert_int_equal(pipe(to_kid), 0);
+    static const uint8_t F1[] = "f1", F2[] = "f2";
+    unilock_lock_req x = { UNILOCK_POSIX, UNILOCK_EXCLUSIVE, 0, 1, 0 };
+    struct rec r = { 0 };
+    unilock *ul = open_shared(&r);
+    assert_non_null(ul);
+    unilock_owner a = { "nlm:a", (const uint8_t *)"a", 1, 0 };
+    assert_int_equal(unilock_lock(ul, F1, 2, &a, &x, NULL), UNILOCK_OK);
+    pid_t kid = fork();
+    if (kid == 0) {
+        struct rec kr = { 0 };
+        unilock *k = open_shared(&kr);
+        unilock_owner b = { "nlm:b", (const uint8_t *)"b", 1, 0 };
+        if (!k || unilock_lock(k, F2, 2, &b, &x, NULL) != UNILOCK_OK)
+            _exit(2);
+        sync_write(to_parent[1], 'H');
+        char c;
+        if (read(to_kid[0], &c, 1) != 1)
+            _exit(3);
+        unilock_wait w = { 1, NULL, 0 };
+        uint64_t id;
+        unilock_status st = unilock_lock_blocking(k, F1, 2, &b, &x, &w, &id, NULL);
+        unilock_close(k);
+        _exit(st == UNILOCK_E_DEADLOCK ? 0 : 4);
+    }
+    sync_read(to_parent[0], 'H');
+    unilock_wait w = { 1, NULL, 0 };
+    uint64_t id;
+    assert_int_equal(unilock_lock_blocking(ul, F2, 2, &a, &x, &w, &id, NULL), UNILOCK_PENDING);
+    sync_write(to_kid[1], 'G');
+    int st;
+    assert_int_equal(waitpid(kid, &st, 0), kid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    unilock_close(ul);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -424,6 +469,7 @@ int main(void)
         cmocka_unit_test(test_sigkilled_holder_is_cleaned_up),
         cmocka_unit_test(test_announced_death_conflict_reap_and_restart_grace),
         cmocka_unit_test(test_dead_process_client_ttl),
+        cmocka_unit_test(test_deadlock_across_processes),
     };
     return cmocka_run_group_tests_name("shared", tests, setup, teardown);
 }

@@ -844,6 +844,19 @@ impl Manager {
     }
 
     fn lock_blocking_inner(&self, file: &[u8], o: &OwnerRef, req: &LockReq, wait: &WaitSpec, flags: LockFlags) -> Result<Queued> {
+        // Shared mode: the deadlock check must see every process's waits (rebuilt in the transaction).
+        struct Flag(bool);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                if self.0 {
+                    crate::shared::NEED_GRAPH.with(|c| c.set(false));
+                }
+            }
+        }
+        let _flag = Flag(self.shared.is_some());
+        if self.shared.is_some() {
+            crate::shared::NEED_GRAPH.with(|c| c.set(true));
+        }
         check_file_id(file)?;
         check_owner(o)?;
         let range = req.range()?;

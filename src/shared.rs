@@ -192,6 +192,30 @@ impl Shared {
             }
         };
         fs.me = self.me;
+        if NEED_GRAPH.with(|c| c.get()) {
+            // A blocking request is about to be decided: its deadlock check must see the wait-for
+            // edges of every process, read in this same transaction so no concurrent wait slips by.
+            let mut g = crate::core::wait::WaitGraph::default();
+            let mut st = tx.prepare_cached("SELECT file, state FROM shared_files").map_err(err)?;
+            let rows = st.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))).map_err(err)?;
+            for row in rows {
+                let (f2, b) = row.map_err(err)?;
+                if f2.as_slice() == file {
+                    continue;
+                }
+                if let Some(other) = FileState::decode(&f2, &b, true) {
+                    for (id, who, blockers) in other.wait_edges() {
+                        // Request ids are per process: make them unique across the graph.
+                        g.set(id ^ ((f2.len() as u64) << 56) ^ hash_bytes(&f2), who, blockers);
+                    }
+                }
+            }
+            drop(st);
+            for (id, who, blockers) in fs.wait_edges() {
+                g.set(id, who, blockers);
+            }
+            *ctx.graph.lock() = g;
+        }
         let procs_before = fs.procs();
         // Break timeouts are enforced lazily too, in case the process that armed the timer died.
         fs.expire_leases(ctx);
@@ -461,6 +485,18 @@ fn busy(tries: i32) -> bool {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     tries < 12_000
+}
+
+thread_local! {
+    /// Set around a blocking request in shared mode: rebuild the wait-for graph from the database.
+    pub static NEED_GRAPH: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn hash_bytes(b: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    h.write(b);
+    h.finish() & 0x00FF_FFFF_FFFF_FFFF
 }
 
 /// Wall-clock milliseconds (shared between processes).

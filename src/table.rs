@@ -463,6 +463,14 @@ impl FileState {
             .collect()
     }
 
+    /// The wait-for edges of this file's waiting requests: (request id, waiting owner, the owners it
+    /// waits for). Shared mode rebuilds the whole graph from every file before a blocking request.
+    pub fn wait_edges(&self) -> Vec<(u64, OwnerKey, Vec<OwnerKey>)> {
+        (0..self.waiters.len())
+            .map(|i| (self.waiters[i].id, self.meta[i].key.clone(), self.blocker_keys(i, &self.waiters[i])))
+            .collect()
+    }
+
     /// A blocking request (SPEC.md §3): granted now if neither a held lock nor an earlier waiter
     /// conflicts; otherwise queued (after a deadlock check over the whole wait-for graph).
     #[allow(clippy::too_many_arguments)]
