@@ -2,7 +2,7 @@
 
 use super::boundary::{put, Fallback};
 use super::config::unilock;
-use super::status::{status_of, unilock_status};
+use super::status::{done, status_of, unilock_status};
 use libc::c_char;
 
 fn text<'a>(p: *const c_char) -> Option<&'a [u8]> {
@@ -35,10 +35,7 @@ pub extern "C" fn unilock_client_register(
         let ul = try_handle!(ul);
         let (Some(client), Some(adapter)) = (text(client), text(adapter)) else { return unilock_status::invalid() };
         let address = text(address).unwrap_or(b"");
-        match ul.inner.client_register(client, &String::from_utf8_lossy(adapter), &String::from_utf8_lossy(address), ttl_ms) {
-            Ok(()) => unilock_status::UNILOCK_OK,
-            Err(e) => status_of(&e),
-        }
+        done(ul.inner.client_register(client, &String::from_utf8_lossy(adapter), &String::from_utf8_lossy(address), ttl_ms))
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::boundary::{put, Fallback};
 use super::config::unilock;
-use super::status::{status_of, unilock_status};
+use super::status::{done, unilock_status};
 
 /// Grace period status.
 #[repr(C)]
@@ -59,10 +59,7 @@ pub extern "C" fn unilock_grace_start(
             // SAFETY: as above.
             v.push(unsafe { std::ffi::CStr::from_ptr(p) }.to_bytes().into());
         }
-        match ul.inner.grace_start(v, duration_ms) {
-            Ok(()) => unilock_status::UNILOCK_OK,
-            Err(e) => status_of(&e),
-        }
+        done(ul.inner.grace_start(v, duration_ms))
     }
 }
 
@@ -91,10 +88,7 @@ pub extern "C" fn unilock_reclaim_complete(ul: *const unilock, client: *const li
         }
         // SAFETY: the caller promises a NUL-terminated string.
         let c = unsafe { std::ffi::CStr::from_ptr(client) }.to_bytes();
-        match ul.inner.reclaim_complete(c) {
-            Ok(()) => unilock_status::UNILOCK_OK,
-            Err(e) => status_of(&e),
-        }
+        done(ul.inner.reclaim_complete(c))
     }
 }
 
@@ -104,9 +98,6 @@ pub extern "C" fn unilock_reclaim_complete(ul: *const unilock, client: *const li
 pub extern "C" fn unilock_flush(ul: *const unilock) -> unilock_status {
     boundary! {
         let ul = try_handle!(ul);
-        match ul.inner.flush() {
-            Ok(()) => unilock_status::UNILOCK_OK,
-            Err(e) => status_of(&e),
-        }
+        done(ul.inner.flush())
     }
 }

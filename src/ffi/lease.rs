@@ -3,7 +3,7 @@
 use super::boundary::{put, Fallback};
 use super::config::unilock;
 use super::events::unilock_wait;
-use super::status::{status_of, unilock_status};
+use super::status::{done, status_of, unilock_status};
 use crate::core::lease::{Key, Kind, Trigger};
 use crate::manager::WaitSpec;
 use crate::table::{LeaseAnswer, OpenSpec};
@@ -260,10 +260,7 @@ pub extern "C" fn unilock_file_close(
         let ul = try_handle!(ul);
         let file = try_bytes!(file_id, file_id_len);
         let Some(client) = cstr(client) else { return unilock_status::invalid() };
-        match ul.inner.close_file(file, client, open_id) {
-            Ok(()) => unilock_status::UNILOCK_OK,
-            Err(e) => status_of(&e),
-        }
+        done(ul.inner.close_file(file, client, open_id))
     }
 }
 
@@ -295,10 +292,7 @@ pub extern "C" fn unilock_lease_ack(
         if state > 0xFF {
             return unilock_status::invalid();
         }
-        match ul.inner.lease_ack(file, client, &key, state as u8) {
-            Ok(()) => unilock_status::UNILOCK_OK,
-            Err(e) => status_of(&e),
-        }
+        done(ul.inner.lease_ack(file, client, &key, state as u8))
     }
 }
 
@@ -318,10 +312,7 @@ pub extern "C" fn unilock_lease_release(
         let file = try_bytes!(file_id, file_id_len);
         let Some(client) = cstr(client) else { return unilock_status::invalid() };
         let Some(key) = key_of(key) else { return unilock_status::invalid() };
-        match ul.inner.lease_release(file, client, &key) {
-            Ok(()) => unilock_status::UNILOCK_OK,
-            Err(e) => status_of(&e),
-        }
+        done(ul.inner.lease_release(file, client, &key))
     }
 }
 

@@ -67,6 +67,14 @@ thread_local! {
     static DETAIL: std::cell::RefCell<std::ffi::CString> = std::cell::RefCell::new(std::ffi::CString::default());
 }
 
+/// The status of a call that returns nothing else: `UNILOCK_OK` or its error's status.
+pub fn done(r: crate::error::Result<()>) -> unilock_status {
+    match r {
+        Ok(()) => unilock_status::UNILOCK_OK,
+        Err(e) => status_of(&e),
+    }
+}
+
 /// Remembers the detail of the calling thread's last failure.
 pub fn set_detail(text: &str) {
     let c = std::ffi::CString::new(text.replace('\0', " ")).unwrap_or_default();
