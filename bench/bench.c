@@ -860,7 +860,8 @@ static const ev_rec_t *ev_wait(ev_log_t *l, unsigned want, const char *what) {
 static const uint8_t key_a[16] = "lease-key-of-A..";
 
 static void lease_open_a(unilock *ul, const fid_t *f, uint32_t requested) {
-    unilock_open_req rq = {0};
+    unilock_open_req rq;
+    unilock_open_req_init(&rq);
     rq.lease_kind = UNILOCK_LEASE_KIND_LEASE;
     rq.requested = requested;
     rq.lease_version = 2;
@@ -904,7 +905,8 @@ static double f6_unilock_rwh(unilock *ul, ev_log_t *log, int samples) {
     double lat[4096];
     if (samples > 4096)
         samples = 4096;
-    unilock_open_req rb = {0};
+    unilock_open_req rb;
+    unilock_open_req_init(&rb);
     rb.lease_kind = UNILOCK_LEASE_KIND_NONE;
     rb.flags = UNILOCK_OPEN_WRITE;
     unilock_wait wb = {0};
@@ -1797,7 +1799,8 @@ static void f7_break_child(int in, int out, void *a) {
             open = 0;
             if (cmd == 'q')
                 break;
-            unilock_open_req rq = {0};
+            unilock_open_req rq;
+            unilock_open_req_init(&rq);
             rq.lease_kind = UNILOCK_LEASE_KIND_LEASE;
             rq.requested = UNILOCK_LEASE_R | UNILOCK_LEASE_W | UNILOCK_LEASE_H;
             rq.lease_version = 2;
@@ -1828,7 +1831,8 @@ static void f7_breaks(const char *db, int n, double *lat_us, double *rt_us) {
     unilock *ul = f7_open_or_die(db, UNILOCK_DURABILITY_PROCESS, f7_on_event, &evs);
     int efd = unilock_event_fd(ul);
     fid_t f = fid_of(75);
-    unilock_open_req rq = {0};
+    unilock_open_req rq;
+    unilock_open_req_init(&rq);
     rq.lease_kind = UNILOCK_LEASE_KIND_NONE;
     rq.flags = UNILOCK_OPEN_WRITE;
     unilock_wait w = {0};

@@ -131,7 +131,7 @@ static void test_open_newer_caller(void **state)
 
 static void test_open_unknown_flags(void **state)
 {
-	static const uint32_t flags[] = {1, 2, 0x80000000u, UINT32_MAX};
+	static const uint32_t flags[] = {1, 4, 0x80000000u, UINT32_MAX}; /* 1 (shared) needs a db_path */
 	unilock_config cfg;
 	size_t i;
 	(void)state;

@@ -61,7 +61,7 @@ static void pump(unilock *ul)
 static unilock_open_req lease_req(const uint8_t key[16], uint32_t state)
 {
     unilock_open_req q;
-    memset(&q, 0, sizeof q);
+    unilock_open_req_init(&q);
     q.lease_kind = UNILOCK_LEASE_KIND_LEASE;
     q.requested = state;
     q.lease_version = 2;
@@ -99,7 +99,7 @@ static void test_rwh_then_other_key_waits_for_ack(void **s)
     assert_int_equal(res.state, RWH);
     /* An NFS client that cannot wait gets BUSY. */
     unilock_open_req plain;
-    memset(&plain, 0, sizeof plain);
+    unilock_open_req_init(&plain);
     assert_int_equal(unilock_file_open(ul, F, FL, "nfs4:9", 7, &plain, NULL, &res), UNILOCK_E_BUSY);
     assert_int_equal(unilock_lease_ack(ul, F, FL, "smb:c1", K1, RH), UNILOCK_OK);
     pump(ul);
@@ -124,7 +124,7 @@ static void test_bad_acks(void **s)
     assert_int_equal(unilock_file_open(ul, F, FL, "smb:c1", 1, &q1, &w, &res), UNILOCK_OK);
     assert_int_equal(unilock_lease_ack(ul, F, FL, "smb:c1", K1, UNILOCK_LEASE_R), UNILOCK_E_NO_BREAK);
     unilock_open_req plain;
-    memset(&plain, 0, sizeof plain);
+    unilock_open_req_init(&plain);
     assert_int_equal(unilock_file_open(ul, F, FL, "smb:c2", 2, &plain, &w, &res), UNILOCK_PENDING);
     assert_int_equal(unilock_lease_ack(ul, F, FL, "smb:c1", K2, UNILOCK_LEASE_R), UNILOCK_E_NOT_FOUND);
     assert_int_equal(unilock_lease_ack(ul, F, FL, "smb:c2", K1, UNILOCK_LEASE_R), UNILOCK_E_NOT_FOUND);
@@ -266,7 +266,7 @@ static void test_oplocks_and_delegations(void **s)
     struct rec r;
     unilock *ul = open_ul(&r, 0);
     unilock_open_req b;
-    memset(&b, 0, sizeof b);
+    unilock_open_req_init(&b);
     b.lease_kind = UNILOCK_LEASE_KIND_OPLOCK;
     b.requested = UNILOCK_OPLOCK_BATCH;
     unilock_open_result res;
@@ -276,7 +276,7 @@ static void test_oplocks_and_delegations(void **s)
     uint8_t okey[16];
     memcpy(okey, res.lease_key, 16);
     unilock_open_req plain;
-    memset(&plain, 0, sizeof plain);
+    unilock_open_req_init(&plain);
     /* Another open breaks the batch oplock to Level II. */
     assert_int_equal(unilock_file_open(ul, F, FL, "smb1:c2", 2, &plain, &w, &res), UNILOCK_PENDING);
     pump(ul);
@@ -294,7 +294,7 @@ static void test_oplocks_and_delegations(void **s)
     /* NFSv4 delegations: only a try, never pending; recall on a conflicting open from SMB. */
     static const uint8_t G[] = "deleg-file";
     unilock_open_req d;
-    memset(&d, 0, sizeof d);
+    unilock_open_req_init(&d);
     d.lease_kind = UNILOCK_LEASE_KIND_DELEGATION;
     d.requested = UNILOCK_DELEG_WRITE;
     d.flags = UNILOCK_OPEN_WRITE;

@@ -103,7 +103,7 @@ static const uint8_t K3[16] = {3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3};
 static unilock_open_req lease_req(uint32_t kind, uint32_t flags, uint32_t requested, const uint8_t *key)
 {
 	unilock_open_req r;
-	memset(&r, 0, sizeof r);
+	unilock_open_req_init(&r);
 	r.lease_kind = kind;
 	r.flags = flags;
 	r.requested = requested;
@@ -265,11 +265,12 @@ static void test_lease_byte_range_lock_rule(void **state)
 	r.file_size = 0; /* empty file */
 	assert_status(unilock_file_open(UL, FILE_A, FLEN, "smb:c2", 1, &r, NULL, &res), UNILOCK_OK);
 	assert_int_equal(res.state, RH);
-	/* A lock starting at or past end of file does not count. */
+	/* A lock starting at or past end of file does not count. (smb:c1's K1 still names FILE_A: a
+	 * lease granted none exists, at none, for its key.) */
 	LOCK_OK(UL, FILE_B, &o, P, S, 10, 5);
 	r = lease_req(LEASE, 0, RH, K1);
 	r.file_size = 10;
-	assert_status(unilock_file_open(UL, FILE_B, FLEN, "smb:c1", 1, &r, NULL, &res), UNILOCK_OK);
+	assert_status(unilock_file_open(UL, FILE_B, FLEN, "smb:c3", 1, &r, NULL, &res), UNILOCK_OK);
 	assert_int_equal(res.state, RH);
 }
 
@@ -656,7 +657,7 @@ static void test_file_open_args(void **state)
 	char client256[257];
 	uint8_t fid129[UNILOCK_FILE_ID_MAX + 1];
 	static const uint32_t bad_kinds[] = {5, 99, UINT32_MAX};
-	static const uint32_t bad_flags[] = {64, 128, 0x80000000u}; /* 32 is UNILOCK_OPEN_RECLAIM */
+	static const uint32_t bad_flags[] = {0x100, 0x200, 0x80000000u}; /* up to 0x80 are UNILOCK_OPEN_* */
 	static const uint32_t bad_states[] = {8, 0x10, 0x80, 0x100, UINT32_MAX};
 	size_t i;
 	memset(client256, 'c', 256);

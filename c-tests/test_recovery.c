@@ -89,7 +89,7 @@ static void child(int wfd)
     unilock_lock_req p = { UNILOCK_POSIX, UNILOCK_EXCLUSIVE, 0, 100, 0 };
     unilock_lock_req w = { UNILOCK_WINDOWS, UNILOCK_SHARED, 500, 10, 0 };
     unilock_open_req q;
-    memset(&q, 0, sizeof q);
+    unilock_open_req_init(&q);
     q.lease_kind = UNILOCK_LEASE_KIND_LEASE;
     q.requested = UNILOCK_LEASE_R | UNILOCK_LEASE_H;
     q.lease_version = 2;
@@ -156,7 +156,7 @@ static void test_sigkill_then_grace_and_reclaim(void **s)
     assert_int_equal(unilock_lock(ul, F, FL, &other, &rp, NULL), UNILOCK_E_RECLAIM_DENIED);
     /* The SMB lease is reclaimed by key (SMB has no reclaim flag). */
     unilock_open_req q;
-    memset(&q, 0, sizeof q);
+    unilock_open_req_init(&q);
     q.lease_kind = UNILOCK_LEASE_KIND_LEASE;
     q.requested = UNILOCK_LEASE_R | UNILOCK_LEASE_H;
     q.lease_version = 2;

@@ -208,7 +208,7 @@ static void test_break_and_grant_cross_processes(void **s)
     unilock *ul = open_shared(&r);
     assert_non_null(ul);
     unilock_open_req q;
-    memset(&q, 0, sizeof q);
+    unilock_open_req_init(&q);
     q.lease_kind = UNILOCK_LEASE_KIND_LEASE;
     q.requested = UNILOCK_LEASE_R | UNILOCK_LEASE_H | UNILOCK_LEASE_W;
     q.lease_version = 2;

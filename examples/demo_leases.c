@@ -35,7 +35,7 @@ static const uint8_t KA2[16] = {0xa1, 0x1c, 0xe0, 0x00, 0x5e, 0xed, 0x40, 0x02,
 static unilock_open_req lease_req(const uint8_t key[16], uint32_t state)
 {
     unilock_open_req q;
-    memset(&q, 0, sizeof q);
+    unilock_open_req_init(&q);
     q.lease_kind = UNILOCK_LEASE_KIND_LEASE;
     q.requested = state;
     q.lease_version = 2;

@@ -59,7 +59,7 @@ static unilock_config db_config(uint64_t grace_ms)
 static unilock_open_req smb_lease(void)
 {
     unilock_open_req q;
-    memset(&q, 0, sizeof q);
+    unilock_open_req_init(&q);
     q.lease_kind = UNILOCK_LEASE_KIND_LEASE;
     q.requested = RH;
     q.lease_version = 2;
@@ -70,7 +70,7 @@ static unilock_open_req smb_lease(void)
 static unilock_open_req read_delegation(uint32_t flags)
 {
     unilock_open_req q;
-    memset(&q, 0, sizeof q);
+    unilock_open_req_init(&q);
     q.lease_kind = UNILOCK_LEASE_KIND_DELEGATION;
     q.requested = UNILOCK_DELEG_READ;
     q.flags = flags;

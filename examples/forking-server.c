@@ -122,7 +122,7 @@ static void await(int fd, char want)
 static unilock_open_req lease(const uint8_t key[16])
 {
     unilock_open_req q;
-    memset(&q, 0, sizeof q);
+    unilock_open_req_init(&q);
     q.lease_kind = UNILOCK_LEASE_KIND_LEASE;
     q.requested = UNILOCK_LEASE_R | UNILOCK_LEASE_W | UNILOCK_LEASE_H;
     q.lease_version = 2;

@@ -92,6 +92,13 @@
 #define UNILOCK_CONFIG_SHARED 1
 
 /**
+ * `unilock_config.flags`: the server offers no directory leases (Samba 4.17 offers none): a lease
+ * request on a directory (`UNILOCK_OPEN_DIRECTORY`) is answered as a plain open, granted none, and
+ * records no lease. By default directory leases (none, R, RH) are offered.
+ */
+#define UNILOCK_CONFIG_NO_DIRECTORY_LEASES 2
+
+/**
  * `unilock_config.event_mode`: a library thread runs timers and invokes the event callback.
  */
 #define UNILOCK_EVENTS_THREAD 0
@@ -285,6 +292,31 @@
 #define UNILOCK_OPEN_RECLAIM 32
 
 /**
+ * Open flag: `parent_lease_key` is set (SMB2 v2 lease with SMB2_LEASE_FLAG_PARENT_LEASE_KEY_SET).
+ */
+#define UNILOCK_OPEN_PARENT_KEY 64
+
+/**
+ * Open flag: this open is a retry, re-issued after the `UNILOCK_EVENT_BREAKS_DONE` of an earlier
+ * attempt that answered `UNILOCK_PENDING` (Samba's "not the first open attempt"). A first attempt
+ * waits only for holders that must lose what the open cannot share (W; H on a sharing violation),
+ * or for breaks already in progress when it breaks nothing; a retry also waits for every lease it
+ * breaks that is still breaking (smbtorture `smb2.lease.breaking3`).
+ */
+#define UNILOCK_OPEN_RETRY 128
+
+/**
+ * `unilock_open_result.lease_flags`: the lease is being broken (SMB2_LEASE_FLAG_BREAK_IN_PROGRESS).
+ */
+#define UNILOCK_LEASE_FLAG_BREAK_IN_PROGRESS 2
+
+/**
+ * `unilock_open_result.lease_flags`: `parent_lease_key` holds the lease's parent key
+ * (SMB2_LEASE_FLAG_PARENT_LEASE_KEY_SET).
+ */
+#define UNILOCK_LEASE_FLAG_PARENT_KEY_SET 4
+
+/**
  * Trigger: a data write or set-size (R leases of others go to none; W holders must flush first).
  */
 #define UNILOCK_TRIGGER_WRITE 1
@@ -407,11 +439,6 @@
  * same owner and type on the same file covered it before (`UNILOCK_E_RECLAIM_DENIED` otherwise).
  */
 #define UNILOCK_LOCK_RECLAIM 1
-
-/**
- * The schema version this library writes.
- */
-#define VERSION 2
 
 /**
  * Status codes returned by every fallible unilock call.
@@ -885,8 +912,17 @@ typedef struct unilock_grace_info {
 
 /**
  * An open, with an optional lease, oplock or delegation request.
+ *
+ * Always initialise with `unilock_open_req_init`, which sets `size` and zeroes the rest, then fill
+ * the fields you need. The library reads only the first `size` bytes (and writes only the fields of
+ * `unilock_open_result` known to the header `size` comes from), so a program built against an older
+ * header keeps working with a newer library.
  */
 typedef struct unilock_open_req {
+  /**
+   * `sizeof(unilock_open_req)` as the caller was compiled with; set by `unilock_open_req_init`.
+   */
+  size_t size;
   /**
    * `UNILOCK_LEASE_KIND_*`.
    */
@@ -897,11 +933,13 @@ typedef struct unilock_open_req {
   uint32_t flags;
   /**
    * The requested state: `UNILOCK_LEASE_R|H|W` bits (oplock levels and delegation types are such
-   * states). Bits outside R|H|W are `UNILOCK_E_INVALID`; a state without R is granted none.
+   * states). Bits outside R|H|W are `UNILOCK_E_INVALID`; a state without R is granted none (an SMB
+   * lease is still recorded, at none, for its key).
    */
   uint32_t requested;
   /**
-   * Lease version, 1 or 2 (epochs are kept for version 2).
+   * Lease version, 1 or 2 (epochs are kept for version 2). A lease keeps the version of its first
+   * request.
    */
   uint32_t lease_version;
   /**
@@ -920,6 +958,11 @@ typedef struct unilock_open_req {
    * The file's size, for the rule "no R or H while a byte-range lock starts below end of file".
    */
   uint64_t file_size;
+  /**
+   * Version 2 leases: the parent directory's lease key, used when `UNILOCK_OPEN_PARENT_KEY` is
+   * set; kept with the lease (from its first request) and echoed in every result.
+   */
+  uint8_t parent_lease_key[16];
 } unilock_open_req;
 
 /**
@@ -939,14 +982,29 @@ typedef struct unilock_open_result {
    */
   uint32_t breaking;
   /**
-   * The key the lease is known by in break events (the request's key, or the one unilock made for
-   * an oplock, delegation or setlease).
+   * The key the lease is known by in break events and acks: the request's key for an SMB lease;
+   * for the keyless kinds one unilock makes: an oplock's is "OPLK", 4 zero bytes, then the open id
+   * (little-endian); a delegation's is "DELG" and 12 zero bytes (one per client and file); a
+   * setlease's is "SETL", 4 zero bytes, then the open id.
    */
   uint8_t lease_key[16];
   /**
    * On `UNILOCK_PENDING`: the id of the wait (a `UNILOCK_EVENT_BREAKS_DONE` event follows).
    */
   uint64_t request_id;
+  /**
+   * The lease's version (that of its first request; an SMB server answers with it); 0 when no
+   * lease is recorded (plain open, oplock, delegation, or none granted to a non-lease kind).
+   */
+  uint32_t lease_version;
+  /**
+   * `UNILOCK_LEASE_FLAG_*`: BREAK_IN_PROGRESS (as `breaking`), PARENT_KEY_SET.
+   */
+  uint32_t lease_flags;
+  /**
+   * The lease's parent key, valid when `lease_flags` has `UNILOCK_LEASE_FLAG_PARENT_KEY_SET`.
+   */
+  uint8_t parent_lease_key[16];
 } unilock_open_result;
 
 /**
@@ -1249,6 +1307,13 @@ unilock_status unilock_reclaim_complete(const struct unilock *ul,
 unilock_status unilock_flush(const struct unilock *ul);
 
 /**
+ * Fills `*req` for a plain open (no lease) and sets `req->size`: `lease_kind`
+ * `UNILOCK_LEASE_KIND_NONE`, `lease_version` 1, every other field 0. Passing NULL does nothing.
+ * Thread-safe.
+ */
+void unilock_open_req_init(struct unilock_open_req *req);
+
+/**
  * Records an open and answers its lease, oplock or delegation request (SMB2 CREATE, NFSv4 OPEN),
  * after running the open's break trigger against every other holder (SPEC.md §4).
  *
@@ -1299,8 +1364,10 @@ unilock_status unilock_file_close(const struct unilock *ul,
 /**
  * Acknowledges a lease break (SMB2 LEASE_BREAK_ACK, oplock break ack).
  *
- * `key`: 16 bytes, as in the break event. `state`: the acknowledged state, any subset of the
- * break-to state. Acknowledging none leaves the lease holding nothing: it stays known (at none) while
+ * `file_id`: the file, or NULL (with `file_id_len` 0) for an SMB lease, whose key names one file
+ * per client (an SMB2 LEASE_BREAK_ACK carries only the client and the key); oplocks, delegations
+ * and setleases need the file (their keys are per file). `key`: 16 bytes, as in the break event.
+ * `state`: the acknowledged state, any subset of the break-to state. Acknowledging none leaves the lease holding nothing: it stays known (at none) while
  * it has opens, so a later ack answers `UNILOCK_E_NO_BREAK`, and goes with its last open (a
  * delegation goes at once). If the lease must go lower still (a second trigger came during the
  * break), a further break event follows with the same epoch.

@@ -54,6 +54,8 @@ pub struct Settings {
     pub batch_ms: u64,
     /// Shared mode: several processes on the database at `db_path` see one lock table.
     pub shared: bool,
+    /// Directory lease requests are granted none (the server offers no directory leases).
+    pub no_dir_leases: bool,
     /// Lock limits (0 = unlimited).
     pub max_locks_per_file: u64,
     pub max_locks_per_client: u64,
@@ -88,6 +90,8 @@ pub struct Manager {
     lease_files: Mutex<std::collections::HashMap<(Box<[u8]>, Key), Box<[u8]>>>,
     /// Default lease break timeout (ms).
     pub break_timeout_ms: u64,
+    /// Directory leases are offered (a server such as Samba 4.17 that offers none turns this off).
+    dir_leases: bool,
     store: Option<Store>,
     grace: Mutex<Grace>,
     /// Mirrors `grace.active` so the lock path needs no mutex outside grace.
@@ -149,7 +153,7 @@ impl StoreFallback for () {
 }
 impl StoreFallback for lease::Grant {
     fn store_failed(_: Error) -> Self {
-        lease::Grant { state: 0, epoch: 0, breaking: false }
+        lease::Grant::NONE
     }
 }
 
@@ -229,6 +233,7 @@ impl Manager {
             deadlocks: AtomicU64::new(0),
             lease_files: Mutex::new(std::collections::HashMap::new()),
             break_timeout_ms: if settings.break_timeout_ms == 0 { 35_000 } else { settings.break_timeout_ms },
+            dir_leases: !settings.no_dir_leases,
         })
     }
 
@@ -969,7 +974,12 @@ impl Manager {
         if spec.timeout_ms == 0 {
             spec.timeout_ms = self.break_timeout_ms;
         }
-        let is_lease = spec.kind == Some(lease::Kind::Lease) && spec.requested != 0;
+        if spec.dir && spec.kind == Some(lease::Kind::Lease) && !self.dir_leases {
+            // Directory leases are not offered: the request is answered as a plain open.
+            spec.kind = None;
+            spec.requested = 0;
+        }
+        let is_lease = spec.kind == Some(lease::Kind::Lease);
         if is_lease {
             self.check_key_file(file, client, &spec.key)?;
         }
@@ -983,10 +993,9 @@ impl Manager {
         let w = wait.map(|w| (id, w.token, w.user_data));
         let ctx = self.ctx();
         let r = self.file(file, true, |fs| fs.unwrap().open_file(&ctx, client, open_id, &spec, w));
-        if let (true, Ok(LeaseAnswer::Ready(g))) = (is_lease, &r) {
-            if g.state != 0 {
-                self.lease_files.lock().insert((client.into(), spec.key), file.into());
-            }
+        if let (true, Ok(LeaseAnswer::Ready(_))) = (is_lease, &r) {
+            // Recorded even at none: the lease object exists for its key (and names its file).
+            self.lease_files.lock().insert((client.into(), spec.key), file.into());
         }
         r
     }
@@ -1059,6 +1068,25 @@ impl Manager {
         })
     }
 
+    /// Acknowledges a break of an SMB lease named by client and key alone: a client's lease key
+    /// names one file, which the library knows (an SMB2 LEASE_BREAK_ACK carries no file).
+    pub fn lease_ack_by_key(&self, client: &[u8], key: &Key, state: u8) -> Result<()> {
+        let file = self.lease_file(client, key)?.ok_or(Error::NotFound)?;
+        self.lease_ack(&file, client, key, state)
+    }
+
+    /// The file a client's lease key leases: this process's map first, then (shared mode) the
+    /// leases table of every process.
+    fn lease_file(&self, client: &[u8], key: &Key) -> Result<Option<Box<[u8]>>> {
+        if let Some(f) = self.lease_files.lock().get(&(client.into(), *key)) {
+            return Ok(Some(f.clone()));
+        }
+        match &self.shared {
+            Some(sh) => sh.lease_file(client, key),
+            None => Ok(None),
+        }
+    }
+
     /// Gives a lease back (delegation return, setlease to none).
     pub fn lease_release(&self, file: &[u8], client: &[u8], key: &Key) -> Result<()> {
         check_file_id(file)?;
@@ -1083,7 +1111,7 @@ impl Manager {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let w = wait.map(|w| (id, w.token, w.user_data));
         let ctx = self.ctx();
-        self.file(file, true, |fs| fs.unwrap().lease_trigger(&ctx, &Requester { client, key }, trigger, w))
+        self.file(file, true, |fs| fs.unwrap().lease_trigger(&ctx, &Requester { client, key, retry: false }, trigger, w))
     }
 
     /// Cancels every waiting request of an open (its Windows and POSIX owners) on a file; no events are

@@ -40,6 +40,7 @@ fn rig() -> Rig {
         max_locks_per_client: 0,
         max_locks_total: 0,
         shared: false,
+        no_dir_leases: false,
         loop_mode: true,
         clock: Some(clock.clone()),
         callback: Some(Box::new(move |e: &Event| tx.lock().send(e.clone()).unwrap())),
@@ -228,6 +229,7 @@ fn callbacks_may_reenter_the_library() {
             max_locks_per_client: 0,
             max_locks_total: 0,
             shared: false,
+            no_dir_leases: false,
             loop_mode: true,
             clock: Some(clock),
             callback: Some(Box::new(move |e: &Event| {
@@ -290,6 +292,7 @@ fn stress_blocking_threads() {
             max_locks_per_client: 0,
             max_locks_total: 0,
             shared: false,
+            no_dir_leases: false,
             loop_mode: false,
             clock: None,
             callback: Some(Box::new(move |e: &Event| {
@@ -406,6 +409,7 @@ fn restart_enters_grace_and_checks_reclaims() {
             reclaim: false,
             file_size: 0,
             timeout_ms: 0,
+            ..Default::default()
         };
         assert!(matches!(m.open_file(G, b"smb:c", 1, &spec, None), Ok(LeaseAnswer::Ready(g)) if g.state == 3));
         assert_eq!(rows(&path, "locks"), 2, "sync mode: durable before the call returned");
@@ -435,6 +439,7 @@ fn restart_enters_grace_and_checks_reclaims() {
         reclaim: false,
         file_size: 0,
         timeout_ms: 0,
+        ..Default::default()
     };
     assert_eq!(m.open_file(G, b"smb:c", 5, &spec, None), Err(Error::ReclaimDenied));
     spec.requested = lease::R | lease::H;
@@ -687,6 +692,7 @@ fn shared_rig(path: &str) -> (Manager, mpsc::Receiver<Event>) {
     let m = Manager::new(Settings {
         loop_mode: true,
         shared: true,
+        no_dir_leases: false,
         db_path: Some(path.to_string()),
         callback: Some(Box::new(move |e: &Event| tx.lock().send(e.clone()).unwrap())),
         ..Default::default()
@@ -734,6 +740,7 @@ fn shared_mode_one_table_for_two_processes() {
         reclaim: false,
         file_size: 0,
         timeout_ms: 0,
+        ..Default::default()
     };
     assert!(matches!(a.open_file(G, b"smb:a", 1, &spec(1), None), Ok(LeaseAnswer::Ready(g)) if g.state == lease::RWH));
     let w = WaitSpec { token: 5, user_data: 0, timeout_ms: 0 };

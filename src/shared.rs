@@ -300,6 +300,16 @@ impl Shared {
         Ok(rows.filter_map(|r| r.ok()).map(|v| v.into_boxed_slice()).collect())
     }
 
+    /// The file a client's lease key leases, from the leases table every process keeps in step.
+    pub fn lease_file(&self, client: &[u8], key: &[u8; 16]) -> Result<Option<Box<[u8]>>> {
+        let conn = self.conn.lock();
+        let f: Option<Vec<u8>> = conn
+            .query_row("SELECT file FROM leases WHERE client = ?1 AND key = ?2 LIMIT 1", params![client, &key[..]], |r| r.get(0))
+            .optional()
+            .map_err(err)?;
+        Ok(f.map(|v| v.into_boxed_slice()))
+    }
+
     /// Every file with state.
     pub fn files(&self) -> Result<Vec<Box<[u8]>>> {
         let conn = self.conn.lock();

@@ -123,7 +123,7 @@ pub enum LeaseAnswer {
 }
 
 /// What an open asks for.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct OpenSpec {
     /// `None`: a plain open with no lease.
     pub kind: Option<lease::Kind>,
@@ -140,6 +140,10 @@ pub struct OpenSpec {
     pub reclaim: bool,
     pub file_size: u64,
     pub timeout_ms: u64,
+    /// An open re-issued after `BreaksDone` (it also waits for contending leases still breaking).
+    pub retry: bool,
+    /// v2 leases: the parent directory's lease key.
+    pub parent: Option<Key>,
 }
 
 impl FileState {
@@ -303,6 +307,7 @@ impl FileState {
             requested: state,
             version: spec.version,
             epoch: spec.epoch,
+            parent: spec.parent,
             dir: spec.dir,
             stat: spec.stat,
             write: spec.write,
@@ -311,7 +316,7 @@ impl FileState {
             timeout_ms: spec.timeout_ms,
             proc: self.me,
         };
-        let g = Grant { state, epoch: spec.epoch, breaking: false };
+        let g = Grant { state, epoch: spec.epoch, breaking: false, version: spec.version, parent: spec.parent };
         self.leases.attach(&r, &g);
         self.leases_dirty = self.persist;
         g
@@ -722,7 +727,7 @@ impl FileState {
     pub fn encode(&self) -> Vec<u8> {
         use crate::codec::W;
         let mut w = W(Vec::with_capacity(256));
-        w.u8(1); // format version
+        w.u8(2); // format version (2: leases carry their parent key)
         let owners: Vec<(OwnerIdx, &crate::owners::OwnerEntry)> = self.owners.live_entries().collect();
         w.u64(owners.len() as u64);
         for (i, e) in &owners {
@@ -773,6 +778,13 @@ impl FileState {
             w.0.extend_from_slice(&l.key);
             w.u8(l.kind as u8);
             w.u8(l.version);
+            match l.parent {
+                Some(k) => {
+                    w.u8(1);
+                    w.0.extend_from_slice(&k);
+                }
+                None => w.u8(0),
+            }
             w.u8(l.dir as u8);
             w.u8(l.state);
             w.u64(l.epoch as u64);
@@ -818,7 +830,8 @@ impl FileState {
     pub fn decode(file: &[u8], bytes: &[u8], persist: bool) -> Option<FileState> {
         use crate::codec::R;
         let mut r = R { b: bytes };
-        if r.u8()? != 1 {
+        let format = r.u8()?;
+        if format != 1 && format != 2 {
             return None;
         }
         let mut fs = FileState::blank(file, persist);
@@ -881,6 +894,7 @@ impl FileState {
                 key,
                 kind: k,
                 version: r.u8()?,
+                parent: if format >= 2 && r.u8()? == 1 { Some(r.key()?) } else { None },
                 dir: r.u8()? != 0,
                 state: r.u8()?,
                 epoch: r.u64()? as u16,
@@ -994,6 +1008,17 @@ impl FileState {
                     ctx.events.add_timer(self.leases.leases[i].deadline, TimerKind::LeaseBreak(self.id.clone()));
                 }
             }
+            // An oplock belongs to one open: its events name it. A lease is named by its key alone.
+            let open_id = match lkind {
+                lease::Kind::Oplock => self
+                    .leases
+                    .opens
+                    .iter()
+                    .find(|o| *o.client == *client && o.lease == Some(key))
+                    .map(|o| o.open_id)
+                    .unwrap_or(0),
+                _ => 0,
+            };
             ctx.complete(Event {
                 kind,
                 result: Ok(()),
@@ -1003,7 +1028,7 @@ impl FileState {
                 file: self.id.clone(),
                 client: client.to_vec(),
                 owner: Vec::new(),
-                open_id: 0,
+                open_id,
                 flavour: Flavour::Posix,
                 lock_kind: LockType::Shared,
                 offset: 0,
@@ -1062,7 +1087,7 @@ impl FileState {
         let (notes, waits) = self.leases.trigger(req, trigger, ctx.events.now_ms());
         self.send_notes(ctx, notes);
         if waits.is_empty() {
-            return Ok(LeaseAnswer::Ready(Grant { state: 0, epoch: 0, breaking: false }));
+            return Ok(LeaseAnswer::Ready(Grant { state: 0, epoch: 0, breaking: false, ..Grant::NONE }));
         }
         match wait {
             None => Err(Error::Busy),
@@ -1081,7 +1106,7 @@ impl FileState {
             return Ok(());
         }
         let key = self.leases.opens.iter().find(|x| *x.client == *o.client && x.open_id == o.open_id).and_then(|x| x.lease);
-        let req = Requester { client: o.client, key: key.as_ref() };
+        let req = Requester { client: o.client, key: key.as_ref(), retry: false };
         self.lease_trigger(ctx, &req, Trigger::ByteRangeLock, None).map(|_| ())
     }
 
@@ -1117,7 +1142,7 @@ impl FileState {
         let wait = if spec.kind == Some(lease::Kind::Delegation) { None } else { wait };
         if let Some(t) = trigger {
             let own_key = if spec.kind == Some(lease::Kind::Lease) { Some(&spec.key) } else { None };
-            let req = Requester { client, key: own_key };
+            let req = Requester { client, key: own_key, retry: spec.retry };
             match self.lease_trigger(ctx, &req, t, wait)? {
                 LeaseAnswer::Pending(id) => return Ok(LeaseAnswer::Pending(id)),
                 LeaseAnswer::Ready(_) => {}
@@ -1125,7 +1150,7 @@ impl FileState {
         }
         if spec.sharing_violation {
             // The open failed; only its breaks mattered. Nothing is recorded.
-            return Ok(LeaseAnswer::Ready(Grant { state: 0, epoch: spec.epoch, breaking: false }));
+            return Ok(LeaseAnswer::Ready(Grant { state: 0, epoch: spec.epoch, breaking: false, ..Grant::NONE }));
         }
         let r = lease::Request {
             client,
@@ -1135,6 +1160,7 @@ impl FileState {
             requested: if spec.kind.is_some() { spec.requested } else { 0 },
             version: spec.version,
             epoch: spec.epoch,
+            parent: spec.parent,
             dir: spec.dir,
             stat: spec.stat,
             write: spec.write,
@@ -1149,8 +1175,8 @@ impl FileState {
             let mut r = r;
             r.key = [0xFF; 16];
             r.requested = 0;
-            self.leases.attach(&r, &Grant { state: 0, epoch: 0, breaking: false });
-            return Ok(LeaseAnswer::Ready(Grant { state: 0, epoch: 0, breaking: false }));
+            self.leases.attach(&r, &Grant { state: 0, epoch: 0, breaking: false, ..Grant::NONE });
+            return Ok(LeaseAnswer::Ready(Grant { state: 0, epoch: 0, breaking: false, ..Grant::NONE }));
         }
         self.leases.attach(&r, &g);
         Ok(LeaseAnswer::Ready(g))

@@ -359,6 +359,7 @@ fn populate(m: &Manager) -> (Vec<u8>, u16) {
         reclaim: false,
         file_size: 0,
         timeout_ms: 0,
+        ..Default::default()
     };
     match m.open_file(LEASED, CAROL.client, 9, &spec, None) {
         Ok(LeaseAnswer::Ready(g)) => {

@@ -39,6 +39,8 @@ pub struct Lease {
     pub kind: Kind,
     /// Lease version (1 or 2) as created; sticks until the lease goes.
     pub version: u8,
+    /// The parent directory's lease key sent with the first request (v2), echoed to every open.
+    pub parent: Option<Key>,
     pub dir: bool,
     pub state: u8,
     pub epoch: u16,
@@ -113,6 +115,9 @@ pub struct Requester<'a> {
     pub client: &'a [u8],
     /// The requester's lease key (or the parent key for `DirChange`).
     pub key: Option<&'a Key>,
+    /// An open re-issued after the breaks it waited for ended (Samba's `!first_open_attempt`): it
+    /// also waits for every lease it contends with that is still breaking.
+    pub retry: bool,
 }
 
 /// Why an acknowledgement is refused.
@@ -137,6 +142,8 @@ pub struct Request<'a> {
     pub version: u8,
     /// v2: the epoch the client sent.
     pub epoch: u16,
+    /// v2: the parent directory's lease key, if the client set one.
+    pub parent: Option<Key>,
     pub dir: bool,
     pub stat: bool,
     pub write: bool,
@@ -155,6 +162,15 @@ pub struct Grant {
     pub epoch: u16,
     /// The same key is being broken: the open joined it and reports its current state.
     pub breaking: bool,
+    /// The lease's version (that of its first request; 0 when no lease was recorded).
+    pub version: u8,
+    /// The parent lease key the lease was created with (echoed in every SMB2 lease response).
+    pub parent: Option<Key>,
+}
+
+impl Grant {
+    /// Nothing granted, no lease recorded.
+    pub const NONE: Grant = Grant { state: 0, epoch: 0, breaking: false, version: 0, parent: None };
 }
 
 /// Valid file states: none, R, RH, RW, RWH; directories: none, R, RH.
@@ -193,19 +209,35 @@ impl FileLeases {
         }
     }
 
-    /// The bits a holder keeps under `trigger`, and whether the requester must wait for its ack.
+    /// The bits a holder keeps under a trigger that is not an open, and whether the requester must
+    /// wait for its ack.
     fn target(trigger: Trigger, l: &Lease) -> (u8, bool) {
         let had_w = l.state & W != 0;
         match trigger {
-            // Oplocks: Batch/Exclusive break to Level II on an open.
-            Trigger::Open if l.kind == Kind::Oplock => (R, true),
-            Trigger::Open => (!W & RWH, true),
-            Trigger::SharingViolation if l.kind == Kind::Oplock => (R, true),
-            Trigger::SharingViolation | Trigger::DeleteRename => (!H & RWH, true),
-            Trigger::Overwrite => (0, had_w),
+            Trigger::DeleteRename => (!H & RWH, true),
+            Trigger::Open | Trigger::SharingViolation | Trigger::Overwrite => unreachable!("opens use open_break"),
             Trigger::Write | Trigger::ByteRangeLock => (0, had_w),
             Trigger::DirChange => (0, false),
         }
+    }
+
+    /// An open's break of one holder, as Samba's `delay_for_oplock` decides it: the open must not
+    /// share `delay` (W, or H on a sharing violation); an overwrite also drops H, and whether it
+    /// breaks is decided on that; oplocks break only to Level II or none. Returns the state to break
+    /// to, whether the open breaks anything, and the delay mask. An overwrite takes R too: Samba
+    /// leaves that to the truncate that follows (`vfs_set_filelen`), which unilock folds in here.
+    fn open_break(trigger: Trigger, l: &Lease) -> (u8, bool, u8) {
+        let delay = if trigger == Trigger::SharingViolation { H } else { W };
+        if trigger == Trigger::Overwrite {
+            let removes = l.state & (W | H) != 0;
+            return (0, removes, delay);
+        }
+        let mut to = l.state & !delay;
+        let removes = l.state & !to != 0;
+        if l.kind == Kind::Oplock {
+            to &= !(H | W);
+        }
+        (to, removes, delay)
     }
 
     /// Applies `trigger` by `req`: starts every break it needs and returns the notes to send and the
@@ -225,7 +257,27 @@ impl FileLeases {
             if trigger == Trigger::DirChange && !l.dir {
                 continue;
             }
-            let (mut keep, must_wait) = Self::target(trigger, l);
+            let is_open = matches!(trigger, Trigger::Open | Trigger::SharingViolation | Trigger::Overwrite);
+            let was_breaking = l.breaking;
+            let (mut keep, must_wait) = if is_open {
+                let (to, removes, delay) = Self::open_break(trigger, l);
+                if !removes {
+                    // Nothing the open contends with; it still waits for a break in progress.
+                    if was_breaking {
+                        wait.push((l.client.clone(), l.key));
+                    } else if trigger == Trigger::Overwrite && l.state != 0 {
+                        // R alone: the truncate breaks it to none at once, with nothing to wait for.
+                        let l = &mut self.leases[i];
+                        if let Some(n) = start_break(l, 0, now) {
+                            notes.push(n);
+                        }
+                    }
+                    continue;
+                }
+                (to, l.state & delay != 0 || (was_breaking && req.retry))
+            } else {
+                Self::target(trigger, l)
+            };
             // A delegation is recalled, never downgraded: any loss means none.
             if l.kind == Kind::Delegation && l.state & keep != l.state {
                 keep = 0;
@@ -259,27 +311,40 @@ impl FileLeases {
         if r.dir {
             want &= !W;
         }
-        if r.kind == Kind::Oplock && r.stat {
-            return Grant { state: 0, epoch: 0, breaking: false };
+        // Stat opens never get an oplock; directories never get one (Samba clears the request
+        // before `open_directory`).
+        if r.kind == Kind::Oplock && (r.stat || r.dir) {
+            return Grant { state: 0, epoch: 0, breaking: false, ..Grant::NONE };
+        }
+        // A same-key open joins the lease and reports its current state, whatever it asks for
+        // (MS-SMB2 3.3.5.9.8; Samba `grant_fsp_lease`): only a strict superset granted whole upgrades.
+        if let Some(i) = self.find(r.client, &r.key) {
+            if r.kind == Kind::Lease || want & R != 0 {
+                return self.join(r, i, normalise(want));
+            }
         }
         if want & R == 0 {
-            return Grant { state: 0, epoch: r.epoch, breaking: false };
-        }
-        if let Some(i) = self.find(r.client, &r.key) {
-            let l = &self.leases[i];
-            if l.breaking {
-                return Grant { state: l.state, epoch: l.epoch, breaking: true };
+            // A new lease asking for none is still recorded (at none) with the next epoch.
+            if r.kind != Kind::Lease {
+                return Grant { epoch: r.epoch, ..Grant::NONE };
             }
-            // Upgrade only to a strict superset that can be granted whole.
-            if want & l.state == l.state && want != l.state && self.grantable(r, want, Some(i)) == want {
-                let epoch = if l.version >= 2 { l.epoch.wrapping_add(1) } else { l.epoch };
-                return Grant { state: want, epoch, breaking: false };
-            }
-            return Grant { state: l.state, epoch: l.epoch, breaking: false };
+            let epoch = if r.version >= 2 { r.epoch.wrapping_add(1) } else { r.epoch };
+            return Grant { state: 0, epoch, breaking: false, version: r.version, parent: r.parent };
         }
         let state = self.grantable(r, want, None);
-        let epoch = if state != 0 && r.version >= 2 { r.epoch.wrapping_add(1) } else { r.epoch };
-        Grant { state, epoch, breaking: false }
+        let epoch = if (state != 0 || r.kind == Kind::Lease) && r.version >= 2 { r.epoch.wrapping_add(1) } else { r.epoch };
+        Grant { state, epoch, breaking: false, version: r.version, parent: r.parent }
+    }
+
+    /// A request joining the existing lease `i`: its current state, or an upgrade to `want`.
+    fn join(&self, r: &Request, i: usize, want: u8) -> Grant {
+        let l = &self.leases[i];
+        let g = Grant { state: l.state, epoch: l.epoch, breaking: l.breaking, version: l.version, parent: l.parent };
+        if !l.breaking && want & l.state == l.state && want != l.state && self.grantable(r, want, Some(i)) == want {
+            let epoch = if l.version >= 2 { l.epoch.wrapping_add(1) } else { l.epoch };
+            return Grant { state: want, epoch, ..g };
+        }
+        g
     }
 
     /// The largest part of `want` that can coexist with the other holders and opens.
@@ -334,7 +399,10 @@ impl FileLeases {
 
     /// Records an open and the grant it got (a new lease, a join, or an upgrade).
     pub fn attach(&mut self, r: &Request, g: &Grant) {
-        let lease = if g.state != 0 || self.find(r.client, &r.key).is_some() {
+        // An SMB lease exists as an object even when granted none (Samba `grant_new_fsp_lease`), so
+        // its own key's next open does not count it as a foreign open.
+        let keep_none = r.kind == Kind::Lease;
+        let lease = if g.state != 0 || keep_none || self.find(r.client, &r.key).is_some() {
             match self.find(r.client, &r.key) {
                 Some(i) => {
                     let l = &mut self.leases[i];
@@ -352,6 +420,7 @@ impl FileLeases {
                         key: r.key,
                         kind: r.kind,
                         version: r.version,
+                        parent: r.parent,
                         dir: r.dir,
                         state: g.state,
                         epoch: g.epoch,
@@ -527,6 +596,7 @@ mod tests {
             requested,
             version: 2,
             epoch: 0,
+            parent: None,
             dir: false,
             stat: false,
             write: false,
@@ -566,11 +636,11 @@ mod tests {
         let mut f = FileLeases::default();
         let g = open(&mut f, &req(b"c1", 1, K1, RWH));
         assert_eq!((g.state, g.epoch), (RWH, 1));
-        let (notes, wait) = f.trigger(&Requester { client: b"c2", key: Some(&K2) }, Trigger::Open, 0);
+        let (notes, wait) = f.trigger(&Requester { client: b"c2", key: Some(&K2), retry: false }, Trigger::Open, 0);
         assert_eq!(notes, vec![Note::Break { client: b"c1"[..].into(), key: K1, kind: Kind::Lease, from: RWH, to: R | H, epoch: 2, ack: true }]);
         assert_eq!(wait.len(), 1);
         // Same-key open during the break succeeds and reports the current state.
-        assert_eq!(f.grant(&req(b"c1", 3, K1, RWH)), Grant { state: RWH, epoch: 2, breaking: true });
+        assert_eq!(f.grant(&req(b"c1", 3, K1, RWH)), Grant { state: RWH, epoch: 2, breaking: true, version: 2, parent: None });
         assert_eq!(f.ack(b"c1", &K1, R | H, 10), Ok(vec![]));
         assert!(!f.is_breaking(b"c1", &K1));
         // Now key2 gets RH: W is never held by two keys.
@@ -582,7 +652,7 @@ mod tests {
     fn r_to_none_needs_no_ack() {
         let mut f = FileLeases::default();
         open(&mut f, &req(b"c1", 1, K1, R));
-        let (notes, wait) = f.trigger(&Requester { client: b"nfs", key: None }, Trigger::Write, 0);
+        let (notes, wait) = f.trigger(&Requester { client: b"nfs", key: None, retry: false }, Trigger::Write, 0);
         assert!(matches!(&notes[0], Note::Break { from: R, to: 0, ack: false, .. }));
         assert!(wait.is_empty());
         assert_eq!(f.leases[0].state, 0, "the lease object stays with its open, at none");
@@ -594,7 +664,7 @@ mod tests {
         let mut f = FileLeases::default();
         open(&mut f, &req(b"c1", 1, K1, RWH));
         assert_eq!(f.ack(b"c1", &K1, R, 0), Err(AckError::NoBreak));
-        f.trigger(&Requester { client: b"c2", key: Some(&K2) }, Trigger::Open, 0);
+        f.trigger(&Requester { client: b"c2", key: Some(&K2), retry: false }, Trigger::Open, 0);
         assert_eq!(f.ack(b"c2", &K1, R, 0), Err(AckError::NotFound));
         assert_eq!(f.ack(b"c1", &K2, R, 0), Err(AckError::NotFound));
         assert_eq!(f.ack(b"c1", &K1, RWH, 0), Err(AckError::BadAck));
@@ -606,7 +676,7 @@ mod tests {
     fn break_while_breaking_steps_down_with_one_epoch() {
         let mut f = FileLeases::default();
         open(&mut f, &req(b"c1", 1, K1, RWH));
-        let other = Requester { client: b"c2", key: Some(&K2) };
+        let other = Requester { client: b"c2", key: Some(&K2), retry: false };
         let (n1, _) = f.trigger(&other, Trigger::Open, 0);
         assert_eq!(n1.len(), 1);
         let (n2, wait) = f.trigger(&other, Trigger::Overwrite, 0);
@@ -627,7 +697,7 @@ mod tests {
         let mut r = req(b"c1", 1, K1, RWH);
         r.timeout_ms = 100;
         open(&mut f, &r);
-        f.trigger(&Requester { client: b"c2", key: None }, Trigger::Open, 1000);
+        f.trigger(&Requester { client: b"c2", key: None, retry: false }, Trigger::Open, 1000);
         assert_eq!(f.next_deadline(), Some(1100));
         assert!(f.expire(1099).is_empty());
         let n = f.expire(1100);
@@ -657,13 +727,13 @@ mod tests {
         b.kind = Kind::Oplock;
         assert_eq!(open(&mut f, &b).state, RWH); // batch
         // An open breaks batch to Level II (R).
-        let (n, _) = f.trigger(&Requester { client: b"c2", key: None }, Trigger::Open, 0);
+        let (n, _) = f.trigger(&Requester { client: b"c2", key: None, retry: false }, Trigger::Open, 0);
         assert!(matches!(&n[0], Note::Break { from: RWH, to: R, .. }));
         f.ack(b"c1", &[9; 16], R, 0).unwrap();
         // A lease next to an oplock gets at most R.
         assert_eq!(open(&mut f, &req(b"c2", 2, K2, RWH)).state, R);
         // Level II holder's own write breaks its own oplock to none.
-        let (n, _) = f.trigger(&Requester { client: b"c1", key: Some(&[9; 16]) }, Trigger::Write, 0);
+        let (n, _) = f.trigger(&Requester { client: b"c1", key: Some(&[9; 16]), retry: false }, Trigger::Write, 0);
         assert_eq!(n.len(), 2);
         // An oplock next to an H lease gets nothing.
         let mut f = FileLeases::default();
@@ -686,9 +756,9 @@ mod tests {
         d.requested = R | W;
         assert_eq!(open(&mut f, &d).state, R | W);
         // The delegation's own client does not recall it; another client's write does.
-        let (n, _) = f.trigger(&Requester { client: b"nfs", key: None }, Trigger::Write, 0);
+        let (n, _) = f.trigger(&Requester { client: b"nfs", key: None, retry: false }, Trigger::Write, 0);
         assert!(n.is_empty());
-        let (n, wait) = f.trigger(&Requester { client: b"smb", key: None }, Trigger::Write, 0);
+        let (n, wait) = f.trigger(&Requester { client: b"smb", key: None, retry: false }, Trigger::Write, 0);
         assert!(matches!(&n[0], Note::Break { to: 0, ack: true, .. }));
         assert_eq!(wait.len(), 1);
     }
@@ -709,11 +779,11 @@ mod tests {
         let mut d = req(b"c1", 1, K1, R | H);
         d.dir = true;
         assert_eq!(open(&mut f, &d).state, R | H);
-        let (n, _) = f.trigger(&Requester { client: b"c1", key: Some(&K1) }, Trigger::DirChange, 0);
+        let (n, _) = f.trigger(&Requester { client: b"c1", key: Some(&K1), retry: false }, Trigger::DirChange, 0);
         assert!(n.is_empty(), "same parent key: no break");
-        let (n, _) = f.trigger(&Requester { client: b"c9", key: Some(&K1) }, Trigger::DirChange, 0);
+        let (n, _) = f.trigger(&Requester { client: b"c9", key: Some(&K1), retry: false }, Trigger::DirChange, 0);
         assert!(n.is_empty(), "parent keys are compared by value, across clients");
-        let (n, wait) = f.trigger(&Requester { client: b"c2", key: Some(&K2) }, Trigger::DirChange, 0);
+        let (n, wait) = f.trigger(&Requester { client: b"c2", key: Some(&K2), retry: false }, Trigger::DirChange, 0);
         assert!(matches!(&n[0], Note::Break { from: 3, to: 0, ack: true, .. }));
         assert!(wait.is_empty(), "directory change does not wait");
     }
@@ -737,5 +807,202 @@ mod tests {
         // Without the break (e.g. a stat open by key2), key2 still cannot get W.
         let g = f.grant(&req(b"c2", 2, K2, RWH));
         assert_eq!(g.state & W, 0);
+    }
+    fn who(client: &'static [u8], key: Option<&'static Key>) -> Requester<'static> {
+        Requester { client, key, retry: false }
+    }
+
+    fn states(s: &str) -> u8 {
+        s.chars().map(|c| match c {
+            'R' => R,
+            'H' => H,
+            'W' => W,
+            _ => 0,
+        }).fold(0, |a, b| a | b)
+    }
+
+    /// smbtorture `smb2.lease.upgrade2`: one key, uncontended. A same-key request changes the lease
+    /// only to a valid strict superset; anything else (none included) reports the lease as it is.
+    #[test]
+    fn upgrade2_matrix() {
+        let kinds = ["", "R", "RH", "RW", "RWH"];
+        for initial in kinds {
+            for upgrade in kinds {
+                let mut f = FileLeases::default();
+                let g1 = open(&mut f, &req(b"c1", 1, K1, states(initial)));
+                assert_eq!(g1.state, states(initial), "{initial}");
+                let g2 = open(&mut f, &req(b"c1", 2, K1, states(upgrade)));
+                let i = states(initial);
+                let u = states(upgrade);
+                let expected = if u & i == i && u != i { u } else { i };
+                assert_eq!(g2.state, expected, "{initial} then {upgrade}");
+                assert_eq!(f.leases.len(), 1, "one lease object for the key ({initial} then {upgrade})");
+                assert_eq!(f.leases[0].state, expected, "the lease keeps its state ({initial} then {upgrade})");
+            }
+        }
+    }
+
+    /// smbtorture `smb2.lease.upgrade3`: two keys; upgrading key1 never breaks key2.
+    #[test]
+    fn upgrade3_matrix() {
+        let rows = [
+            ("R", "R", "", "R"), ("R", "R", "R", "R"), ("R", "R", "RW", "R"), ("R", "R", "RH", "RH"), ("R", "R", "RHW", "R"),
+            ("R", "RH", "", "R"), ("R", "RH", "R", "R"), ("R", "RH", "RW", "R"), ("R", "RH", "RH", "RH"), ("R", "RH", "RHW", "R"),
+            ("RH", "R", "", "RH"), ("RH", "R", "R", "RH"), ("RH", "R", "RW", "RH"), ("RH", "R", "RH", "RH"), ("RH", "R", "RHW", "RH"),
+            ("RH", "RH", "", "RH"), ("RH", "RH", "R", "RH"), ("RH", "RH", "RW", "RH"), ("RH", "RH", "RH", "RH"), ("RH", "RH", "RHW", "RH"),
+        ];
+        for (held1, held2, up, to) in rows {
+            let mut f = FileLeases::default();
+            assert_eq!(open(&mut f, &req(b"c1", 1, K1, states(held1))).state, states(held1));
+            assert_eq!(open(&mut f, &req(b"c1", 2, K2, states(held2))).state, states(held2));
+            // The open's own trigger breaks nothing (upgrades never break the other key).
+            let (n, _) = f.trigger(&who(b"c1", Some(&K1)), Trigger::Open, 0);
+            assert!(n.is_empty(), "{held1}/{held2} -> {up}");
+            assert_eq!(open(&mut f, &req(b"c1", 3, K1, states(up))).state, states(to), "{held1}/{held2} -> {up}");
+            assert_eq!(f.leases[f.find(b"c1", &K2).unwrap()].state, states(held2));
+        }
+    }
+
+    /// Defect 1: a same-key request without R must not drop the lease (and later breaks must come).
+    #[test]
+    fn same_key_none_request_keeps_the_lease_and_its_breaks() {
+        let mut f = FileLeases::default();
+        let g = open(&mut f, &req(b"c1", 1, K1, RWH));
+        let g2 = open(&mut f, &req(b"c1", 2, K1, 0));
+        assert_eq!((g2.state, g2.epoch), (RWH, g.epoch), "reports the current state and epoch");
+        assert_eq!(f.leases[0].state, RWH);
+        let (n, wait) = f.trigger(&who(b"c2", Some(&K2)), Trigger::Open, 0);
+        assert_eq!(n.len(), 1, "the lease is still broken by another key's open");
+        assert_eq!(wait.len(), 1);
+        // Also while it is breaking: a request for H alone joins and reports RWH, breaking.
+        let g3 = open(&mut f, &req(b"c1", 3, K1, H));
+        assert_eq!((g3.state, g3.breaking), (RWH, true));
+        assert!(f.is_breaking(b"c1", &K1));
+    }
+
+    /// Defect 2: a lease granted none exists at none for its key; its next open is not foreign.
+    #[test]
+    fn lease_granted_none_is_recorded_and_upgrades_alone() {
+        let mut f = FileLeases::default();
+        let g = open(&mut f, &req(b"c1", 1, K1, 0));
+        assert_eq!((g.state, g.epoch, g.version), (0, 1, 2), "v2: epoch + 1 even at none");
+        assert_eq!(f.leases.len(), 1);
+        assert_eq!(f.leases[0].state, 0);
+        assert_eq!(open(&mut f, &req(b"c1", 2, K1, R | W)).state, R | W, "own key's open is not a foreign open");
+        // Oplocks and delegations asking for none record no lease.
+        let mut o = req(b"c2", 3, [7; 16], 0);
+        o.kind = Kind::Oplock;
+        open(&mut f, &o);
+        assert!(f.find(b"c2", &[7; 16]).is_none());
+    }
+
+    /// Defect 3 (smbtorture `smb2.oplock.exclusive1`, `batch*`): a sharing violation breaks only H.
+    #[test]
+    fn sharing_violation_breaks_only_handle_caching() {
+        let mut f = FileLeases::default();
+        let mut x = req(b"c1", 1, [5; 16], R | W);
+        x.kind = Kind::Oplock;
+        assert_eq!(open(&mut f, &x).state, R | W);
+        let (n, wait) = f.trigger(&who(b"c2", None), Trigger::SharingViolation, 0);
+        assert!(n.is_empty(), "an exclusive oplock holds no H: nothing is sent");
+        assert!(wait.is_empty());
+        assert_eq!(f.leases[0].state, R | W);
+        let mut f = FileLeases::default();
+        let mut b = req(b"c1", 1, [5; 16], RWH);
+        b.kind = Kind::Oplock;
+        open(&mut f, &b);
+        let (n, wait) = f.trigger(&who(b"c2", None), Trigger::SharingViolation, 0);
+        assert!(matches!(&n[..], [Note::Break { from: RWH, to: R, ack: true, .. }]), "batch goes to Level II: {n:?}");
+        assert_eq!(wait.len(), 1);
+        // A lease: RWH loses H only.
+        let mut f = FileLeases::default();
+        open(&mut f, &req(b"c1", 1, K1, RWH));
+        let (n, _) = f.trigger(&who(b"c2", Some(&K2)), Trigger::SharingViolation, 0);
+        assert!(matches!(&n[..], [Note::Break { from: RWH, to: 0x05, .. }]), "{n:?}");
+    }
+
+    /// Defect 4: directories never get oplocks.
+    #[test]
+    fn directories_never_get_oplocks() {
+        let f = FileLeases::default();
+        for s in [R, R | W, RWH] {
+            let mut o = req(b"c1", 1, [5; 16], s);
+            o.kind = Kind::Oplock;
+            o.dir = true;
+            assert_eq!(f.grant(&o).state, 0);
+        }
+    }
+
+    /// smbtorture `smb2.lease.breaking3`: a first attempt of an overwriting open waits for the W
+    /// holder; a retry waits for every contended lease still breaking.
+    #[test]
+    fn breaking3_overwrite_during_a_break_merges_and_retry_waits() {
+        let mut f = FileLeases::default();
+        open(&mut f, &req(b"c1", 1, K1, RWH));
+        let (n, wait) = f.trigger(&who(b"c2", None), Trigger::Open, 0);
+        assert!(matches!(&n[..], [Note::Break { from: RWH, to: 0x03, .. }]));
+        assert_eq!(wait.len(), 1);
+        // Same key during the break: joins, reports RWH with break in progress.
+        assert_eq!(f.grant(&req(b"c1", 2, K1, 0)).breaking, true);
+        // The overwrite sends nothing new (the break in progress is lowered) and waits (W).
+        let (n, wait) = f.trigger(&who(b"c3", None), Trigger::Overwrite, 0);
+        assert!(n.is_empty());
+        assert_eq!(wait.len(), 1);
+        // Ack RH: the break goes on to R, then R to none without ack.
+        let n = f.ack(b"c1", &K1, R | H, 0).unwrap();
+        assert!(matches!(&n[..], [Note::Break { from: 0x03, to: R, ack: true, .. }]));
+        // Retries now: both wait while the lease is still breaking.
+        let (_, wait) = f.trigger(&Requester { client: b"c2", key: None, retry: true }, Trigger::Open, 0);
+        assert_eq!(wait.len(), 1, "a plain open waits for a break in progress");
+        let (_, wait) = f.trigger(&Requester { client: b"c3", key: None, retry: true }, Trigger::Overwrite, 0);
+        assert_eq!(wait.len(), 1, "a retried overwrite waits for the lease still breaking");
+        let n = f.ack(b"c1", &K1, R, 0).unwrap();
+        assert!(matches!(&n[..], [Note::Break { from: R, to: 0, ack: false, .. }]));
+        assert!(!f.is_breaking(b"c1", &K1));
+    }
+
+    /// smbtorture `smb2.lease.breaking4`: an overwrite of an RH lease breaks it to none and does not
+    /// wait, even while the lease is breaking (first attempt).
+    #[test]
+    fn breaking4_overwrite_of_rh_does_not_wait() {
+        let mut f = FileLeases::default();
+        open(&mut f, &req(b"c1", 1, K1, R | H));
+        let (n, wait) = f.trigger(&who(b"c2", None), Trigger::Overwrite, 0);
+        assert!(matches!(&n[..], [Note::Break { from: 0x03, to: 0, ack: true, .. }]));
+        assert!(wait.is_empty());
+        let (n, wait) = f.trigger(&who(b"c2", None), Trigger::Overwrite, 0);
+        assert!(n.is_empty());
+        assert!(wait.is_empty(), "not blocked, even if the lease is in breaking state");
+        // The lease still reports RH with break in progress to its own key.
+        let g = f.grant(&req(b"c1", 2, K1, 0));
+        assert_eq!((g.state, g.breaking), (R | H, true));
+        // But a retry does wait for it.
+        let (_, wait) = f.trigger(&Requester { client: b"c2", key: None, retry: true }, Trigger::Overwrite, 0);
+        assert_eq!(wait.len(), 1);
+    }
+
+    /// An overwrite of an R lease takes it to none at once (the truncate Samba runs after the open).
+    #[test]
+    fn overwrite_breaks_r_to_none_without_waiting() {
+        let mut f = FileLeases::default();
+        open(&mut f, &req(b"c1", 1, K1, R));
+        let (n, wait) = f.trigger(&who(b"c2", None), Trigger::Overwrite, 0);
+        assert!(matches!(&n[..], [Note::Break { from: R, to: 0, ack: false, .. }]));
+        assert!(wait.is_empty());
+    }
+
+    /// The parent key and version stick with the lease from its first request.
+    #[test]
+    fn version_and_parent_key_stick() {
+        let mut f = FileLeases::default();
+        let mut r = req(b"c1", 1, K1, R | H);
+        r.parent = Some([9; 16]);
+        let g = open(&mut f, &r);
+        assert_eq!((g.version, g.parent), (2, Some([9; 16])));
+        let mut r2 = req(b"c1", 2, K1, RWH);
+        r2.version = 1;
+        r2.parent = None;
+        let g2 = open(&mut f, &r2);
+        assert_eq!((g2.state, g2.version, g2.parent), (RWH, 2, Some([9; 16])));
     }
 }

@@ -27,6 +27,10 @@ impl unilock {
 /// sees and honours one lock table (forking servers such as smbd: open once per process, after
 /// fork). Requires `db_path`.
 pub const UNILOCK_CONFIG_SHARED: u32 = 0x1;
+/// `unilock_config.flags`: the server offers no directory leases (Samba 4.17 offers none): a lease
+/// request on a directory (`UNILOCK_OPEN_DIRECTORY`) is answered as a plain open, granted none, and
+/// records no lease. By default directory leases (none, R, RH) are offered.
+pub const UNILOCK_CONFIG_NO_DIRECTORY_LEASES: u32 = 0x2;
 
 /// `unilock_config.event_mode`: a library thread runs timers and invokes the event callback.
 pub const UNILOCK_EVENTS_THREAD: u32 = 0;
@@ -181,7 +185,7 @@ pub extern "C" fn unilock_open(cfg: *const unilock_config, out: *mut *mut uniloc
             },
             None => unilock_config::default(),
         };
-        if cfg.flags & !UNILOCK_CONFIG_SHARED != 0 {
+        if cfg.flags & !(UNILOCK_CONFIG_SHARED | UNILOCK_CONFIG_NO_DIRECTORY_LEASES) != 0 {
             log::warn!("unilock_open: unknown flags {:#x}", cfg.flags);
             return unilock_status::UNILOCK_E_INVALID;
         }
@@ -207,6 +211,7 @@ pub extern "C" fn unilock_open(cfg: *const unilock_config, out: *mut *mut uniloc
         };
         let settings = Settings {
             shared: cfg.flags & UNILOCK_CONFIG_SHARED != 0,
+            no_dir_leases: cfg.flags & UNILOCK_CONFIG_NO_DIRECTORY_LEASES != 0,
             loop_mode,
             clock: None,
             db_path,

@@ -55,6 +55,20 @@ pub const UNILOCK_OPEN_SHARING_VIOLATION: u32 = 0x10;
 /// Open flag: reclaim a lease or delegation held before a restart (NFSv4 CLAIM_PREVIOUS). SMB clients
 /// have no such flag: during grace, a lease request whose key existed before is a reclaim anyway.
 pub const UNILOCK_OPEN_RECLAIM: u32 = 0x20;
+/// Open flag: `parent_lease_key` is set (SMB2 v2 lease with SMB2_LEASE_FLAG_PARENT_LEASE_KEY_SET).
+pub const UNILOCK_OPEN_PARENT_KEY: u32 = 0x40;
+/// Open flag: this open is a retry, re-issued after the `UNILOCK_EVENT_BREAKS_DONE` of an earlier
+/// attempt that answered `UNILOCK_PENDING` (Samba's "not the first open attempt"). A first attempt
+/// waits only for holders that must lose what the open cannot share (W; H on a sharing violation),
+/// or for breaks already in progress when it breaks nothing; a retry also waits for every lease it
+/// breaks that is still breaking (smbtorture `smb2.lease.breaking3`).
+pub const UNILOCK_OPEN_RETRY: u32 = 0x80;
+
+/// `unilock_open_result.lease_flags`: the lease is being broken (SMB2_LEASE_FLAG_BREAK_IN_PROGRESS).
+pub const UNILOCK_LEASE_FLAG_BREAK_IN_PROGRESS: u32 = 0x02;
+/// `unilock_open_result.lease_flags`: `parent_lease_key` holds the lease's parent key
+/// (SMB2_LEASE_FLAG_PARENT_LEASE_KEY_SET).
+pub const UNILOCK_LEASE_FLAG_PARENT_KEY_SET: u32 = 0x04;
 
 /// Trigger: a data write or set-size (R leases of others go to none; W holders must flush first).
 pub const UNILOCK_TRIGGER_WRITE: u32 = 1;
@@ -71,16 +85,25 @@ pub const UNILOCK_TRIGGER_DIR_CHANGE: u32 = 5;
 pub const UNILOCK_TRIGGER_BYTE_RANGE_LOCK: u32 = 6;
 
 /// An open, with an optional lease, oplock or delegation request.
+///
+/// Always initialise with `unilock_open_req_init`, which sets `size` and zeroes the rest, then fill
+/// the fields you need. The library reads only the first `size` bytes (and writes only the fields of
+/// `unilock_open_result` known to the header `size` comes from), so a program built against an older
+/// header keeps working with a newer library.
 #[repr(C)]
 pub struct unilock_open_req {
+    /// `sizeof(unilock_open_req)` as the caller was compiled with; set by `unilock_open_req_init`.
+    pub size: usize,
     /// `UNILOCK_LEASE_KIND_*`.
     pub lease_kind: u32,
     /// `UNILOCK_OPEN_*` flags.
     pub flags: u32,
     /// The requested state: `UNILOCK_LEASE_R|H|W` bits (oplock levels and delegation types are such
-    /// states). Bits outside R|H|W are `UNILOCK_E_INVALID`; a state without R is granted none.
+    /// states). Bits outside R|H|W are `UNILOCK_E_INVALID`; a state without R is granted none (an SMB
+    /// lease is still recorded, at none, for its key).
     pub requested: u32,
-    /// Lease version, 1 or 2 (epochs are kept for version 2).
+    /// Lease version, 1 or 2 (epochs are kept for version 2). A lease keeps the version of its first
+    /// request.
     pub lease_version: u32,
     /// The client's lease key (`UNILOCK_LEASE_KIND_LEASE`); ignored for other kinds.
     pub lease_key: [u8; 16],
@@ -90,6 +113,61 @@ pub struct unilock_open_req {
     pub break_timeout_ms: u64,
     /// The file's size, for the rule "no R or H while a byte-range lock starts below end of file".
     pub file_size: u64,
+    /// Version 2 leases: the parent directory's lease key, used when `UNILOCK_OPEN_PARENT_KEY` is
+    /// set; kept with the lease (from its first request) and echoed in every result.
+    pub parent_lease_key: [u8; 16],
+}
+
+impl Default for unilock_open_req {
+    fn default() -> Self {
+        unilock_open_req {
+            size: std::mem::size_of::<unilock_open_req>(),
+            lease_kind: UNILOCK_LEASE_KIND_NONE,
+            flags: 0,
+            requested: 0,
+            lease_version: 1,
+            lease_key: [0; 16],
+            epoch: 0,
+            break_timeout_ms: 0,
+            file_size: 0,
+            parent_lease_key: [0; 16],
+        }
+    }
+}
+
+/// Fills `*req` for a plain open (no lease) and sets `req->size`: `lease_kind`
+/// `UNILOCK_LEASE_KIND_NONE`, `lease_version` 1, every other field 0. Passing NULL does nothing.
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn unilock_open_req_init(req: *mut unilock_open_req) {
+    boundary! {
+        put(req, unilock_open_req::default());
+    }
+}
+
+/// Reads a caller's request honouring its `size` (as `unilock_config`): fields beyond it keep their
+/// defaults; bytes beyond ours must be zero.
+fn read_open_req(r: &unilock_open_req) -> Result<unilock_open_req, &'static str> {
+    let ours = std::mem::size_of::<unilock_open_req>();
+    // The first version of the sized struct ends after `parent_lease_key`; nothing shorter exists.
+    if r.size < ours {
+        return Err("open request size too small: call unilock_open_req_init");
+    }
+    let mut out = unilock_open_req::default();
+    // SAFETY: the caller promises `size` readable bytes at `r`; we copy at most our own size.
+    unsafe {
+        std::ptr::copy_nonoverlapping(r as *const _ as *const u8, &mut out as *mut _ as *mut u8, ours);
+        if r.size > ours {
+            if r.size > (1 << 20) {
+                return Err("open request size is implausible");
+            }
+            let extra = std::slice::from_raw_parts((r as *const _ as *const u8).add(ours), r.size - ours);
+            if extra.iter().any(|&b| b != 0) {
+                return Err("open request has fields this library does not know");
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// What an open got.
@@ -101,11 +179,20 @@ pub struct unilock_open_result {
     pub epoch: u32,
     /// 1 if the same key is being broken: the open joined the lease and `state` is its current state.
     pub breaking: u32,
-    /// The key the lease is known by in break events (the request's key, or the one unilock made for
-    /// an oplock, delegation or setlease).
+    /// The key the lease is known by in break events and acks: the request's key for an SMB lease;
+    /// for the keyless kinds one unilock makes: an oplock's is "OPLK", 4 zero bytes, then the open id
+    /// (little-endian); a delegation's is "DELG" and 12 zero bytes (one per client and file); a
+    /// setlease's is "SETL", 4 zero bytes, then the open id.
     pub lease_key: [u8; 16],
     /// On `UNILOCK_PENDING`: the id of the wait (a `UNILOCK_EVENT_BREAKS_DONE` event follows).
     pub request_id: u64,
+    /// The lease's version (that of its first request; an SMB server answers with it); 0 when no
+    /// lease is recorded (plain open, oplock, delegation, or none granted to a non-lease kind).
+    pub lease_version: u32,
+    /// `UNILOCK_LEASE_FLAG_*`: BREAK_IN_PROGRESS (as `breaking`), PARENT_KEY_SET.
+    pub lease_flags: u32,
+    /// The lease's parent key, valid when `lease_flags` has `UNILOCK_LEASE_FLAG_PARENT_KEY_SET`.
+    pub parent_lease_key: [u8; 16],
 }
 
 /// Maps an event's lease kind (0 = not a lease event, else `Kind as u8 + 1`) to C.
@@ -193,13 +280,18 @@ pub extern "C" fn unilock_file_open(
         let ul = try_handle!(ul);
         let file = try_bytes!(file_id, file_id_len);
         let Some(client) = cstr(client) else { return unilock_status::invalid() };
-        let r = try_ref!(req);
+        let r = match read_open_req(try_ref!(req)) {
+            Ok(r) => r,
+            Err(why) => return status_of(&crate::error::Error::Invalid(why)),
+        };
         const FLAGS: u32 = UNILOCK_OPEN_STAT
             | UNILOCK_OPEN_WRITE
             | UNILOCK_OPEN_OVERWRITE
             | UNILOCK_OPEN_DIRECTORY
             | UNILOCK_OPEN_SHARING_VIOLATION
-            | UNILOCK_OPEN_RECLAIM;
+            | UNILOCK_OPEN_RECLAIM
+            | UNILOCK_OPEN_PARENT_KEY
+            | UNILOCK_OPEN_RETRY;
         if r.flags & !FLAGS != 0 || r.requested > 0xFF || r.epoch > 0xFFFF {
             return unilock_status::invalid();
         }
@@ -225,17 +317,48 @@ pub extern "C" fn unilock_file_open(
             reclaim: r.flags & UNILOCK_OPEN_RECLAIM != 0,
             file_size: r.file_size,
             timeout_ms: r.break_timeout_ms,
+            retry: r.flags & UNILOCK_OPEN_RETRY != 0,
+            parent: (r.flags & UNILOCK_OPEN_PARENT_KEY != 0).then_some(r.parent_lease_key),
         };
         if out.is_null() {
             return unilock_status::invalid();
         }
+        let empty = unilock_open_result {
+            state: 0,
+            epoch: 0,
+            breaking: 0,
+            lease_key: key,
+            request_id: 0,
+            lease_version: 0,
+            lease_flags: 0,
+            parent_lease_key: [0; 16],
+        };
         match ul.inner.open_file(file, client, open_id, &spec, wait_of(wait).as_ref()) {
             Ok(LeaseAnswer::Ready(g)) => {
-                put(out, unilock_open_result { state: g.state as u32, epoch: g.epoch as u32, breaking: g.breaking as u32, lease_key: key, request_id: 0 });
+                let mut flags = 0;
+                if g.breaking {
+                    flags |= UNILOCK_LEASE_FLAG_BREAK_IN_PROGRESS;
+                }
+                if g.parent.is_some() {
+                    flags |= UNILOCK_LEASE_FLAG_PARENT_KEY_SET;
+                }
+                let lease_version = if kind == Some(Kind::Lease) { g.version as u32 } else { 0 };
+                put(
+                    out,
+                    unilock_open_result {
+                        state: g.state as u32,
+                        epoch: g.epoch as u32,
+                        breaking: g.breaking as u32,
+                        lease_version,
+                        lease_flags: flags,
+                        parent_lease_key: g.parent.unwrap_or([0; 16]),
+                        ..empty
+                    },
+                );
                 unilock_status::UNILOCK_OK
             }
             Ok(LeaseAnswer::Pending(id)) => {
-                put(out, unilock_open_result { state: 0, epoch: 0, breaking: 0, lease_key: key, request_id: id });
+                put(out, unilock_open_result { request_id: id, ..empty });
                 unilock_status::UNILOCK_PENDING
             }
             Err(e) => status_of(&e),
@@ -266,8 +389,10 @@ pub extern "C" fn unilock_file_close(
 
 /// Acknowledges a lease break (SMB2 LEASE_BREAK_ACK, oplock break ack).
 ///
-/// `key`: 16 bytes, as in the break event. `state`: the acknowledged state, any subset of the
-/// break-to state. Acknowledging none leaves the lease holding nothing: it stays known (at none) while
+/// `file_id`: the file, or NULL (with `file_id_len` 0) for an SMB lease, whose key names one file
+/// per client (an SMB2 LEASE_BREAK_ACK carries only the client and the key); oplocks, delegations
+/// and setleases need the file (their keys are per file). `key`: 16 bytes, as in the break event.
+/// `state`: the acknowledged state, any subset of the break-to state. Acknowledging none leaves the lease holding nothing: it stays known (at none) while
 /// it has opens, so a later ack answers `UNILOCK_E_NO_BREAK`, and goes with its last open (a
 /// delegation goes at once). If the lease must go lower still (a second trigger came during the
 /// break), a further break event follows with the same epoch.
@@ -286,13 +411,16 @@ pub extern "C" fn unilock_lease_ack(
 ) -> unilock_status {
     boundary! {
         let ul = try_handle!(ul);
-        let file = try_bytes!(file_id, file_id_len);
+        let file = if file_id.is_null() && file_id_len == 0 { None } else { Some(try_bytes!(file_id, file_id_len)) };
         let Some(client) = cstr(client) else { return unilock_status::invalid() };
         let Some(key) = key_of(key) else { return unilock_status::invalid() };
         if state > 0xFF {
             return unilock_status::invalid();
         }
-        done(ul.inner.lease_ack(file, client, &key, state as u8))
+        done(match file {
+            Some(f) => ul.inner.lease_ack(f, client, &key, state as u8),
+            None => ul.inner.lease_ack_by_key(client, &key, state as u8),
+        })
     }
 }
 
