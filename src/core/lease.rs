@@ -363,7 +363,11 @@ impl FileLeases {
         }
         match r.kind {
             Kind::Lease => {
-                if other_open_count > 0 || others().any(|(_, l)| l.state & W != 0) {
+                // W only while no open of another key exists: stat opens do not count, but a lease
+                // of another key does even if only stat opens hold it (smbtorture smb2.lease.statopen
+                // vs statopen3).
+                let other_lease = others().any(|(_, l)| l.kind == Kind::Lease && l.state != 0 && l.opens > 0);
+                if other_open_count > 0 || other_lease || others().any(|(_, l)| l.state & W != 0) {
                     s &= !W;
                 }
                 if others().any(|(_, l)| l.kind == Kind::Oplock) {
