@@ -1037,6 +1037,8 @@ extern "C" {
  * reconnect). Returns `UNILOCK_OK`; `UNILOCK_E_LIMIT` (the adapter's connection limit is reached,
  * see `unilock_set_adapter_limit`); `UNILOCK_E_STORE`; `UNILOCK_E_INVALID`. Locks may also be taken
  * by clients never registered; they are released only explicitly.
+ *
+ * Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_client_register(const struct unilock *ul,
                                        const char *client,
@@ -1051,6 +1053,9 @@ unilock_status unilock_client_register(const struct unilock *ul,
  * released the same way) unless the client registers again; `released` receives 0.
  *
  * Returns `UNILOCK_OK`, `UNILOCK_E_NOT_FOUND` (not registered) or `UNILOCK_E_INVALID`.
+ *
+ * Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+ * `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_client_disconnect(const struct unilock *ul,
                                          const char *client,
@@ -1059,6 +1064,8 @@ unilock_status unilock_client_disconnect(const struct unilock *ul,
 /**
  * Sets the most clients of `adapter` that may be connected at once (0: unlimited, the default).
  * Returns `UNILOCK_OK` or `UNILOCK_E_INVALID`.
+ *
+ * Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_set_adapter_limit(const struct unilock *ul,
                                          const char *adapter,
@@ -1068,6 +1075,9 @@ unilock_status unilock_set_adapter_limit(const struct unilock *ul,
  * Lists registered clients, sorted by id, calling `visit` (may be NULL) after every internal lock is
  * released. `count`: receives how many there are; may be NULL. Returns `UNILOCK_OK` or
  * `UNILOCK_E_INVALID`.
+ *
+ * Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+ * `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_client_list(const struct unilock *ul,
                                    unilock_client_visit_fn visit,
@@ -1078,6 +1088,8 @@ unilock_status unilock_client_list(const struct unilock *ul,
  * Fills `*out` with a snapshot of the counters and gauges (gauges walk the lock table: cheap, but
  * not for every request). `out->size` must be set. Returns `UNILOCK_OK` or `UNILOCK_E_INVALID`
  * (NULL, or a size smaller than the `size` field).
+ *
+ * Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_metrics_get(const struct unilock *ul,
                                    struct unilock_metrics *out);
@@ -1089,6 +1101,8 @@ unilock_status unilock_metrics_get(const struct unilock *ul,
  * the length of the text without its NUL (always, when not NULL). Returns `UNILOCK_OK`, or
  * `UNILOCK_E_LIMIT` if `cap` is too small (nothing useful is written; retry with `*len + 1`), or
  * `UNILOCK_E_INVALID`.
+ *
+ * Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_metrics_prometheus(const struct unilock *ul,
                                           char *buf,
@@ -1161,7 +1175,7 @@ unilock_status unilock_file_id_make(uint64_t dev_or_fsid,
 
 /**
  * For tests of the panic boundary: panics inside the library and returns `UNILOCK_E_INTERNAL`.
- * Has no other effect.
+ * Has no other effect (it would return `UNILOCK_OK` only if it did not panic, which it always does).
  */
 unilock_status unilock_debug_panic(void);
 
@@ -1183,6 +1197,13 @@ unilock_status unilock_debug_panic(void);
  * Returns `UNILOCK_OK` (granted now); `UNILOCK_PENDING` (queued); `UNILOCK_E_DEADLOCK` (waiting would
  * close a cycle in the owner→owner wait-for graph, checked over the whole graph; nothing queued);
  * `UNILOCK_E_INVALID`; `UNILOCK_E_INVALID_RANGE`. Thread-safe; may be called from a callback.
+ *
+ * Also returns `UNILOCK_E_GRACE` (during the grace period, a new lock), `UNILOCK_E_NO_GRACE` (a reclaim
+ * after the grace period), `UNILOCK_E_RECLAIM_DENIED` (a reclaim of what did not exist before the
+ * restart), `UNILOCK_E_LIMIT` (a configured lock limit; `unilock_errdetail()` says which),
+ * `UNILOCK_E_BUSY` (another client's write-caching lease is being broken: retry), `UNILOCK_E_STORE` (the
+ * database failed, in shared mode or with `db_path`; `unilock_errdetail()` says why), `UNILOCK_E_MISUSE`
+ * (the handle is used in a child after fork()).
  */
 unilock_status unilock_lock_blocking(const struct unilock *ul,
                                      const uint8_t *file_id,
@@ -1200,6 +1221,9 @@ unilock_status unilock_lock_blocking(const struct unilock *ul,
  *
  * `token`, `user_data`: echoed in the event. `request_id`: receives the watch's id (for
  * `unilock_cancel`); may be NULL. Returns `UNILOCK_OK` or `UNILOCK_E_INVALID`. Thread-safe.
+ *
+ * Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+ * `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_watch(const struct unilock *ul,
                              const uint8_t *file_id,
@@ -1220,6 +1244,9 @@ unilock_status unilock_watch(const struct unilock *ul,
  *
  * Returns `UNILOCK_OK`; `UNILOCK_E_NOT_FOUND` (unknown id, or its event was already delivered —
  * including from inside that event's own callback); `UNILOCK_E_INVALID`. Thread-safe.
+ *
+ * Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+ * `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_cancel(const struct unilock *ul,
                               uint64_t request_id,
@@ -1232,6 +1259,9 @@ unilock_status unilock_cancel(const struct unilock *ul,
  *
  * `cancelled`: receives how many were cancelled; may be NULL. Returns `UNILOCK_OK` or
  * `UNILOCK_E_INVALID`. Thread-safe.
+ *
+ * Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+ * `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_cancel_owner(const struct unilock *ul,
                                     const uint8_t *file_id,
@@ -1255,6 +1285,9 @@ int32_t unilock_event_fd(const struct unilock *ul);
  *
  * `delivered`: receives the number of events delivered; may be NULL. Callbacks run inside this call
  * with no internal lock held. Returns `UNILOCK_OK` or `UNILOCK_E_INVALID`.
+ *
+ * Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+ * `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_process_events(const struct unilock *ul,
                                       size_t *delivered);
@@ -1268,6 +1301,8 @@ int64_t unilock_next_timeout_ms(const struct unilock *ul);
 /**
  * Reports the grace period's state. `out` must not be NULL. Returns `UNILOCK_OK` or
  * `UNILOCK_E_INVALID`.
+ *
+ * Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_grace_status(const struct unilock *ul,
                                     struct unilock_grace_info *out);
@@ -1278,6 +1313,9 @@ unilock_status unilock_grace_status(const struct unilock *ul,
  * `duration_ms` 0 means the configured grace period. An expected client with no pre-restart record
  * here may reclaim what it claims (its state is on the other host). Returns `UNILOCK_OK` or
  * `UNILOCK_E_INVALID`.
+ *
+ * Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+ * `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_grace_start(const struct unilock *ul,
                                    const char *const *clients,
@@ -1287,6 +1325,10 @@ unilock_status unilock_grace_start(const struct unilock *ul,
 /**
  * Ends the grace period now: every pre-restart lock and lease nobody reclaimed is released, and a
  * `UNILOCK_EVENT_GRACE_RELEASED` event per client reports it. No-op when not in grace.
+ *
+ * Also returns `UNILOCK_OK` (success), `UNILOCK_E_INVALID` (a NULL or malformed argument),
+ * `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`; `unilock_errdetail()` says
+ * why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_grace_end(const struct unilock *ul);
 
@@ -1296,6 +1338,8 @@ unilock_status unilock_grace_end(const struct unilock *ul);
  * lock or handle at a time and are never done early, so they keep the full period.
  *
  * Returns `UNILOCK_OK`, `UNILOCK_E_NO_GRACE` (not in grace) or `UNILOCK_E_INVALID`.
+ *
+ * Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_reclaim_complete(const struct unilock *ul,
                                         const char *client);
@@ -1303,6 +1347,8 @@ unilock_status unilock_reclaim_complete(const struct unilock *ul,
 /**
  * Writes batched changes (`UNILOCK_DURABILITY_BATCH`) to the database now. Returns `UNILOCK_OK`,
  * `UNILOCK_E_STORE` or `UNILOCK_E_INVALID`; a no-op without a database.
+ *
+ * Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_flush(const struct unilock *ul);
 
@@ -1322,12 +1368,24 @@ void unilock_open_req_init(struct unilock_open_req *req);
  * (NFSv4 answers NFS4ERR_DELAY). `out`: the grant (on `UNILOCK_OK`) or the wait id (on
  * `UNILOCK_PENDING`).
  *
- * Rules, in short: R and H may be held by many keys, W only while no open of another key exists; a
- * same-key open joins the lease and upgrades it only to a strict superset that can be granted whole;
- * next to an oplock a lease gets at most R, an oplock next to an R lease gets Level II and next to an H
- * lease nothing; no R or H while a byte-range lock starts below `file_size` (unless overwriting);
- * directories never get W; a delegation or setlease is granted whole or not at all, never by
- * breaking anything. A new v2 lease starts at `epoch` + 1.
+ * Rules, in short (Samba 4.17 `open.c` decides where MS-SMB2 leaves room): R and H may be held by
+ * many keys, W only while no open of another key exists (stat opens do not count, but another
+ * key's lease does even if only stat opens hold it); a same-key open joins the lease whatever it
+ * asks for and reports its current state, upgrading it only to a valid strict superset that can be
+ * granted whole; an SMB lease granted none is still recorded (at none) for its key; next to an
+ * oplock a lease gets at most R, an oplock next to an R lease gets Level II and next to an H lease
+ * nothing; no R or H while a byte-range lock starts below `file_size` (unless overwriting);
+ * directories never get W and never get an oplock (and no lease at all with
+ * `UNILOCK_CONFIG_NO_DIRECTORY_LEASES`); a delegation or setlease is granted whole or not at all,
+ * never by breaking anything. A new v2 lease starts at `epoch` + 1; a lease keeps the version and
+ * parent key of its first request.
+ *
+ * The open's own breaks (SPEC.md §4, Samba `delay_for_oplock`): an open breaks W of other leases
+ * (oplocks to Level II), a sharing violation only H (an Exclusive oplock is not broken, a Batch one
+ * goes to Level II), an overwrite everything. A first attempt waits for the holders that must lose
+ * what it cannot share (W; H on a sharing violation), or for a break already in progress when it
+ * breaks nothing; an attempt with `UNILOCK_OPEN_RETRY` also waits for every lease it breaks that is
+ * still breaking.
  *
  * Returns `UNILOCK_OK` (recorded; `out->state` may be 0); `UNILOCK_PENDING` (breaks must be
  * acknowledged first: nothing recorded; retry the open after `UNILOCK_EVENT_BREAKS_DONE`);
@@ -1338,6 +1396,9 @@ void unilock_open_req_init(struct unilock_open_req *req);
  * exist); after it `UNILOCK_E_NO_GRACE` for `UNILOCK_OPEN_RECLAIM`. Plain opens are never refused.
  * With `UNILOCK_OPEN_SHARING_VIOLATION` nothing is ever recorded: `UNILOCK_OK` means no H break was
  * needed and the sharing violation stands. Thread-safe; never sleeps.
+ *
+ * Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+ * `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_file_open(const struct unilock *ul,
                                  const uint8_t *file_id,
@@ -1354,6 +1415,9 @@ unilock_status unilock_file_open(const struct unilock *ul,
  *
  * Returns `UNILOCK_OK`, `UNILOCK_E_NOT_FOUND` (no such open) or `UNILOCK_E_INVALID`. Byte-range locks
  * of the open are released separately (`unilock_release_open`).
+ *
+ * Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+ * `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_file_close(const struct unilock *ul,
                                   const uint8_t *file_id,
@@ -1375,6 +1439,9 @@ unilock_status unilock_file_close(const struct unilock *ul,
  * Returns `UNILOCK_OK`; `UNILOCK_E_NOT_FOUND` (unknown key, or a key of another client);
  * `UNILOCK_E_NO_BREAK` (no break in progress: a second ack, an ack after the timeout, an ack of an
  * R→none break); `UNILOCK_E_BAD_ACK` (not a subset of the break-to state); `UNILOCK_E_INVALID`.
+ *
+ * Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+ * `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_lease_ack(const struct unilock *ul,
                                  const uint8_t *file_id,
@@ -1387,6 +1454,9 @@ unilock_status unilock_lease_ack(const struct unilock *ul,
  * Gives a lease back at once (NFSv4 DELEGRETURN, `F_SETLEASE` with `F_UNLCK`).
  *
  * Returns `UNILOCK_OK`, `UNILOCK_E_NOT_FOUND` or `UNILOCK_E_INVALID`.
+ *
+ * Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+ * `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_lease_release(const struct unilock *ul,
                                      const uint8_t *file_id,
@@ -1406,6 +1476,9 @@ unilock_status unilock_lease_release(const struct unilock *ul,
  * Returns `UNILOCK_OK` (proceed: no break needs an ack first; R→none breaks already took effect);
  * `UNILOCK_PENDING` (a `UNILOCK_EVENT_BREAKS_DONE` event follows once the breaks are acknowledged,
  * released or timed out); `UNILOCK_E_BUSY` (the same, `wait` NULL); `UNILOCK_E_INVALID`.
+ *
+ * Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+ * `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_break_trigger(const struct unilock *ul,
                                      const uint8_t *file_id,
@@ -1436,6 +1509,9 @@ unilock_status unilock_break_trigger(const struct unilock *ul,
  * broken: retry); `UNILOCK_E_STORE` (the client record could not be written).
  *
  * Never sleeps waiting for another owner. Thread-safe; may be called from a unilock callback.
+ *
+ * Also returns `UNILOCK_E_LIMIT` (a configured lock limit; `unilock_errdetail()` says which),
+ * `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_lock(const struct unilock *ul,
                             const uint8_t *file_id,
@@ -1456,6 +1532,9 @@ unilock_status unilock_lock(const struct unilock *ul,
  *
  * Returns `UNILOCK_OK`; `UNILOCK_E_RANGE_NOT_LOCKED` (Windows: no such lock); `UNILOCK_E_INVALID`;
  * `UNILOCK_E_INVALID_RANGE`. Thread-safe.
+ *
+ * Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+ * `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_unlock(const struct unilock *ul,
                               const uint8_t *file_id,
@@ -1471,6 +1550,9 @@ unilock_status unilock_unlock(const struct unilock *ul,
  * Arguments as for `unilock_lock`. Returns `UNILOCK_OK` if `unilock_lock` with the same arguments would
  * be granted now, or `UNILOCK_E_CONFLICT` with one conflicting lock written to `holder` (if not NULL);
  * `UNILOCK_E_INVALID`; `UNILOCK_E_INVALID_RANGE`. A test and a non-blocking lock always agree.
+ *
+ * Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+ * `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_test(const struct unilock *ul,
                             const uint8_t *file_id,
@@ -1490,6 +1572,14 @@ unilock_status unilock_test(const struct unilock *ul,
  * Elements are applied in order under one lock of the file; if one fails, those already taken are
  * undone before the call returns, so no other caller ever sees a partial grant. Returns as
  * `unilock_lock`; `UNILOCK_E_INVALID` also for n = 0, NULL `elems` or mixed flavours.
+ *
+ * Also returns `UNILOCK_OK` (success), `UNILOCK_E_INVALID_RANGE` (an impossible range for its flavour),
+ * `UNILOCK_E_GRACE` (during the grace period, a new lock), `UNILOCK_E_NO_GRACE` (a reclaim after the grace
+ * period), `UNILOCK_E_RECLAIM_DENIED` (a reclaim of what did not exist before the restart),
+ * `UNILOCK_E_BUSY` (another client's write-caching lease is being broken: retry), `UNILOCK_E_LIMIT` (a
+ * configured lock limit; `unilock_errdetail()` says which), `UNILOCK_E_STORE` (the database failed, in
+ * shared mode or with `db_path`; `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used
+ * in a child after fork()).
  */
 unilock_status unilock_lock_many(const struct unilock *ul,
                                  const uint8_t *file_id,
@@ -1506,6 +1596,11 @@ unilock_status unilock_lock_many(const struct unilock *ul,
  * `elems`, `n`: the ranges (`type` is ignored), n >= 1. `failed_index`: may be NULL; on failure
  * receives the index of the element that failed; elements before it stay unlocked.
  * Returns as `unilock_unlock`.
+ *
+ * Also returns `UNILOCK_OK` (success), `UNILOCK_E_RANGE_NOT_LOCKED` (a Windows unlock of a range not held
+ * exactly), `UNILOCK_E_INVALID` (a NULL or malformed argument), `UNILOCK_E_INVALID_RANGE` (an impossible
+ * range for its flavour), `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+ * `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_unlock_many(const struct unilock *ul,
                                    const uint8_t *file_id,
@@ -1525,6 +1620,9 @@ unilock_status unilock_unlock_many(const struct unilock *ul,
  * overlapping exclusive lock, or (for a write) any overlapping lock, or the open writes through its
  * own Windows shared lock. The open's own POSIX locks (client, owner) never refuse its I/O.
  * `UNILOCK_E_INVALID`, `UNILOCK_E_INVALID_RANGE` as usual. Thread-safe.
+ *
+ * Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+ * `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_check_io(const struct unilock *ul,
                                 const uint8_t *file_id,
@@ -1540,6 +1638,9 @@ unilock_status unilock_check_io(const struct unilock *ul,
  *
  * `released`: may be NULL; receives the number of locks released. Returns `UNILOCK_OK` (also when
  * nothing was held) or `UNILOCK_E_INVALID`. Thread-safe.
+ *
+ * Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+ * `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_release_open(const struct unilock *ul,
                                     const uint8_t *file_id,
@@ -1552,6 +1653,9 @@ unilock_status unilock_release_open(const struct unilock *ul,
  *
  * `client`: NUL-terminated client id. `released`: may be NULL; receives the number of locks released.
  * Returns `UNILOCK_OK` or `UNILOCK_E_INVALID`. Walks every file; not for the hot path. Thread-safe.
+ *
+ * Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+ * `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_release_client(const struct unilock *ul,
                                       const char *client,
@@ -1565,6 +1669,9 @@ unilock_status unilock_release_client(const struct unilock *ul,
  * count. `count`: may be NULL; receives the number of locks in the snapshot.
  *
  * Returns `UNILOCK_OK` or `UNILOCK_E_INVALID`. Thread-safe.
+ *
+ * Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+ * `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_list_locks(const struct unilock *ul,
                                   const uint8_t *file_id,
@@ -1599,6 +1706,9 @@ unilock_status unilock_set_log(unilock_log_fn f,
  *
  * `released`: receives how many registered processes matched; may be NULL. Returns `UNILOCK_OK`,
  * or `UNILOCK_E_INVALID` (not in shared mode).
+ *
+ * Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+ * `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_process_gone(const struct unilock *ul,
                                     uint32_t pid,
@@ -1612,6 +1722,9 @@ unilock_status unilock_process_gone(const struct unilock *ul,
  *
  * `rebound`: receives how many owners and opens moved; may be NULL. Returns `UNILOCK_OK` or
  * `UNILOCK_E_INVALID` (NULL argument, or not in shared mode).
+ *
+ * Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+ * `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_rebind_open(const struct unilock *ul,
                                    const uint8_t *file_id,

@@ -9,9 +9,56 @@ pub trait Fallback: Sized {
     fn misuse() -> Self {
         Self::invalid()
     }
+    /// Every value leaving an exported function passes here (`function` is its path).
+    fn leaving(self, _function: &'static str) -> Self {
+        self
+    }
+}
+
+mod doc {
+    include!(concat!(env!("OUT_DIR"), "/doc_statuses.rs"));
+}
+
+/// `UNILOCK_CHECK_STATUSES=1` (set by `make check`): a status that a function's doc block in the
+/// header does not name aborts the process, so the manual cannot drift from the code.
+static CHECK_STATUSES: once_cell::sync::Lazy<bool> =
+    once_cell::sync::Lazy::new(|| std::env::var_os("UNILOCK_CHECK_STATUSES").is_some_and(|v| v == "1"));
+
+/// The doc-block statuses of `function` (a path ending in `::unilock_x::{{closure}}`-free name).
+pub fn documented(function: &str) -> Option<&'static [u32]> {
+    doc::DOC_STATUSES.iter().find(|(n, _)| *n == function).map(|(_, s)| *s)
+}
+
+/// The exported function's own name from a type path such as `unilock::ffi::lock::unilock_lock::here`.
+pub fn function_name(path: &'static str) -> &'static str {
+    let mut parts = path.rsplit("::");
+    parts.next();
+    parts.next().unwrap_or(path)
+}
+
+/// True if `status` leaving `function` is not named in its doc block. `UNILOCK_E_INTERNAL` (a
+/// caught panic) is documented once for every call, in the header's conventions.
+pub fn undocumented(function: &str, status: unilock_status) -> bool {
+    status != unilock_status::UNILOCK_E_INTERNAL && !documented(function).is_some_and(|s| s.contains(&(status as u32)))
+}
+
+pub fn name_of<T>(_: &T) -> &'static str {
+    std::any::type_name::<T>()
 }
 
 impl Fallback for unilock_status {
+    fn leaving(self, function: &'static str) -> Self {
+        if *CHECK_STATUSES {
+            let name = function_name(function);
+            // UNILOCK_E_INTERNAL (a caught panic) is documented once for every call, in the header's
+            // conventions; every other status must be named in the function's own block.
+            if undocumented(name, self) {
+                eprintln!("unilock: {name} returned {self:?}, which its doc block in unilock.h does not name");
+                std::process::abort();
+            }
+        }
+        self
+    }
     fn internal() -> Self {
         unilock_status::UNILOCK_E_INTERNAL
     }
@@ -67,13 +114,15 @@ impl Fallback for *const libc::c_char {
 /// Runs the body of an exported function under `catch_unwind`.
 macro_rules! boundary {
     ($($body:tt)*) => {{
-        match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| { $($body)* })) {
+        fn here() {}
+        let v = match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| { $($body)* })) {
             Ok(v) => v,
             Err(_) => {
                 ::log::error!("internal panic caught at the C boundary");
                 $crate::ffi::boundary::Fallback::internal()
             }
-        }
+        };
+        $crate::ffi::boundary::Fallback::leaving(v, $crate::ffi::boundary::name_of(&here))
     }};
 }
 
@@ -129,5 +178,24 @@ pub fn put<T>(p: *mut T, v: T) {
     if !p.is_null() {
         // SAFETY: the caller passes NULL or a pointer to writable storage for one `T`.
         unsafe { p.write(v) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_check_knows_each_functions_manual() {
+        assert_eq!(function_name("unilock::ffi::lock::unilock_lock::here"), "unilock_lock");
+        assert!(!undocumented("unilock_lock", unilock_status::UNILOCK_E_CONFLICT));
+        assert!(undocumented("unilock_watch", unilock_status::UNILOCK_E_DEADLOCK));
+        assert!(undocumented("unilock_no_such_function", unilock_status::UNILOCK_OK));
+        assert!(!undocumented("unilock_watch", unilock_status::UNILOCK_E_INTERNAL));
+        // Every function returning a status has a block naming at least one.
+        for (name, statuses) in doc::DOC_STATUSES {
+            assert!(!statuses.is_empty(), "{name} documents no status");
+        }
+        assert!(doc::DOC_STATUSES.len() >= 30);
     }
 }

@@ -23,6 +23,8 @@ fn text<'a>(p: *const c_char) -> Option<&'a [u8]> {
 /// reconnect). Returns `UNILOCK_OK`; `UNILOCK_E_LIMIT` (the adapter's connection limit is reached,
 /// see `unilock_set_adapter_limit`); `UNILOCK_E_STORE`; `UNILOCK_E_INVALID`. Locks may also be taken
 /// by clients never registered; they are released only explicitly.
+///
+/// Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_client_register(
     ul: *const unilock,
@@ -45,6 +47,9 @@ pub extern "C" fn unilock_client_register(
 /// released the same way) unless the client registers again; `released` receives 0.
 ///
 /// Returns `UNILOCK_OK`, `UNILOCK_E_NOT_FOUND` (not registered) or `UNILOCK_E_INVALID`.
+///
+/// Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+/// `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_client_disconnect(ul: *const unilock, client: *const c_char, released: *mut usize) -> unilock_status {
     boundary! {
@@ -62,6 +67,8 @@ pub extern "C" fn unilock_client_disconnect(ul: *const unilock, client: *const c
 
 /// Sets the most clients of `adapter` that may be connected at once (0: unlimited, the default).
 /// Returns `UNILOCK_OK` or `UNILOCK_E_INVALID`.
+///
+/// Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_set_adapter_limit(ul: *const unilock, adapter: *const c_char, max_connections: u64) -> unilock_status {
     boundary! {
@@ -92,6 +99,9 @@ pub type unilock_client_visit_fn =
 /// Lists registered clients, sorted by id, calling `visit` (may be NULL) after every internal lock is
 /// released. `count`: receives how many there are; may be NULL. Returns `UNILOCK_OK` or
 /// `UNILOCK_E_INVALID`.
+///
+/// Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+/// `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_client_list(
     ul: *const unilock,
@@ -183,6 +193,8 @@ pub struct unilock_metrics {
 /// Fills `*out` with a snapshot of the counters and gauges (gauges walk the lock table: cheap, but
 /// not for every request). `out->size` must be set. Returns `UNILOCK_OK` or `UNILOCK_E_INVALID`
 /// (NULL, or a size smaller than the `size` field).
+///
+/// Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_metrics_get(ul: *const unilock, out: *mut unilock_metrics) -> unilock_status {
     boundary! {
@@ -231,6 +243,8 @@ pub extern "C" fn unilock_metrics_get(ul: *const unilock, out: *mut unilock_metr
 /// the length of the text without its NUL (always, when not NULL). Returns `UNILOCK_OK`, or
 /// `UNILOCK_E_LIMIT` if `cap` is too small (nothing useful is written; retry with `*len + 1`), or
 /// `UNILOCK_E_INVALID`.
+///
+/// Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_metrics_prometheus(ul: *const unilock, buf: *mut c_char, cap: usize, len: *mut usize) -> unilock_status {
     boundary! {

@@ -318,7 +318,7 @@ pub extern "C" fn unilock_file_id_make(dev_or_fsid: u64, inode: u64, generation:
 }
 
 /// For tests of the panic boundary: panics inside the library and returns `UNILOCK_E_INTERNAL`.
-/// Has no other effect.
+/// Has no other effect (it would return `UNILOCK_OK` only if it did not panic, which it always does).
 #[no_mangle]
 pub extern "C" fn unilock_debug_panic() -> unilock_status {
     boundary! {

@@ -19,6 +19,8 @@ pub struct unilock_grace_info {
 
 /// Reports the grace period's state. `out` must not be NULL. Returns `UNILOCK_OK` or
 /// `UNILOCK_E_INVALID`.
+///
+/// Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_grace_status(ul: *const unilock, out: *mut unilock_grace_info) -> unilock_status {
     boundary! {
@@ -37,6 +39,9 @@ pub extern "C" fn unilock_grace_status(ul: *const unilock, out: *mut unilock_gra
 /// `duration_ms` 0 means the configured grace period. An expected client with no pre-restart record
 /// here may reclaim what it claims (its state is on the other host). Returns `UNILOCK_OK` or
 /// `UNILOCK_E_INVALID`.
+///
+/// Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+/// `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_grace_start(
     ul: *const unilock,
@@ -65,6 +70,10 @@ pub extern "C" fn unilock_grace_start(
 
 /// Ends the grace period now: every pre-restart lock and lease nobody reclaimed is released, and a
 /// `UNILOCK_EVENT_GRACE_RELEASED` event per client reports it. No-op when not in grace.
+///
+/// Also returns `UNILOCK_OK` (success), `UNILOCK_E_INVALID` (a NULL or malformed argument),
+/// `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`; `unilock_errdetail()` says
+/// why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_grace_end(ul: *const unilock) -> unilock_status {
     boundary! {
@@ -79,6 +88,8 @@ pub extern "C" fn unilock_grace_end(ul: *const unilock) -> unilock_status {
 /// lock or handle at a time and are never done early, so they keep the full period.
 ///
 /// Returns `UNILOCK_OK`, `UNILOCK_E_NO_GRACE` (not in grace) or `UNILOCK_E_INVALID`.
+///
+/// Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_reclaim_complete(ul: *const unilock, client: *const libc::c_char) -> unilock_status {
     boundary! {
@@ -94,6 +105,8 @@ pub extern "C" fn unilock_reclaim_complete(ul: *const unilock, client: *const li
 
 /// Writes batched changes (`UNILOCK_DURABILITY_BATCH`) to the database now. Returns `UNILOCK_OK`,
 /// `UNILOCK_E_STORE` or `UNILOCK_E_INVALID`; a no-op without a database.
+///
+/// Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_flush(ul: *const unilock) -> unilock_status {
     boundary! {

@@ -249,12 +249,24 @@ fn wait_of(w: *const unilock_wait) -> Option<WaitSpec> {
 /// (NFSv4 answers NFS4ERR_DELAY). `out`: the grant (on `UNILOCK_OK`) or the wait id (on
 /// `UNILOCK_PENDING`).
 ///
-/// Rules, in short: R and H may be held by many keys, W only while no open of another key exists; a
-/// same-key open joins the lease and upgrades it only to a strict superset that can be granted whole;
-/// next to an oplock a lease gets at most R, an oplock next to an R lease gets Level II and next to an H
-/// lease nothing; no R or H while a byte-range lock starts below `file_size` (unless overwriting);
-/// directories never get W; a delegation or setlease is granted whole or not at all, never by
-/// breaking anything. A new v2 lease starts at `epoch` + 1.
+/// Rules, in short (Samba 4.17 `open.c` decides where MS-SMB2 leaves room): R and H may be held by
+/// many keys, W only while no open of another key exists (stat opens do not count, but another
+/// key's lease does even if only stat opens hold it); a same-key open joins the lease whatever it
+/// asks for and reports its current state, upgrading it only to a valid strict superset that can be
+/// granted whole; an SMB lease granted none is still recorded (at none) for its key; next to an
+/// oplock a lease gets at most R, an oplock next to an R lease gets Level II and next to an H lease
+/// nothing; no R or H while a byte-range lock starts below `file_size` (unless overwriting);
+/// directories never get W and never get an oplock (and no lease at all with
+/// `UNILOCK_CONFIG_NO_DIRECTORY_LEASES`); a delegation or setlease is granted whole or not at all,
+/// never by breaking anything. A new v2 lease starts at `epoch` + 1; a lease keeps the version and
+/// parent key of its first request.
+///
+/// The open's own breaks (SPEC.md §4, Samba `delay_for_oplock`): an open breaks W of other leases
+/// (oplocks to Level II), a sharing violation only H (an Exclusive oplock is not broken, a Batch one
+/// goes to Level II), an overwrite everything. A first attempt waits for the holders that must lose
+/// what it cannot share (W; H on a sharing violation), or for a break already in progress when it
+/// breaks nothing; an attempt with `UNILOCK_OPEN_RETRY` also waits for every lease it breaks that is
+/// still breaking.
 ///
 /// Returns `UNILOCK_OK` (recorded; `out->state` may be 0); `UNILOCK_PENDING` (breaks must be
 /// acknowledged first: nothing recorded; retry the open after `UNILOCK_EVENT_BREAKS_DONE`);
@@ -265,6 +277,9 @@ fn wait_of(w: *const unilock_wait) -> Option<WaitSpec> {
 /// exist); after it `UNILOCK_E_NO_GRACE` for `UNILOCK_OPEN_RECLAIM`. Plain opens are never refused.
 /// With `UNILOCK_OPEN_SHARING_VIOLATION` nothing is ever recorded: `UNILOCK_OK` means no H break was
 /// needed and the sharing violation stands. Thread-safe; never sleeps.
+///
+/// Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+/// `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_file_open(
     ul: *const unilock,
@@ -371,6 +386,9 @@ pub extern "C" fn unilock_file_open(
 ///
 /// Returns `UNILOCK_OK`, `UNILOCK_E_NOT_FOUND` (no such open) or `UNILOCK_E_INVALID`. Byte-range locks
 /// of the open are released separately (`unilock_release_open`).
+///
+/// Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+/// `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_file_close(
     ul: *const unilock,
@@ -400,6 +418,9 @@ pub extern "C" fn unilock_file_close(
 /// Returns `UNILOCK_OK`; `UNILOCK_E_NOT_FOUND` (unknown key, or a key of another client);
 /// `UNILOCK_E_NO_BREAK` (no break in progress: a second ack, an ack after the timeout, an ack of an
 /// R→none break); `UNILOCK_E_BAD_ACK` (not a subset of the break-to state); `UNILOCK_E_INVALID`.
+///
+/// Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+/// `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_lease_ack(
     ul: *const unilock,
@@ -427,6 +448,9 @@ pub extern "C" fn unilock_lease_ack(
 /// Gives a lease back at once (NFSv4 DELEGRETURN, `F_SETLEASE` with `F_UNLCK`).
 ///
 /// Returns `UNILOCK_OK`, `UNILOCK_E_NOT_FOUND` or `UNILOCK_E_INVALID`.
+///
+/// Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+/// `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_lease_release(
     ul: *const unilock,
@@ -455,6 +479,9 @@ pub extern "C" fn unilock_lease_release(
 /// Returns `UNILOCK_OK` (proceed: no break needs an ack first; R→none breaks already took effect);
 /// `UNILOCK_PENDING` (a `UNILOCK_EVENT_BREAKS_DONE` event follows once the breaks are acknowledged,
 /// released or timed out); `UNILOCK_E_BUSY` (the same, `wait` NULL); `UNILOCK_E_INVALID`.
+///
+/// Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+/// `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_break_trigger(
     ul: *const unilock,

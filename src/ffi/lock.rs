@@ -50,6 +50,9 @@ fn result(r: Result<(), Error>, holder: *mut unilock_lock_info) -> unilock_statu
 /// broken: retry); `UNILOCK_E_STORE` (the client record could not be written).
 ///
 /// Never sleeps waiting for another owner. Thread-safe; may be called from a unilock callback.
+///
+/// Also returns `UNILOCK_E_LIMIT` (a configured lock limit; `unilock_errdetail()` says which),
+/// `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_lock(
     ul: *const unilock,
@@ -78,6 +81,9 @@ pub extern "C" fn unilock_lock(
 ///
 /// Returns `UNILOCK_OK`; `UNILOCK_E_RANGE_NOT_LOCKED` (Windows: no such lock); `UNILOCK_E_INVALID`;
 /// `UNILOCK_E_INVALID_RANGE`. Thread-safe.
+///
+/// Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+/// `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_unlock(
     ul: *const unilock,
@@ -100,6 +106,9 @@ pub extern "C" fn unilock_unlock(
 /// Arguments as for `unilock_lock`. Returns `UNILOCK_OK` if `unilock_lock` with the same arguments would
 /// be granted now, or `UNILOCK_E_CONFLICT` with one conflicting lock written to `holder` (if not NULL);
 /// `UNILOCK_E_INVALID`; `UNILOCK_E_INVALID_RANGE`. A test and a non-blocking lock always agree.
+///
+/// Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+/// `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_test(
     ul: *const unilock,
@@ -143,6 +152,14 @@ fn reqs(elems: *const unilock_lock_req, n: usize) -> Result<Vec<crate::manager::
 /// Elements are applied in order under one lock of the file; if one fails, those already taken are
 /// undone before the call returns, so no other caller ever sees a partial grant. Returns as
 /// `unilock_lock`; `UNILOCK_E_INVALID` also for n = 0, NULL `elems` or mixed flavours.
+///
+/// Also returns `UNILOCK_OK` (success), `UNILOCK_E_INVALID_RANGE` (an impossible range for its flavour),
+/// `UNILOCK_E_GRACE` (during the grace period, a new lock), `UNILOCK_E_NO_GRACE` (a reclaim after the grace
+/// period), `UNILOCK_E_RECLAIM_DENIED` (a reclaim of what did not exist before the restart),
+/// `UNILOCK_E_BUSY` (another client's write-caching lease is being broken: retry), `UNILOCK_E_LIMIT` (a
+/// configured lock limit; `unilock_errdetail()` says which), `UNILOCK_E_STORE` (the database failed, in
+/// shared mode or with `db_path`; `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used
+/// in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_lock_many(
     ul: *const unilock,
@@ -188,6 +205,11 @@ pub extern "C" fn unilock_lock_many(
 /// `elems`, `n`: the ranges (`type` is ignored), n >= 1. `failed_index`: may be NULL; on failure
 /// receives the index of the element that failed; elements before it stay unlocked.
 /// Returns as `unilock_unlock`.
+///
+/// Also returns `UNILOCK_OK` (success), `UNILOCK_E_RANGE_NOT_LOCKED` (a Windows unlock of a range not held
+/// exactly), `UNILOCK_E_INVALID` (a NULL or malformed argument), `UNILOCK_E_INVALID_RANGE` (an impossible
+/// range for its flavour), `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+/// `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_unlock_many(
     ul: *const unilock,
@@ -232,6 +254,9 @@ pub extern "C" fn unilock_unlock_many(
 /// overlapping exclusive lock, or (for a write) any overlapping lock, or the open writes through its
 /// own Windows shared lock. The open's own POSIX locks (client, owner) never refuse its I/O.
 /// `UNILOCK_E_INVALID`, `UNILOCK_E_INVALID_RANGE` as usual. Thread-safe.
+///
+/// Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+/// `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_check_io(
     ul: *const unilock,
@@ -254,6 +279,9 @@ pub extern "C" fn unilock_check_io(
 ///
 /// `released`: may be NULL; receives the number of locks released. Returns `UNILOCK_OK` (also when
 /// nothing was held) or `UNILOCK_E_INVALID`. Thread-safe.
+///
+/// Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+/// `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_release_open(
     ul: *const unilock,
@@ -278,6 +306,9 @@ pub extern "C" fn unilock_release_open(
 ///
 /// `client`: NUL-terminated client id. `released`: may be NULL; receives the number of locks released.
 /// Returns `UNILOCK_OK` or `UNILOCK_E_INVALID`. Walks every file; not for the hot path. Thread-safe.
+///
+/// Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+/// `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_release_client(
     ul: *const unilock,
@@ -313,6 +344,9 @@ pub type unilock_lock_visit_fn =
 /// count. `count`: may be NULL; receives the number of locks in the snapshot.
 ///
 /// Returns `UNILOCK_OK` or `UNILOCK_E_INVALID`. Thread-safe.
+///
+/// Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+/// `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_list_locks(
     ul: *const unilock,

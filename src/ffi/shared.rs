@@ -13,6 +13,9 @@ use super::status::{status_of, unilock_status};
 ///
 /// `released`: receives how many registered processes matched; may be NULL. Returns `UNILOCK_OK`,
 /// or `UNILOCK_E_INVALID` (not in shared mode).
+///
+/// Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+/// `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_process_gone(ul: *const unilock, pid: u32, start_time: u64, released: *mut usize) -> unilock_status {
     boundary! {
@@ -33,6 +36,9 @@ pub extern "C" fn unilock_process_gone(ul: *const unilock, pid: u32, start_time:
 ///
 /// `rebound`: receives how many owners and opens moved; may be NULL. Returns `UNILOCK_OK` or
 /// `UNILOCK_E_INVALID` (NULL argument, or not in shared mode).
+///
+/// Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
+/// `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_rebind_open(
     ul: *const unilock,
