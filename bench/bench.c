@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <search.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <poll.h>
@@ -407,15 +408,90 @@ static void kfile_unlink_all(void) {
 }
 
 /* ------------------------------------------------------------------------------------------------ */
+/* The floor: the least work any in-memory lock manager does for a lock+unlock pair (issue 16). Each
+ * call takes one mutex, finds the file by hashing its id in an open-addressing table, and inserts
+ * into (lock) or removes from (unlock) an ordered map of the file's locks (glibc's tsearch red-black
+ * tree). Nothing else: no conflict check, no owner, no events. The kernel's cost varies threefold
+ * between machines; this anchor holds. */
+
+#define FLOOR_SLOTS 1024
+
+typedef struct {
+    uint64_t start, end;
+} floor_lock_t;
+
+typedef struct {
+    uint8_t id[25];
+    int used;
+    void *locks; /* tsearch root */
+} floor_file_t;
+
+typedef struct {
+    pthread_mutex_t mu;
+    floor_file_t files[FLOOR_SLOTS];
+    floor_lock_t node; /* the one lock of the measured pair (tsearch stores its pointer) */
+    const uint8_t *fid;
+} floor_t;
+
+static int floor_cmp(const void *a, const void *b) {
+    const floor_lock_t *x = a, *y = b;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+static floor_file_t *floor_find(floor_t *fl, const uint8_t *id) {
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (int i = 0; i < 25; i++)
+        h = (h ^ id[i]) * 1099511628211ull;
+    for (uint64_t i = 0; i < FLOOR_SLOTS; i++) {
+        floor_file_t *f = &fl->files[(h + i) % FLOOR_SLOTS];
+        if (!f->used) {
+            f->used = 1;
+            memcpy(f->id, id, 25);
+            return f;
+        }
+        if (memcmp(f->id, id, 25) == 0)
+            return f;
+    }
+    return NULL;
+}
+
+static long floor_batch(void *a, long n) {
+    floor_t *fl = a;
+    long bad = 0;
+    for (long i = 0; i < n; i++) {
+        pthread_mutex_lock(&fl->mu);
+        floor_file_t *f = floor_find(fl, fl->fid);
+        bad += tsearch(&fl->node, &f->locks, floor_cmp) == NULL;
+        pthread_mutex_unlock(&fl->mu);
+        pthread_mutex_lock(&fl->mu);
+        f = floor_find(fl, fl->fid);
+        bad += tdelete(&fl->node, &f->locks, floor_cmp) == NULL;
+        pthread_mutex_unlock(&fl->mu);
+    }
+    if (bad)
+        note_err("floor: tsearch/tdelete failed");
+    return bad;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
 /* Figure 1: uncontended lock+unlock pair                                                           */
 
 static void fig1(void) {
     int r_k = row_new(1, "kernel_ofd_pair_ns", "kernel F_OFD_SETLK lock+unlock, tmpfs", "ns/pair");
     int r_p = row_new(1, "unilock_posix_pair_ns", "unilock POSIX lock+unlock", "ns/pair");
     int r_w = row_new(1, "unilock_windows_pair_ns", "unilock Windows lock+unlock", "ns/pair");
+    int r_f = row_new(1, "floor_pair_ns", "floor: mutex, hash lookup, tree insert+remove", "ns/pair");
+    int r_pf = row_derived(1, "unilock_posix_pair_vs_floor", "unilock POSIX pair / floor", r_p, r_f, GOAL_LE, 1.5,
+                           "floor");
+    int r_wf = row_derived(1, "unilock_windows_pair_vs_floor", "unilock Windows pair / floor", r_w, r_f, GOAL_LE,
+                           1.5, "floor");
+    (void)r_pf;
+    (void)r_wf;
     row_tag(r_k, "kernel");
+    row_tag(r_f, "floor");
     row_anchor(r_p, r_k, GOAL_LE, 0.1, "kernel");
     row_anchor(r_w, r_k, GOAL_LE, 0.1, "kernel");
+    row_anchor(r_f, r_k, GOAL_NONE, 0, "kernel");
 
     unilock *ul = ul_open(UNILOCK_EVENTS_THREAD, NULL, NULL);
     fid_t f = fid_of(1);
@@ -428,9 +504,16 @@ static void fig1(void) {
     k_pair_t kp;
     k_pair_init(&kp, fd, F_WRLCK, 0, 100);
 
+    static floor_t fl;
+    memset(&fl, 0, sizeof fl);
+    pthread_mutex_init(&fl.mu, NULL);
+    fl.node = (floor_lock_t){0, 100};
+    fl.fid = f.b;
+
     for (int rep = 0; rep < cfg.reps; rep++) {
         progress(rep ? " %d" : "figure 1: repetition %d", rep + 1);
         row_add(r_k, k_pair_time("figure 1 kernel pair", &kp, cfg.min_s));
+        row_add(r_f, time_per_op("figure 1 floor pair", floor_batch, &fl, cfg.min_s));
         row_add(r_p, ul_pair_time("figure 1 unilock POSIX pair", &pp, cfg.min_s));
         row_add(r_w, ul_pair_time("figure 1 unilock Windows pair", &pw, cfg.min_s));
     }
@@ -1886,6 +1969,36 @@ static void f7_breaks(const char *db, int n, double *lat_us, double *rt_us) {
     *rt_us = median_of(rt, n);
 }
 
+/* A blocking lock (granted at once) + unlock pair in shared mode on a database that tracks `nfiles`
+ * other files, each holding one lock: the blocking path's deadlock check must not grow with them. */
+static double f7_blocking(const char *db, long nfiles, double secs) {
+    unilock *ul = f7_open_or_die(db, UNILOCK_DURABILITY_PROCESS, NULL, NULL);
+    static const uint8_t owner[8] = "bench-7b";
+    unilock_owner o = {"nlm:bench", owner, sizeof owner, 1};
+    unilock_lock_req rq = {UNILOCK_POSIX, UNILOCK_SHARED, 0, 10, 0};
+    for (long i = 0; i < nfiles; i++) {
+        fid_t f = fid_of(100000 + (uint64_t)i);
+        check_ul(unilock_lock(ul, f.b, sizeof f.b, &o, &rq, NULL), UNILOCK_OK, "figure 7 blocking fill");
+    }
+    fid_t f = fid_of(99);
+    unilock_lock_req x = {UNILOCK_POSIX, UNILOCK_EXCLUSIVE, 0, 100, 0};
+    unilock_wait w = {1, NULL, 0};
+    long n = 0;
+    uint64_t t0 = now_ns(), t1;
+    do {
+        for (int i = 0; i < 16; i++, n++) {
+            uint64_t id = 0;
+            check_ul(unilock_lock_blocking(ul, f.b, sizeof f.b, &o, &x, &w, &id, NULL), UNILOCK_OK,
+                     "figure 7 blocking lock");
+            check_ul(unilock_unlock(ul, f.b, sizeof f.b, &o, UNILOCK_POSIX, 0, 100), UNILOCK_OK,
+                     "figure 7 blocking unlock");
+        }
+        t1 = now_ns();
+    } while ((double)(t1 - t0) < secs * 1e9);
+    unilock_close(ul);
+    return (double)(t1 - t0) / (double)n / 1e3;
+}
+
 static void fig7(void) {
     /* The header promises BATCH's coalescing without a word on shared mode, where every call is its
      * own immediate transaction (issue 9): the BATCH rows show whether it applies there. */
@@ -1954,6 +2067,11 @@ static void fig7(void) {
     row_goal_abs(r_bx, 100, "us");
     int r_br = row_new(7, "shared_rwh_break_round_trip_us", "round trip: A open -> B ack -> A BREAKS_DONE", "us");
     row_anchor(r_br, r_bl, GOAL_NONE, 0, "in-process");
+    int r_b10 = row_new(7, "shared_blocking_pair_10_files_us", "shared blocking pair, 10 files tracked", "us/pair");
+    row_tag(r_b10, "10 files");
+    int r_b10k = row_new(7, "shared_blocking_pair_10000_files_us", "shared blocking pair, 10,000 files tracked",
+                         "us/pair");
+    row_anchor(r_b10k, r_b10, GOAL_LE, 1.5, "10 files");
 
     /* Anchors, in this process: loop-mode handles (no library thread in the parent when it forks). */
     unilock *ulm = ul_open(UNILOCK_EVENTS_LOOP, NULL, NULL);
@@ -1991,6 +2109,10 @@ static void fig7(void) {
         f7_breaks(db, cfg.lease_samples, &lat, &rt);
         row_add(r_bx, lat);
         row_add(r_br, rt);
+        f7_db(db, sizeof db, "blocking10");
+        row_add(r_b10, f7_blocking(db, 10, cfg.min_s));
+        f7_db(db, sizeof db, "blocking10000");
+        row_add(r_b10k, f7_blocking(db, 10000, cfg.min_s));
         f7_dir_remove();
     }
     progress("\n");
