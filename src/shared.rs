@@ -107,6 +107,7 @@ impl Shared {
         let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777));
         let me_id = ProcIdent::me();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(err)?;
+        ensure_wait_edges(&tx)?;
         tx.execute(
             "INSERT INTO procs(pid, start, boot, socket) VALUES (?1, ?2, ?3, '')",
             params![me_id.pid, me_id.start as i64, me_id.boot],
@@ -147,7 +148,8 @@ impl Shared {
                 None // someone joined meanwhile: this is not a restart after all
             } else {
                 let rec = store::take_prev_in(&tx).map_err(serr)?;
-                tx.execute_batch("DELETE FROM shared_files; DELETE FROM shared_procs; DELETE FROM mailbox;").map_err(err)?;
+                tx.execute_batch("DELETE FROM shared_files; DELETE FROM shared_procs; DELETE FROM mailbox; DELETE FROM shared_waits;")
+                    .map_err(err)?;
                 tx.execute("DELETE FROM procs WHERE proc != ?1", params![me as i64]).map_err(err)?;
                 tx.commit().map_err(err)?;
                 Some(rec)
@@ -195,20 +197,19 @@ impl Shared {
         if NEED_GRAPH.with(|c| c.get()) {
             // A blocking request is about to be decided: its deadlock check must see the wait-for
             // edges of every process, read in this same transaction so no concurrent wait slips by.
+            // Only files with waiters have edges, kept in step by every commit (below).
             let mut g = crate::core::wait::WaitGraph::default();
-            let mut st = tx.prepare_cached("SELECT file, state FROM shared_files").map_err(err)?;
-            let rows = st.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))).map_err(err)?;
+            let mut st = tx.prepare_cached("SELECT file, id, who, blockers FROM shared_waits WHERE file != ?1").map_err(err)?;
+            let rows = st
+                .query_map(params![file], |r| {
+                    Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?, r.get::<_, Vec<u8>>(3)?))
+                })
+                .map_err(err)?;
             for row in rows {
-                let (f2, b) = row.map_err(err)?;
-                if f2.as_slice() == file {
-                    continue;
-                }
-                if let Some(other) = FileState::decode(&f2, &b, true) {
-                    for (id, who, blockers) in other.wait_edges() {
-                        // Request ids are per process: make them unique across the graph.
-                        g.set(id ^ ((f2.len() as u64) << 56) ^ hash_bytes(&f2), who, blockers);
-                    }
-                }
+                let (f2, id, who, blockers) = row.map_err(err)?;
+                let blockers = decode_keys(&blockers).ok_or_else(|| Error::Store("a shared wait edge is corrupt".into()))?;
+                // Request ids are per process: make them unique across the graph.
+                g.set((id as u64) ^ ((f2.len() as u64) << 56) ^ hash_bytes(&f2), who.into_boxed_slice(), blockers);
             }
             drop(st);
             for (id, who, blockers) in fs.wait_edges() {
@@ -216,12 +217,16 @@ impl Shared {
             }
             *ctx.graph.lock() = g;
         }
+        let had_waits = fs.waiter_count() > 0;
         let procs_before = fs.procs();
         // Break timeouts are enforced lazily too, in case the process that armed the timer died.
         fs.expire_leases(ctx);
         let r = f(Some(&mut fs));
         let j: Journal = fs.take_journal();
         store::apply_journal(&tx, j).map_err(serr)?;
+        if had_waits || fs.waiter_count() > 0 {
+            write_wait_edges(&tx, file, &fs)?;
+        }
         if fs.is_empty_state() {
             tx.prepare_cached("DELETE FROM shared_files WHERE file = ?1").and_then(|mut st| st.execute(params![file])).map_err(err)?;
         } else {
@@ -500,6 +505,66 @@ fn busy(tries: i32) -> bool {
 thread_local! {
     /// Set around a blocking request in shared mode: rebuild the wait-for graph from the database.
     pub static NEED_GRAPH: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The wait-for edges of every file with waiters, one row per waiting request, so that a blocking
+/// request's deadlock check reads edges, not every file's state. Created (and filled from the files)
+/// by the first process of this version to open a database.
+fn ensure_wait_edges(tx: &rusqlite::Transaction) -> Result<()> {
+    let have: i64 = tx
+        .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'shared_waits'", [], |r| r.get(0))
+        .map_err(err)?;
+    // Files leave shared_procs by file on every commit that changes who has state there.
+    tx.execute_batch("CREATE INDEX IF NOT EXISTS shared_procs_file ON shared_procs(file);").map_err(err)?;
+    if have > 0 {
+        return Ok(());
+    }
+    tx.execute_batch(
+        "CREATE TABLE shared_waits (file BLOB NOT NULL, id INTEGER NOT NULL, who BLOB NOT NULL, blockers BLOB NOT NULL,
+         PRIMARY KEY (file, id)) WITHOUT ROWID;",
+    )
+    .map_err(err)?;
+    let files: Vec<(Vec<u8>, Vec<u8>)> = {
+        let mut st = tx.prepare("SELECT file, state FROM shared_files").map_err(err)?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(err)?;
+        rows.filter_map(|r| r.ok()).collect()
+    };
+    for (f, b) in files {
+        if let Some(fs) = FileState::decode(&f, &b, true) {
+            if fs.waiter_count() > 0 {
+                write_wait_edges(tx, &f, &fs)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Replaces the wait edges of `file` with those of its state now.
+fn write_wait_edges(tx: &rusqlite::Transaction, file: &[u8], fs: &FileState) -> Result<()> {
+    tx.prepare_cached("DELETE FROM shared_waits WHERE file = ?1").and_then(|mut st| st.execute(params![file])).map_err(err)?;
+    let mut ins = tx.prepare_cached("INSERT OR REPLACE INTO shared_waits(file, id, who, blockers) VALUES (?1, ?2, ?3, ?4)").map_err(err)?;
+    for (id, who, blockers) in fs.wait_edges() {
+        ins.execute(params![file, id as i64, &*who, encode_keys(&blockers)]).map_err(err)?;
+    }
+    Ok(())
+}
+
+fn encode_keys(keys: &[crate::requests::OwnerKey]) -> Vec<u8> {
+    let mut w = crate::codec::W(Vec::new());
+    w.u64(keys.len() as u64);
+    for k in keys {
+        w.bytes(k);
+    }
+    w.0
+}
+
+fn decode_keys(b: &[u8]) -> Option<Vec<crate::requests::OwnerKey>> {
+    let mut r = crate::codec::R { b };
+    let n = r.u64()?;
+    if n > b.len() as u64 {
+        return None;
+    }
+    (0..n).map(|_| r.bytes().map(|k| k.to_vec().into_boxed_slice())).collect()
 }
 
 fn hash_bytes(b: &[u8]) -> u64 {
