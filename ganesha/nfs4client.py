@@ -221,6 +221,7 @@ class Client:
         self.lock = threading.Lock()
         self.cb = CallbackServer(self._recall) if callback else None
         self.delegs = {}  # fh -> stateid
+        self.returned = []  # DELEGRETURN answers after recalls
         self.clientid = None
         self.setclientid()
 
@@ -422,7 +423,7 @@ class Client:
 
     def _recall(self, sid, fh):
         time.sleep(0.05)
-        self.delegreturn(fh, sid)
+        self.returned.append(self.delegreturn(fh, sid).name)
 
     # --- locks ---------------------------------------------------------------------------------------
     @staticmethod
@@ -453,8 +454,11 @@ class Client:
     def lockt(self, fh, locktype, offset, length, owner, clientid=None):
         p = Pack().u32(locktype).u64(offset).u64(length).u64(
             self.clientid if clientid is None else clientid).opaque(owner)
-        return self._one([(OP_PUTFH, Pack().opaque(fh).bytes())], OP_LOCKT, p.bytes(),
-                         self._lock_dec)
+
+        def dec(u, st):  # LOCKT4res: void on success
+            if st == 10010:
+                return {"denied": Denied(u)}
+        return self._one([(OP_PUTFH, Pack().opaque(fh).bytes())], OP_LOCKT, p.bytes(), dec)
 
     def locku(self, fh, locktype, seqid, lock_sid, offset, length):
         p = Pack().u32(locktype).u32(seqid)
@@ -513,12 +517,13 @@ class LockOwner:
 class OpenFile:
     """One open of a file by one open owner."""
 
-    def __init__(self, client, dirfh, name, owner=None, access=ACCESS_BOTH, create=True):
+    def __init__(self, client, dirfh, name, owner=None, access=ACCESS_BOTH, create=True,
+                 seqid=0):
         self.c = client
         self.name = name
         self.dirfh = dirfh
         self.owner = owner or ("oo-" + os.urandom(4).hex()).encode()
-        r = client.open(dirfh, name, self.owner, 0, access, create)
+        r = client.open(dirfh, name, self.owner, seqid, access, create)
         if r.status != 0:
             raise RuntimeError("OPEN %s: %s" % (name, r.name))
         self.sid, self.fh, self.seqid, self.deleg = r.stateid, r.fh, r.seqid, r.deleg
