@@ -97,3 +97,11 @@ clean:
 .PHONY: check-samba
 check-samba: lib
 	sh samba/check.sh
+
+# NFS-Ganesha FSAL (ganesha/): builds FSAL_UNILOCK against the installed ganesha.nfsd and judges it
+# with an NFSv4.0 client's lock tests (with and without the FSAL, test by test), foreign-lock,
+# expiry and delegation-recall tests. Needs root and the packages ganesha/deps.sh installs;
+# installs nothing itself. See README, "NFS-Ganesha FSAL".
+.PHONY: check-ganesha
+check-ganesha: lib
+	sh ganesha/check.sh
