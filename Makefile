@@ -105,3 +105,10 @@ check-samba: lib
 .PHONY: check-ganesha
 check-ganesha: lib
 	sh ganesha/check.sh
+
+# The two-server test (ganesha/multiprotocol.sh): smbd with vfs_unilock and ganesha.nfsd with
+# FSAL_UNILOCK export one directory on one unilock database ("posix locking = no"); a real SMB2
+# client and a real NFSv4 client lock the same file. Needs root and both deps.sh scripts' packages.
+.PHONY: check-multiprotocol
+check-multiprotocol: lib
+	sh ganesha/multiprotocol.sh
