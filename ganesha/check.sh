@@ -16,7 +16,12 @@
 #     not required);
 #  5. the delegation test against /unilock: a read delegation granted through unilock, recalled
 #     (CB_RECALL) when another unilock user writes, and returned;
-#  6. stops ganesha.nfsd and removes the temporary directory (kept on failure).
+#  6. restart recovery: a second ganesha.nfsd whose FSAL decides grace (Fsal_Grace = true,
+#     Grace_Ms = 12000) is killed with SIGKILL while its client holds locks and started again: in
+#     unilock's grace a new lock is NFS4ERR_GRACE, the client reclaims (OPEN CLAIM_PREVIOUS, LOCK
+#     reclaim) what it held and nothing else, and at the end of grace new locks are granted and
+#     what was not reclaimed is gone;
+#  7. stops ganesha.nfsd and removes the temporary directory (kept on failure).
 # It installs no system package: ganesha/deps.sh does (as root). Needs root (ganesha.nfsd).
 #
 # Environment:
@@ -114,6 +119,39 @@ kill -0 "$pid" 2>/dev/null || { echo "check-ganesha: ganesha.nfsd died" >&2; fai
 if grep -q 'segfault\|SIGSEGV\|Assertion' "$tmp/ganesha.log"; then
 	echo "check-ganesha: crash in ganesha.log" >&2; fail=1
 fi
+kill "$pid" 2>/dev/null || true
+wait "$pid" 2>/dev/null || true
+pid=""
+
+# --- restart recovery: unilock decides grace (Fsal_Grace), ganesha.nfsd killed and restarted --------
+echo "== grace and reclaim through unilock (ganesha.nfsd killed with SIGKILL and restarted)"
+g="$tmp/grace"
+mkdir -p "$g/plain" "$g/unilock" "$g/recov"
+sed -e "s|@PORT@|$port|g" -e "s|@TMP@|$g|g" -e "s|@PLUGINS@|$out/plugins|g" \
+	-e 's|Graceless = true;|Graceless = false; Grace_Period = 10;|' \
+	-e 's|\(Db_Path = "[^"]*";\)|\1 Grace_Ms = 12000; Fsal_Grace = true;|' \
+	"$repo/ganesha/ganesha.conf.in" > "$g/ganesha.conf"
+start_ganesha() {
+	: > "$g/ganesha.log.$1"
+	ganesha.nfsd -F -f "$g/ganesha.conf" -L "$g/ganesha.log.$1" -p "$g/ganesha.pid" &
+	pid=$!
+	i=0
+	until grep -q "NFS SERVER INITIALIZED" "$g/ganesha.log.$1" 2>/dev/null; do
+		i=$((i + 1))
+		kill -0 "$pid" 2>/dev/null && [ $i -lt 200 ] || { tail -n 20 "$g/ganesha.log.$1" >&2; die "ganesha.nfsd did not start"; }
+		sleep 0.1
+	done
+}
+gl="$lt --path /unilock --unilock-db $g/unilock.db --export-dir $g/unilock --state $g/state.json"
+start_ganesha 1
+$gl --grace before > "$g/before.out" 2>&1 || fail=1
+grep -v '^    \|^summary' "$g/before.out"
+kill -KILL "$pid"; wait "$pid" 2>/dev/null || true
+start_ganesha 2
+$gl --grace after --standin "$out/cross_protocol" --expiry 30 > "$g/after.out" 2>&1 || fail=1
+grep -v '^    ' "$g/after.out"
+grep -h 'unilock: grace' "$g/ganesha.log.2" | sed 's/^.*\] /  ganesha.log: /'
+kill -0 "$pid" 2>/dev/null || { echo "check-ganesha: ganesha.nfsd died" >&2; fail=1; }
 echo "check-ganesha: $(($(date +%s) - t0)) s"
 [ "$fail" = 0 ] || die "FAILED (log: $tmp/ganesha.log)"
 ok=1

@@ -40,6 +40,10 @@
  *   Grace_Ms      grace period after a whole-server restart, ms (default 0: none; a pre-restart
  *                 grace found at open is ended at once, as vfs_unilock does by default)
  *   Delegations   grant read delegations through unilock (default true)
+ *   Fsal_Grace    unilock, not Ganesha, decides grace for LOCK (fso_grace_method): during unilock's
+ *                 grace period (one for every protocol on the database, SPEC section 5) a new lock
+ *                 is NFS4ERR_GRACE and a reclaim (LOCK with reclaim set) is a unilock reclaim,
+ *                 granted only for a lock the owner held before the restart (default false)
  */
 
 #include "config.h"
@@ -109,6 +113,7 @@ struct ul_params {
 	char *db_path;
 	uint32_t grace_ms;
 	bool delegations;
+	bool fsal_grace;
 };
 
 static struct ul_params ul_conf;
@@ -117,6 +122,7 @@ static struct config_item ul_items[] = {
 	CONF_ITEM_PATH("Db_Path", 1, MAXPATHLEN, NULL, ul_params, db_path),
 	CONF_ITEM_UI32("Grace_Ms", 0, UINT32_MAX, 0, ul_params, grace_ms),
 	CONF_ITEM_BOOL("Delegations", true, ul_params, delegations),
+	CONF_ITEM_BOOL("Fsal_Grace", false, ul_params, fsal_grace),
 	CONFIG_EOL
 };
 
@@ -335,10 +341,18 @@ static bool ul_open_once(void)
 		ul = NULL;
 		goto out;
 	}
-	if (ul_conf.grace_ms == 0 && unilock_grace_status(ul, &gi) == UNILOCK_OK && gi.active) {
-		LogEvent(COMPONENT_FSAL, "unilock: ending the grace period of %s (Grace_Ms = 0)",
-			 ul_conf.db_path);
-		unilock_grace_end(ul);
+	if (unilock_grace_status(ul, &gi) == UNILOCK_OK && gi.active) {
+		if (ul_conf.grace_ms == 0) {
+			LogEvent(COMPONENT_FSAL,
+				 "unilock: ending the grace period of %s (Grace_Ms = 0)",
+				 ul_conf.db_path);
+			unilock_grace_end(ul);
+		} else {
+			LogEvent(COMPONENT_FSAL,
+				 "unilock: grace period of %s: %ju ms, %ju clients expected",
+				 ul_conf.db_path, (uintmax_t)gi.remaining_ms,
+				 (uintmax_t)gi.expected_clients);
+		}
 	}
 	if (pipe(ul_stop_pipe) != 0 ||
 	    pthread_create(&ul_thread, NULL, ul_event_thread, NULL) != 0) {
@@ -547,7 +561,10 @@ static fsal_status_t ul_lock_op2(struct fsal_obj_handle *obj, struct state_t *st
 		return ul_map(st);
 
 	case FSAL_OP_LOCK:
-		/* A reclaim only means something while unilock's grace period runs. */
+		/*
+		 * A reclaim only means something while unilock's grace period runs (after it, a
+		 * reclaim is taken as a new lock: it still obeys every conflict).
+		 */
 		if (req->lock_reclaim) {
 			struct unilock_grace_info gi = { 0 };
 
@@ -559,6 +576,18 @@ static fsal_status_t ul_lock_op2(struct fsal_obj_handle *obj, struct state_t *st
 			ul_fill_conflict(&holder, conflict);
 			LogDebug(COMPONENT_FSAL, "unilock: LOCK %s [%ju,+%ju): held by %s",
 				 client, (uintmax_t)lr.offset, (uintmax_t)lr.length, holder.client);
+		} else if (st == UNILOCK_E_RECLAIM_DENIED) {
+			/*
+			 * Nothing of this owner's to reclaim there. The SAL has no status for
+			 * NFS4ERR_RECLAIM_BAD: answer a conflict with the range asked for.
+			 */
+			LogInfo(COMPONENT_FSAL, "unilock: reclaim by %s [%ju,+%ju) denied", client,
+				(uintmax_t)lr.offset, (uintmax_t)lr.length);
+			if (conflict != NULL) {
+				*conflict = *req;
+				conflict->lock_reclaim = false;
+			}
+			return fsalstat(ERR_FSAL_DELAY, 0);
 		}
 		return ul_map(st);
 
@@ -763,6 +792,8 @@ static bool ul_fs_supports(struct fsal_export *exp, fsal_fsinfo_options_t option
 		return ul_conf.delegations;
 	case fso_delegations_w:
 		return false;
+	case fso_grace_method:
+		return ul_conf.fsal_grace;
 	default:
 		return ul_sub_fs_supports(exp, option);
 	}
@@ -794,9 +825,10 @@ static fsal_status_t ul_init_config(struct fsal_module *mod, config_file_t confi
 	if (!config_error_is_harmless(err_type))
 		return fsalstat(ERR_FSAL_INVAL, 0);
 	display_fsinfo(mod);
-	LogEvent(COMPONENT_FSAL, "FSAL_UNILOCK: database %s, grace %u ms, delegations %s",
+	LogEvent(COMPONENT_FSAL,
+		 "FSAL_UNILOCK: database %s, grace %u ms (%s decides), delegations %s",
 		 ul_conf.db_path ? ul_conf.db_path : "(none)", ul_conf.grace_ms,
-		 ul_conf.delegations ? "on" : "off");
+		 ul_conf.fsal_grace ? "unilock" : "Ganesha", ul_conf.delegations ? "on" : "off");
 	return fsalstat(ERR_FSAL_NO_ERROR, 0);
 }
 

@@ -434,6 +434,12 @@ class Standin:
         self.p.wait()
 
 
+def note(name, ok, detail=""):
+    """A finding that is reported but not required (a known limit, or what stock Ganesha does)."""
+    print("NOTE %s: %s%s" % (name, "yes" if ok else "no", (" (" + detail + ")") if detail else ""),
+          flush=True)
+
+
 def check(name, ok, detail=""):
     results.append((name, "PASS" if ok else "FAIL", detail))
     print("%s %s: %s" % ("PASS" if ok else "FAIL", name, detail), flush=True)
@@ -576,6 +582,78 @@ def run_deleg(args):
     ul.close()
 
 
+def run_grace(args):
+    """Restart recovery through unilock (Fsal_Grace, Grace_Ms): phase "before" takes locks and
+    saves what the client knows; check.sh kills ganesha.nfsd (SIGKILL) and starts it again; phase
+    "after" reclaims in unilock's grace period (one for every protocol on the database)."""
+    if args.grace == "before":
+        name = "unilock-grace-client-%s" % os.urandom(3).hex()
+        c = n.Client(args.port, name=name)
+        d = c.lookup_fh(args.path)
+        f = n.OpenFile(c, d, "grace-%s" % os.urandom(3).hex())
+        lo = f.lock_owner()
+        ok = lo.lock(WRITE_LT, 0, 100).name == "OK" and lo.lock(WRITE_LT, 1000, 10).name == "OK"
+        check("GRACE0_locks_before_restart", ok, "client %s, [0,100) and [1000,10)" % name)
+        with open(args.state, "w") as fp:
+            json.dump({"name": name, "file": f.name, "fh": f.fh.hex(), "owner": f.owner.hex(),
+                       "lock_owner": lo.name.hex()}, fp)
+        return
+    with open(args.state) as fp:
+        saved = json.load(fp)
+    fh = bytes.fromhex(saved["fh"])
+    s = Standin(args.standin, args.unilock_db)
+    s.cmd("file %s" % os.path.join(args.export_dir, saved["file"]))
+    t_start = time.time()
+    # Known limit of unilock's shared mode: the grace period and the pre-restart state belong to
+    # the process that found every other one dead (here ganesha.nfsd); a process that joins the
+    # database during that grace (this stand-in, an smbd) neither sees the pre-restart locks nor
+    # is held to the grace. Reported, not required.
+    out = s.cmd("test smb:standin o1 ex 0 1")
+    note("GRACE1_other_process_sees_prerestart_lock",
+         out.startswith("CONFLICT client=nfs4:" + saved["name"]), out)
+    a = n.Client(args.port, name=saved["name"])
+    b = n.Client(args.port)
+    db_ = b.lookup_fh(args.path)
+    fb = n.OpenFile(b, db_, saved["file"], create=False)
+    lb = fb.lock_owner()
+    r = lb.lock(WRITE_LT, 200, 10)
+    check("GRACE2_new_nfs_lock_refused", r.name == "GRACE", r.name)
+    out = s.cmd("lock smb:standin o1 ex 300 10")
+    note("GRACE3_other_process_held_to_grace", out.startswith("ERR") and "grace" in out.lower(),
+         out)
+    if out == "OK":
+        s.cmd("unlock smb:standin o1 300 10")
+    r = a.open(None, None, bytes.fromhex(saved["owner"]), 0, n.ACCESS_BOTH, False, prev_fh=fh)
+    if not check("GRACE4_open_reclaim", r.status == 0, r.name):
+        s.quit()
+        return
+    fa = n.OpenFile.__new__(n.OpenFile)
+    fa.c, fa.name, fa.dirfh, fa.owner = a, saved["file"], None, bytes.fromhex(saved["owner"])
+    fa.sid, fa.fh, fa.seqid, fa.deleg = r.stateid, r.fh, r.seqid, r.deleg
+    la = fa.lock_owner(bytes.fromhex(saved["lock_owner"]))
+    r = la.lock(WRITE_LT, 0, 100, reclaim=True)
+    check("GRACE5_lock_reclaim", r.name == "OK", r.name)
+    r = la.lock(WRITE_LT, 500, 10, reclaim=True)
+    check("GRACE6_reclaim_of_nothing_refused", r.name != "OK", r.name)
+    out = s.cmd("test smb:standin o1 ex 0 1")
+    check("GRACE7_reclaimed_lock_seen", out.startswith("CONFLICT client=nfs4:" + saved["name"]), out)
+    got = None
+    while time.time() - t_start < args.expiry:
+        time.sleep(0.5)
+        a.renew()
+        r = lb.lock(WRITE_LT, 200, 10)
+        if r.name == "OK":
+            got = time.time() - t_start
+            break
+    check("GRACE8_new_locks_after_grace", got is not None,
+          "granted %s s after the restart" % ("%.1f" % got if got else "never"))
+    r = lb.lock(WRITE_LT, 0, 1)
+    check("GRACE9_reclaimed_lock_survives_grace", r.name == "DENIED", r.name)
+    r = lb.lock(WRITE_LT, 1000, 10)
+    check("GRACE10_unreclaimed_lock_released_at_grace_end", r.name == "OK", r.name)
+    s.quit()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
@@ -589,8 +667,12 @@ def main():
     ap.add_argument("--expiry", type=float, default=0,
                     help="foreign tests: wait up to this many seconds for a dead client's expiry")
     ap.add_argument("--deleg", action="store_true")
+    ap.add_argument("--grace", choices=["before", "after"])
+    ap.add_argument("--state")
     args = ap.parse_args()
-    if args.deleg:
+    if args.grace:
+        run_grace(args)
+    elif args.deleg:
         run_deleg(args)
     elif args.standin:
         run_foreign(args)

@@ -326,10 +326,16 @@ class Client:
         u.u32()
         return u.opaque()
 
-    def open(self, dirfh, name, owner, seqid=0, access=ACCESS_BOTH, create=True):
-        """OPEN (CLAIM_NULL) by `owner` (bytes); confirms it if the server asks. Returns Res with
-        .stateid, .fh, .seqid (the next open seqid to use), .deleg (None or (type, stateid))."""
+    def open(self, dirfh, name, owner, seqid=0, access=ACCESS_BOTH, create=True, prev_fh=None):
+        """OPEN (CLAIM_NULL in dirfh, or CLAIM_PREVIOUS of prev_fh: a reclaim after a server
+        restart) by `owner` (bytes); confirms it if the server asks. Returns Res with .stateid,
+        .fh, .seqid (the next open seqid to use), .deleg (None or (type, stateid))."""
         p = Pack().u32(seqid).u32(access).u32(0).u64(self.clientid).opaque(owner)
+        if prev_fh is not None:
+            p.u32(0).u32(1).u32(0)  # NOCREATE, CLAIM_PREVIOUS, OPEN_DELEGATE_NONE
+            ops = [(OP_PUTFH, Pack().opaque(prev_fh).bytes()), (OP_OPEN, p.bytes()),
+                   (OP_GETFH, b"")]
+            return self._open_result(ops, seqid)
         if create:
             # UNCHECKED4 with mode 0644 (FATTR4_MODE = 33: word 1, bit 1)
             p.u32(1).u32(0).u32(2).u32(0).u32(2).opaque(Pack().u32(0o644).bytes())
@@ -337,6 +343,9 @@ class Client:
             p.u32(0)
         p.u32(0).opaque(name)  # CLAIM_NULL
         ops = [(OP_PUTFH, Pack().opaque(dirfh).bytes()), (OP_OPEN, p.bytes()), (OP_GETFH, b"")]
+        return self._open_result(ops, seqid)
+
+    def _open_result(self, ops, seqid):
         status, u, n = self.compound(ops)
         u.u32()
         st = u.u32()
@@ -518,12 +527,12 @@ class OpenFile:
     """One open of a file by one open owner."""
 
     def __init__(self, client, dirfh, name, owner=None, access=ACCESS_BOTH, create=True,
-                 seqid=0):
+                 seqid=0, prev_fh=None):
         self.c = client
         self.name = name
         self.dirfh = dirfh
         self.owner = owner or ("oo-" + os.urandom(4).hex()).encode()
-        r = client.open(dirfh, name, self.owner, seqid, access, create)
+        r = client.open(dirfh, name, self.owner, seqid, access, create, prev_fh)
         if r.status != 0:
             raise RuntimeError("OPEN %s: %s" % (name, r.name))
         self.sid, self.fh, self.seqid, self.deleg = r.stateid, r.fh, r.seqid, r.deleg
