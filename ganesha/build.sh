@@ -16,7 +16,8 @@
 # Environment:
 #   UNILOCK_GANESHA_CACHE  cache directory (source, cmake tree, apt state)
 #   UNILOCK_GANESHA_OUT    output directory (default <repo>/build/ganesha): plugins/ with
-#                          libfsalunilock.so and libfsalvfs.so; cross_protocol (the stand-in)
+#                          libfsalunilock.so and libfsalvfs.so; cross_protocol and lease_holder
+#                          (stand-ins for another unilock user)
 #   UNILOCK_LIBDIR         where libunilock.so is (default <repo>/build/lib, i.e. `make lib`); the
 #                          FSAL gets it as its run path
 #   CC                     C compiler (default cc)
@@ -153,6 +154,9 @@ nm -D --defined-only "$out/plugins/libfsalunilock.so" | grep -q ' T unilock_fsal
 # it, as smbd or another server would, to prove that ganesha.nfsd obeys unilock.
 step "cross_protocol"
 $cc -O2 -g -Wall -Wextra -o "$out/cross_protocol" "$repo/samba/cross_protocol.c" \
+	-I"$repo/include" -L"$libdir" -lunilock -Wl,-rpath,"$libdir"
+# ganesha/lease_holder.c: an SMB-style lease held through unilock (an NFS write must break it).
+$cc -O2 -g -Wall -Wextra -o "$out/lease_holder" "$repo/ganesha/lease_holder.c" \
 	-I"$repo/include" -L"$libdir" -lunilock -Wl,-rpath,"$libdir"
 
 step ""

@@ -15,7 +15,9 @@
 #     tests run against /plain too, where stock Ganesha cannot know about the foreign lock (shown,
 #     not required);
 #  5. the delegation test against /unilock: a read delegation granted through unilock, recalled
-#     (CB_RECALL) when another unilock user writes, and returned;
+#     (CB_RECALL) when another unilock user writes, and returned; and the reverse: an NFS write
+#     breaks a lease (R|H|W, as an SMB client holds) that another unilock user holds
+#     (ganesha/lease_holder.c), waiting (NFS4ERR_DELAY, retried) until it is acknowledged;
 #  6. restart recovery: a second ganesha.nfsd whose FSAL decides grace (Fsal_Grace = true,
 #     Grace_Ms = 12000) is killed with SIGKILL while its client holds locks and started again: in
 #     unilock's grace a new lock is NFS4ERR_GRACE, the client reclaims (OPEN CLAIM_PREVIOUS, LOCK
@@ -111,6 +113,10 @@ echo "== delegation recall, /unilock"
 $lt --path /unilock --deleg --unilock-db "$tmp/unilock.db" --export-dir "$tmp/unilock" \
 	--libunilock "$repo/build/lib/libunilock.so" > "$tmp/deleg.out" 2>&1 || fail=1
 cat "$tmp/deleg.out"
+echo "== an NFS write breaks another protocol's caching lease, /unilock"
+$lt --path /unilock --lease-holder "$out/lease_holder" --unilock-db "$tmp/unilock.db" \
+	--export-dir "$tmp/unilock" > "$tmp/lease.out" 2>&1 || fail=1
+cat "$tmp/lease.out"
 echo "== delegation, stock FSAL_VFS (/plain)"
 $lt --path /plain --deleg --unilock-db "$tmp/unilock.db" --export-dir "$tmp/plain" \
 	--libunilock "$repo/build/lib/libunilock.so" 2>&1 | head -n 1 || true

@@ -24,6 +24,9 @@
  *              unilock (another protocol's conflicting open, write or lock) becomes a delegrecall
  *              up-call; DELEGRETURN gives the delegation back.
  *   close2     a lock state that goes away releases what unilock still holds for its owner.
+ *   write2     an NFS write is a unilock break trigger (UNILOCK_TRIGGER_WRITE): other clients' R
+ *              leases go at once; a W lease (an SMB client caching writes) must be acknowledged
+ *              first, meanwhile the write answers NFS4ERR_DELAY and the client retries.
  *   fs_supports  asynchronous blocking locks and read delegations are supported.
  *
  * Owners: client = "nfs4:" + the client's co_ownerid (the nfs_client_id4 id string, stable over a
@@ -778,6 +781,38 @@ static fsal_status_t ul_close2(struct fsal_obj_handle *obj, struct state_t *stat
 	return nullfs_close2(obj, state);
 }
 
+/* ---- write2: an NFS write breaks other protocols' caching leases ---------------------------------- */
+
+static void ul_write2(struct fsal_obj_handle *obj, bool bypass, fsal_async_cb done_cb,
+		      struct fsal_io_arg *write_arg, void *caller_arg)
+{
+	if (ul != NULL) {
+		uint8_t fid[UNILOCK_FILE_ID_CANONICAL_LEN];
+		char client[UNILOCK_CLIENT_MAX + 1] = "nfs4:anonymous";
+		unilock_status st;
+
+		ul_file_id(obj, fid);
+		if (write_arg->state != NULL && write_arg->state->state_owner != NULL)
+			ul_deleg_client(write_arg->state->state_owner, client);
+		/*
+		 * R leases of others go to none at once; a write-caching (W) lease must be flushed
+		 * and acknowledged first: unilock says BUSY and the NFS client gets NFS4ERR_DELAY and
+		 * retries (NFSv4 has no way to wait here).
+		 */
+		st = unilock_break_trigger(ul, fid, sizeof(fid), client, NULL,
+					   UNILOCK_TRIGGER_WRITE, NULL, NULL);
+		if (st == UNILOCK_E_BUSY || st == UNILOCK_PENDING) {
+			LogDebug(COMPONENT_FSAL, "unilock: write by %s waits for a lease break",
+				 client);
+			done_cb(obj, fsalstat(ERR_FSAL_DELAY, 0), write_arg, caller_arg);
+			return;
+		}
+		if (st != UNILOCK_OK)
+			LogWarn(COMPONENT_FSAL, "unilock_break_trigger: %s", unilock_strerror(st));
+	}
+	nullfs_write2(obj, bypass, done_cb, write_arg, caller_arg);
+}
+
 /* ---- export ---------------------------------------------------------------------------------- */
 
 static bool (*ul_sub_fs_supports)(struct fsal_export *, fsal_fsinfo_options_t);
@@ -852,6 +887,7 @@ MODULE_INIT void unilock_fsal_init(void)
 	NULLFS.handle_ops.lock_op2 = ul_lock_op2;
 	NULLFS.handle_ops.lease_op2 = ul_lease_op2;
 	NULLFS.handle_ops.close2 = ul_close2;
+	NULLFS.handle_ops.write2 = ul_write2;
 }
 
 MODULE_FINI void unilock_fsal_unload(void)

@@ -654,6 +654,35 @@ def run_grace(args):
     s.quit()
 
 
+def run_lease_break(args):
+    """An NFS write breaks another protocol's caching lease held through unilock
+    (ganesha/lease_holder.c stands in for an SMB client with an RWH lease)."""
+    c = n.Client(args.port)
+    d = c.lookup_fh(args.path)
+    f = n.OpenFile(c, d, "lease-%s" % os.urandom(3).hex())
+    c.write(f.fh, f.sid, 0, b"a" * 100)
+    h = subprocess.Popen([args.lease_holder, args.unilock_db, os.path.join(args.export_dir, f.name),
+                          "smb:lease-holder", "15", "300"], stdout=subprocess.PIPE, text=True)
+    first = h.stdout.readline().strip()
+    check("LEASE1_smb_style_lease_granted", first == "GRANTED 7", first)
+    t0 = time.time()
+    r = c.write(f.fh, f.sid, 0, b"b" * 10)
+    check("LEASE2_nfs_write_waits_for_the_break", r.name == "DELAY", r.name)
+    tries = 1
+    while r.name == "DELAY" and time.time() - t0 < 10:
+        time.sleep(0.05)
+        r = c.write(f.fh, f.sid, 0, b"b" * 10)
+        tries += 1
+    t_ok = time.time() - t0
+    lines = [ln.strip() for ln in h.stdout]
+    h.wait()
+    check("LEASE3_lease_broken", any(ln.startswith("BREAK 7 ") for ln in lines), " | ".join(lines))
+    check("LEASE4_nfs_write_done_after_ack", r.name == "OK" and
+          any(ln.startswith("ACKED") for ln in lines),
+          "%s after %d tries, %.0f ms (the holder acks after 300 ms)" % (r.name, tries, t_ok * 1000))
+    f.close()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
@@ -669,8 +698,11 @@ def main():
     ap.add_argument("--deleg", action="store_true")
     ap.add_argument("--grace", choices=["before", "after"])
     ap.add_argument("--state")
+    ap.add_argument("--lease-holder")
     args = ap.parse_args()
-    if args.grace:
+    if args.lease_holder:
+        run_lease_break(args)
+    elif args.grace:
         run_grace(args)
     elif args.deleg:
         run_deleg(args)
