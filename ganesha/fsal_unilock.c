@@ -740,6 +740,15 @@ static fsal_status_t ul_lease_op2(struct fsal_obj_handle *obj, struct state_t *s
 		req.flags |= UNILOCK_OPEN_WRITE;
 	req.lease_version = 1;
 	req.break_timeout_ms = (uint64_t)nfs_param.nfsv4_param.lease_lifetime * 1000;
+	{
+		/* unilock grants no R while a byte-range lock (of anyone) starts below the end. */
+		struct fsal_attrlist attrs;
+
+		fsal_prepare_attrs(&attrs, ATTR_SIZE);
+		if (!FSAL_IS_ERROR(obj->obj_ops->getattrs(obj, &attrs)))
+			req.file_size = attrs.filesize;
+		fsal_release_attrs(&attrs);
+	}
 	st = unilock_file_open(ul, fid, sizeof(fid), client, d->open_id, &req, NULL, &res);
 	if (st != UNILOCK_OK || (res.state & UNILOCK_LEASE_R) == 0) {
 		if (st == UNILOCK_OK)
