@@ -671,6 +671,19 @@ static fsal_status_t ul_lock_op2(struct fsal_obj_handle *obj, struct state_t *st
 	return fsalstat(ERR_FSAL_INVAL, 0);
 }
 
+/*
+ * A zeroed open request. Newer libunilock headers give the struct a size field and an init call
+ * (build.sh defines UL_HAVE_OPEN_REQ_INIT when the header declares unilock_open_req_init).
+ */
+static void ul_open_req_init(struct unilock_open_req *req)
+{
+#ifdef UL_HAVE_OPEN_REQ_INIT
+	unilock_open_req_init(req);
+#else
+	memset(req, 0, sizeof(*req));
+#endif
+}
+
 /* ---- delegations ----------------------------------------------------------------------------- */
 
 static struct ul_deleg *ul_deleg_take(const uint8_t *fid, const char *client)
@@ -703,11 +716,13 @@ static fsal_status_t ul_lease_op2(struct fsal_obj_handle *obj, struct state_t *s
 	state_owner_t *so = p_owner;
 	uint8_t fid[UNILOCK_FILE_ID_CANONICAL_LEN];
 	char client[UNILOCK_CLIENT_MAX + 1];
-	struct unilock_open_req req = { 0 };
+	struct unilock_open_req req;
 	struct unilock_open_result res = { 0 };
 	struct gsh_buffdesc key;
 	struct ul_deleg *d;
 	unilock_status st;
+
+	ul_open_req_init(&req);
 
 	if (ul == NULL || so == NULL || !ul_conf.delegations)
 		return fsalstat(ERR_FSAL_NOTSUPP, 0);
