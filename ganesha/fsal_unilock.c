@@ -154,6 +154,8 @@ struct ul_waiter {
 	fsal_lock_param_t lock;
 	uint8_t fid[UNILOCK_FILE_ID_CANONICAL_LEN];
 	char client[UNILOCK_CLIENT_MAX + 1];
+	uint8_t obuf[UNILOCK_OWNER_MAX];	/* the unilock owner bytes */
+	size_t olen;
 	size_t key_len;
 	char key[];
 };
@@ -192,10 +194,27 @@ static void ul_log(void *user_data, uint32_t level, const char *message)
 	}
 }
 
+/* Undoes a unilock grant the SAL did not take (its blocked lock went away meanwhile). */
+static void ul_waiter_undo(struct ul_waiter *w)
+{
+	struct unilock_owner o = {
+		.client = w->client, .owner = w->obuf, .owner_len = w->olen, .open_id = 0,
+	};
+
+	unilock_unlock(ul, w->fid, sizeof(w->fid), &o, UNILOCK_POSIX, w->lock.lock_start,
+		       w->lock.lock_length == 0 ? UNILOCK_TO_EOF : w->lock.lock_length);
+}
+
 static void ul_grant_done(void *arg, state_status_t st)
 {
-	if (st != STATE_SUCCESS)
-		LogWarn(COMPONENT_FSAL, "unilock: lock_grant up-call: %s", state_err_str(st));
+	struct ul_waiter *w = arg;
+
+	if (st != STATE_SUCCESS) {
+		LogWarn(COMPONENT_FSAL, "unilock: lock_grant up-call: %s; lock given back",
+			state_err_str(st));
+		ul_waiter_undo(w);
+	}
+	gsh_free(w);
 }
 
 static void ul_event_lock(const struct unilock_event *ev)
@@ -225,12 +244,13 @@ static void ul_event_lock(const struct unilock_event *ev)
 	key.addr = w->key;
 	key.len = w->key_len;
 	fst = up_async_lock_grant(general_fridge, w->up_ops, &key, w->owner, &w->lock,
-				  ul_grant_done, NULL);
+				  ul_grant_done, w);
 	if (FSAL_IS_ERROR(fst)) {
-		LogCrit(COMPONENT_FSAL, "unilock: cannot queue lock_grant: %s",
+		LogCrit(COMPONENT_FSAL, "unilock: cannot queue lock_grant: %s; lock given back",
 			msg_fsal_err(fst.major));
+		ul_waiter_undo(w);
+		gsh_free(w);
 	}
-	gsh_free(w);
 }
 
 static void ul_event_break(const struct unilock_event *ev)
