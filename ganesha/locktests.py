@@ -254,6 +254,161 @@ KNOWN_STOCK_BUGS = {
 }
 
 
+@test
+def LOCK20_no_fh(x, o):
+    p = n.Pack().u32(WRITE_LT).u32(0).u64(0).u64(10).u32(0)
+    n.stateid(p, (1, b"\0" * 12))
+    p.u32(1)
+    st, u, cnt = x.c.compound([(n.OP_LOCK, p.bytes())])
+    o.see("lock", n.Res(st), "NOFILEHANDLE")
+
+
+@test
+def LOCK21_bad_open_seqid(x, o):
+    f = x.file()
+    r = x.c.lock_new(f.fh, WRITE_LT, 0, 10, f.sid, f.seqid + 7, b"lo-badseq")
+    o.see("lock", r, "BAD_SEQID")
+
+
+@test
+def LOCK22_bad_open_stateid(x, o):
+    f = x.file()
+    r = x.c.lock_new(f.fh, WRITE_LT, 0, 10, (f.sid[0], os.urandom(12)), f.seqid, b"lo-badsid")
+    o.see("lock", r, ["BAD_STATEID", "STALE_STATEID"])
+
+
+@test
+def LOCK23_stale_clientid_in_lock_owner(x, o):
+    f = x.file()
+    p = n.Pack().u32(WRITE_LT).u32(0).u64(0).u64(10).u32(1).u32(f.seqid)
+    n.stateid(p, f.sid)
+    p.u32(0).u64(0x1234).opaque(b"lo-stale")
+    r = x.c._one([(n.OP_PUTFH, n.Pack().opaque(f.fh).bytes())], n.OP_LOCK, p.bytes(),
+                 x.c._lock_dec)
+    o.see("lock", r, ["STALE_CLIENTID", "BAD_STATEID"])
+
+
+@test
+def LOCK24_replay(x, o):
+    lo = x.file().lock_owner()
+    o.see("lock1", lo.lock(WRITE_LT, 0, 10), "OK")
+    r1 = x.c.lock_exist(lo.f.fh, WRITE_LT, 20, 10, lo.sid, lo.seqid)
+    o.see("lock2", r1, "OK")
+    r2 = x.c.lock_exist(lo.f.fh, WRITE_LT, 20, 10, lo.sid, lo.seqid)
+    o.see("lock2_replayed", r2, "OK")
+    o.expect("same_stateid", r1.status == 0 and r2.status == 0 and r1.stateid == r2.stateid)
+
+
+@test
+def LOCK25_read_lock_on_read_open(x, o):
+    name = "rro-%s" % os.urandom(3).hex()
+    x.file(name=name).close()
+    f = x.file(name=name, access=n.ACCESS_READ, create=False)
+    o.see("readlock", f.lock_owner().lock(READ_LT, 0, 10), "OK")
+
+
+@test
+def LOCK26_read_lock_on_write_open(x, o):
+    name = "rwo-%s" % os.urandom(3).hex()
+    x.file(name=name).close()
+    f = x.file(name=name, access=n.ACCESS_WRITE, create=False)
+    o.see("readlock", f.lock_owner().lock(READ_LT, 0, 10), "OK", warn="OPENMODE")
+
+
+@test
+def LOCK27_many_ranges(x, o):
+    name = "many-%s" % os.urandom(3).hex()
+    f1, f2 = x.file(name=name), x.file(client=x.c2, name=name)
+    a, b = f1.lock_owner(), f2.lock_owner()
+    ok = all(a.lock(WRITE_LT if i % 2 else READ_LT, i * 100, 50).status == 0 for i in range(10))
+    o.expect("ten_locks", ok)
+    o.see("lockB_gap", b.lock(WRITE_LT, 50, 50), "OK")
+    o.see("lockB_onread", b.lock(READ_LT, 0, 10), "OK")
+    o.see("lockB_onwrite", b.lock(READ_LT, 100, 10), "DENIED")
+    o.see("lockuA_all", a.unlock(WRITE_LT, 0, EOF), "OK")
+    o.see("lockB_all", b.lock(WRITE_LT, 0, 1000), "OK")
+
+
+@test
+def LOCK28_after_close(x, o):
+    f = x.file()
+    sid, seqid = f.sid, f.seqid
+    o.see("close", f.close(), "OK")
+    r = x.c.lock_new(f.fh, WRITE_LT, 0, 10, sid, seqid + 1, b"lo-closed")
+    o.see("lock_closed_open", r, ["BAD_STATEID", "OLD_STATEID", "STALE_STATEID", "BAD_SEQID"])
+
+
+@test
+def LOCKT8_own_write_lock(x, o):
+    f = x.file()
+    a = f.lock_owner()
+    o.see("lock", a.lock(WRITE_LT, 0, 10), "OK")
+    o.see("lockt_self_read", a.test(READ_LT, 5, 10), "OK")
+
+
+@test
+def LOCKT9_directory(x, o):
+    o.see("lockt_dir", x.c.lockt(x.dirfh, WRITE_LT, 0, 10, b"x"), ["ISDIR", "INVAL"])
+
+
+@test
+def LOCKU7_type_ignored(x, o):
+    name = "lu7-%s" % os.urandom(3).hex()
+    f1, f2 = x.file(name=name), x.file(client=x.c2, name=name)
+    a, b = f1.lock_owner(), f2.lock_owner()
+    o.see("lockA", a.lock(WRITE_LT, 0, 10), "OK")
+    o.see("lockuA_as_read", a.unlock(READ_LT, 0, 10), "OK")
+    o.see("lockB", b.lock(WRITE_LT, 0, 10), "OK")
+
+
+@test
+def LOCKU8_replay(x, o):
+    lo = x.file().lock_owner()
+    o.see("lock", lo.lock(WRITE_LT, 0, 10), "OK")
+    r1 = x.c.locku(lo.f.fh, WRITE_LT, lo.seqid, lo.sid, 0, 10)
+    r2 = x.c.locku(lo.f.fh, WRITE_LT, lo.seqid, lo.sid, 0, 10)
+    o.see("locku", r1, "OK")
+    o.see("locku_replayed", r2, "OK")
+
+
+@test
+def LOCKU9_no_fh(x, o):
+    p = n.Pack().u32(WRITE_LT).u32(1)
+    n.stateid(p, (1, b"\0" * 12))
+    p.u64(0).u64(10)
+    st, u, cnt = x.c.compound([(n.OP_LOCKU, p.bytes())])
+    o.see("locku", n.Res(st), "NOFILEHANDLE")
+
+
+@test
+def RLOWN4_stateid_after_release(x, o):
+    lo = x.file().lock_owner()
+    o.see("lock", lo.lock(WRITE_LT, 0, 10), "OK")
+    o.see("locku", lo.unlock(WRITE_LT, 0, 10), "OK")
+    o.see("release", lo.release(), "OK")
+    r = x.c.lock_exist(lo.f.fh, WRITE_LT, 0, 10, lo.sid, lo.seqid)
+    o.see("lock_released_stateid", r, ["BAD_STATEID", "STALE_STATEID", "OLD_STATEID"])
+
+
+@test
+def RLOWN5_stale_clientid(x, o):
+    r = x.c._one([], n.OP_RELEASE_LOCKOWNER, n.Pack().u64(0x1234).opaque(b"x").bytes())
+    o.see("release", r, "STALE_CLIENTID")
+
+
+@test
+def RLOWN6_other_owner_keeps_locks(x, o):
+    name = "rl6-%s" % os.urandom(3).hex()
+    f1, f2 = x.file(name=name), x.file(client=x.c2, name=name)
+    a1, a2, b = f1.lock_owner(), f1.lock_owner(), f2.lock_owner()
+    o.see("lockA1", a1.lock(WRITE_LT, 0, 10), "OK")
+    o.see("lockA2", a2.lock(WRITE_LT, 10, 10), "OK")
+    o.see("lockuA2", a2.unlock(WRITE_LT, 10, 10), "OK")
+    o.see("releaseA2", a2.release(), "OK")
+    o.see("lockB_on_A1", b.lock(WRITE_LT, 5, 1), "DENIED")
+    o.see("lockB_on_A2", b.lock(WRITE_LT, 15, 1), "OK")
+
+
 # --- LOCKT -----------------------------------------------------------------------------------------
 @test
 def LOCKT1_free(x, o):
