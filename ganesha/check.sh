@@ -107,7 +107,7 @@ grep -v '^    ' "$tmp/foreign.out"
 echo "== foreign locks against stock FSAL_VFS (/plain; failures expected: it cannot know)"
 $lt --path /plain --unilock-db "$tmp/unilock.db" --export-dir "$tmp/plain" \
 	--standin "$out/cross_protocol" > "$tmp/foreign-plain.out" 2>&1 || true
-grep -v '^    ' "$tmp/foreign-plain.out" | grep -v '^PASS' || true
+grep -v '^    ' "$tmp/foreign-plain.out" | grep -v '^PASS' | sed 's/^/  stock Ganesha: /' || true
 
 echo "== delegation recall, /unilock"
 $lt --path /unilock --deleg --unilock-db "$tmp/unilock.db" --export-dir "$tmp/unilock" \
@@ -119,7 +119,7 @@ $lt --path /unilock --lease-holder "$out/lease_holder" --unilock-db "$tmp/uniloc
 cat "$tmp/lease.out"
 echo "== delegation, stock FSAL_VFS (/plain)"
 $lt --path /plain --deleg --unilock-db "$tmp/unilock.db" --export-dir "$tmp/plain" \
-	--libunilock "$repo/build/lib/libunilock.so" 2>&1 | head -n 1 || true
+	--libunilock "$repo/build/lib/libunilock.so" 2>&1 | head -n 1 | sed 's/^/  stock Ganesha: /' || true
 
 kill -0 "$pid" 2>/dev/null || { echo "check-ganesha: ganesha.nfsd died" >&2; fail=1; }
 if grep -q 'segfault\|SIGSEGV\|Assertion' "$tmp/ganesha.log"; then
