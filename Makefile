@@ -97,3 +97,18 @@ clean:
 .PHONY: check-samba
 check-samba: lib
 	sh samba/check.sh
+
+# NFS-Ganesha FSAL (ganesha/): builds FSAL_UNILOCK against the installed ganesha.nfsd and judges it
+# with an NFSv4.0 client's lock tests (with and without the FSAL, test by test), foreign-lock,
+# expiry and delegation-recall tests. Needs root and the packages ganesha/deps.sh installs;
+# installs nothing itself. See README, "NFS-Ganesha FSAL".
+.PHONY: check-ganesha
+check-ganesha: lib
+	sh ganesha/check.sh
+
+# The two-server test (ganesha/multiprotocol.sh): smbd with vfs_unilock and ganesha.nfsd with
+# FSAL_UNILOCK export one directory on one unilock database ("posix locking = no"); a real SMB2
+# client and a real NFSv4 client lock the same file. Needs root and both deps.sh scripts' packages.
+.PHONY: check-multiprotocol
+check-multiprotocol: lib
+	sh ganesha/multiprotocol.sh
