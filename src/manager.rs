@@ -16,20 +16,7 @@ use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// One lock element of a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LockReq {
-    pub flavour: Flavour,
-    pub kind: LockType,
-    pub offset: u64,
-    pub length: u64,
-}
-
-impl LockReq {
-    pub fn range(&self) -> Result<Range> {
-        Range::from_request(self.flavour, self.offset, self.length).map_err(|_| Error::InvalidRange)
-    }
-}
+pub use crate::table::LockReq;
 
 /// How often shared mode looks for processes that died (ms).
 const PROC_CHECK_MS: u64 = 1000;

@@ -19,6 +19,21 @@ use parking_lot::Mutex;
 use std::hash::BuildHasher;
 
 /// Largest file id, in bytes (SPEC.md §1).
+/// One lock element of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LockReq {
+    pub flavour: Flavour,
+    pub kind: LockType,
+    pub offset: u64,
+    pub length: u64,
+}
+
+impl LockReq {
+    pub fn range(&self) -> Result<Range> {
+        Range::from_request(self.flavour, self.offset, self.length).map_err(|_| Error::InvalidRange)
+    }
+}
+
 pub const FILE_ID_MAX: usize = 128;
 /// Largest owner, in bytes.
 pub const OWNER_MAX: usize = 2048;
@@ -484,7 +499,7 @@ impl FileState {
         ctx: &Ctx,
         id: u64,
         o: &OwnerRef,
-        req: &crate::manager::LockReq,
+        req: &LockReq,
         range: &Range,
         token: u64,
         user_data: usize,

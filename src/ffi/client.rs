@@ -1,7 +1,7 @@
 //! Clients, limits and metrics.
 
 use super::boundary::{put, Fallback};
-use super::config::unilock;
+use super::handle::unilock;
 use super::status::{done, status_of, unilock_status};
 use libc::c_char;
 

@@ -1,7 +1,7 @@
 //! Blocking requests, watches, cancel, and event delivery.
 
 use super::boundary::{put, Fallback};
-use super::config::unilock;
+use super::handle::unilock;
 use super::status::{status_of, unilock_status};
 use super::types::*;
 use crate::manager::{EventCallback, WaitSpec};
@@ -84,19 +84,6 @@ pub struct unilock_event {
 /// callback may call back into the library (for example unlock the lock just granted), but must not
 /// call `unilock_close`.
 pub type unilock_event_fn = Option<unsafe extern "C" fn(user_data: *mut libc::c_void, event: *const unilock_event)>;
-
-/// How a blocking request waits.
-#[repr(C)]
-pub struct unilock_wait {
-    /// The caller's token, echoed in the completion. Re-submitting the same token for the same owner
-    /// and file is idempotent: `UNILOCK_PENDING` with the same request id while it waits,
-    /// `UNILOCK_OK` once granted (until the owner loses a lock on the file).
-    pub token: u64,
-    /// Echoed in the completion event; never dereferenced by the library.
-    pub user_data: *mut libc::c_void,
-    /// Milliseconds to wait before failing with `UNILOCK_E_TIMEOUT`; 0 waits until granted or cancelled.
-    pub timeout_ms: u64,
-}
 
 /// Wraps a C callback in the manager's callback type.
 pub fn callback(f: unilock_event_fn, user_data: *mut libc::c_void) -> Option<EventCallback> {

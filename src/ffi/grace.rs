@@ -1,7 +1,7 @@
 //! The grace period and reclaims after a restart.
 
 use super::boundary::{put, Fallback};
-use super::config::unilock;
+use super::handle::unilock;
 use super::status::{done, unilock_status};
 
 /// Grace period status.

@@ -1,8 +1,8 @@
 //! Leases, oplocks, delegations and break triggers.
 
 use super::boundary::{put, Fallback};
-use super::config::unilock;
-use super::events::unilock_wait;
+use super::handle::unilock;
+use super::types::unilock_wait;
 use super::status::{done, status_of, unilock_status};
 use crate::core::lease::{Key, Kind, Trigger};
 use crate::manager::WaitSpec;

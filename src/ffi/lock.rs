@@ -1,7 +1,7 @@
 //! Byte-range lock calls.
 
 use super::boundary::{put, Fallback};
-use super::config::unilock;
+use super::handle::unilock;
 use super::status::{status_of, unilock_status};
 use super::types::*;
 use crate::error::Error;

@@ -12,6 +12,7 @@ pub mod client;
 pub mod config;
 pub mod events;
 pub mod grace;
+pub mod handle;
 pub mod lease;
 pub mod lock;
 pub mod log;

@@ -1,7 +1,7 @@
 //! Shared mode: processes gone, durable reconnect.
 
 use super::boundary::{put, Fallback};
-use super::config::unilock;
+use super::handle::unilock;
 use super::status::{status_of, unilock_status};
 
 /// Shared mode: declares process `pid` gone (the parent after `waitpid`, or a cleanup daemon).

@@ -188,3 +188,17 @@ pub fn put_holder(out: *mut unilock_lock_info, h: &Holder) {
         fill_info(out, h);
     }
 }
+
+/// How a blocking request waits.
+#[repr(C)]
+pub struct unilock_wait {
+    /// The caller's token, echoed in the completion. Re-submitting the same token for the same owner
+    /// and file is idempotent: `UNILOCK_PENDING` with the same request id while it waits,
+    /// `UNILOCK_OK` once granted (until the owner loses a lock on the file).
+    pub token: u64,
+    /// Echoed in the completion event; never dereferenced by the library.
+    pub user_data: *mut libc::c_void,
+    /// Milliseconds to wait before failing with `UNILOCK_E_TIMEOUT`; 0 waits until granted or cancelled.
+    pub timeout_ms: u64,
+}
+
