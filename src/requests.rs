@@ -42,28 +42,45 @@ pub fn owner_key_of(flavour: Flavour, o: &OwnerRef) -> OwnerKey {
 
 /// What an event reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum EventKind {
     /// A blocking lock request ended: granted (`Ok`) or failed.
-    LockDone,
+    LockDone = 0,
     /// A watched file's locks changed.
-    Watch,
+    Watch = 1,
     /// A lease (oplock, delegation) must be broken: the holder is told (request id 0).
-    LeaseBreak,
+    LeaseBreak = 2,
     /// A break was not acknowledged in time: the lease is now none (request id 0).
-    LeaseRevoked,
+    LeaseRevoked = 3,
     /// The breaks a waiting open or trigger waited for are over: retry it.
-    BreaksDone,
+    BreaksDone = 4,
     /// Grace ended: this client's unreclaimed state was released (locks in `offset`, leases in
     /// `length`; request id 0).
-    GraceReleased,
+    GraceReleased = 5,
+}
+
+/// The mailbox's encoding of an event kind; unknown bytes are refused, never guessed.
+impl TryFrom<u8> for EventKind {
+    type Error = u8;
+    fn try_from(v: u8) -> Result<Self, u8> {
+        Ok(match v {
+            0 => EventKind::LockDone,
+            1 => EventKind::Watch,
+            2 => EventKind::LeaseBreak,
+            3 => EventKind::LeaseRevoked,
+            4 => EventKind::BreaksDone,
+            5 => EventKind::GraceReleased,
+            _ => return Err(v),
+        })
+    }
 }
 
 /// Lease fields of an event (zero for lock events).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LeaseInfo {
     pub key: [u8; 16],
-    /// 0 for events that are not about a lease, else `lease::Kind as u8 + 1`.
-    pub kind: u8,
+    /// `None` for events that are not about a lease.
+    pub kind: Option<crate::core::lease::Kind>,
     pub state: u8,
     pub break_to: u8,
     pub epoch: u16,

@@ -386,6 +386,9 @@ impl Drop for Shared {
     }
 }
 
+/// The mailbox's byte for "this event is not about a lease".
+const NO_LEASE: u8 = 0xFF;
+
 fn encode_event(e: &Event) -> Vec<u8> {
     let mut w = W(Vec::with_capacity(128));
     w.u8(e.kind as u8);
@@ -407,7 +410,7 @@ fn encode_event(e: &Event) -> Vec<u8> {
     w.u64(e.offset);
     w.u64(e.length);
     w.0.extend_from_slice(&e.lease.key);
-    w.u8(e.lease.kind);
+    w.u8(e.lease.kind.map_or(NO_LEASE, |k| k as u8));
     w.u8(e.lease.state);
     w.u8(e.lease.break_to);
     w.u64(e.lease.epoch as u64);
@@ -418,14 +421,7 @@ fn encode_event(e: &Event) -> Vec<u8> {
 
 fn decode_event(b: &[u8]) -> Option<Event> {
     let mut r = R { b };
-    let kind = match r.u8()? {
-        0 => EventKind::LockDone,
-        1 => EventKind::Watch,
-        2 => EventKind::LeaseBreak,
-        3 => EventKind::LeaseRevoked,
-        4 => EventKind::BreaksDone,
-        _ => EventKind::GraceReleased,
-    };
+    let kind = EventKind::try_from(r.u8()?).ok()?;
     let result = match r.u64()? {
         0 => Ok(()),
         1 => Err(Error::Timeout),
@@ -442,11 +438,17 @@ fn decode_event(b: &[u8]) -> Option<Event> {
         client: r.bytes()?.to_vec(),
         owner: r.bytes()?.to_vec(),
         open_id: r.u64()?,
-        flavour: if r.u8()? == 1 { Flavour::Windows } else { Flavour::Posix },
-        lock_kind: if r.u8()? == 1 { LockType::Exclusive } else { LockType::Shared },
+        flavour: Flavour::try_from(r.u8()?).ok()?,
+        lock_kind: LockType::try_from(r.u8()?).ok()?,
         offset: r.u64()?,
         length: r.u64()?,
-        lease: LeaseInfo { key: r.key()?, kind: r.u8()?, state: r.u8()?, break_to: r.u8()?, epoch: r.u64()? as u16, ack_required: r.u8()? != 0 },
+        lease: LeaseInfo {
+            key: r.key()?,
+            kind: match r.u8()? {
+                NO_LEASE => None,
+                k => Some(crate::core::lease::Kind::try_from(k).ok()?),
+            },
+            state: r.u8()?, break_to: r.u8()?, epoch: r.u64()? as u16, ack_required: r.u8()? != 0 },
         proc: r.u64()?,
     })
 }
@@ -484,12 +486,23 @@ mod tests {
             lock_kind: LockType::Exclusive,
             offset: 11,
             length: 12,
-            lease: LeaseInfo { key: [3; 16], kind: 1, state: 7, break_to: 3, epoch: 5, ack_required: true },
+            lease: LeaseInfo { key: [3; 16], kind: Some(crate::core::lease::Kind::Lease), state: 7, break_to: 3, epoch: 5, ack_required: true },
             proc: 13,
         };
         let d = decode_event(&encode_event(&e)).unwrap();
         assert_eq!(format!("{d:?}"), format!("{e:?}"));
         assert!(decode_event(&encode_event(&e)[..20]).is_none());
+        // Unknown bytes are refused, never read as some other kind.
+        let mut b = encode_event(&e);
+        b[0] = 9;
+        assert!(decode_event(&b).is_none(), "unknown event kind");
+        assert!(EventKind::try_from(6).is_err());
+        assert!(Flavour::try_from(0).is_err() && Flavour::try_from(3).is_err());
+        assert!(LockType::try_from(0).is_err());
+        assert!(crate::core::lease::Kind::try_from(3).is_err());
+        for k in [EventKind::LockDone, EventKind::Watch, EventKind::LeaseBreak, EventKind::LeaseRevoked, EventKind::BreaksDone, EventKind::GraceReleased] {
+            assert_eq!(EventKind::try_from(k as u8), Ok(k));
+        }
     }
 }
 

@@ -272,14 +272,8 @@ impl FileState {
             client: e.client.clone(),
             owner: e.owner.clone(),
             open_id: e.open_id,
-            flavour: match l.flavour {
-                Flavour::Posix => 1,
-                Flavour::Windows => 2,
-            },
-            kind: match l.kind {
-                LockType::Shared => 1,
-                LockType::Exclusive => 2,
-            },
+            flavour: l.flavour as u8,
+            kind: l.kind as u8,
             start: l.range.start,
             length: l.range.length_for(l.flavour),
         }
@@ -850,12 +844,14 @@ impl FileState {
             return None;
         }
         let mut fs = FileState::blank(file, persist);
-        let flav = |v: u8| if v == Flavour::Windows as u8 { Flavour::Windows } else { Flavour::Posix };
-        let kind = |v: u8| if v == LockType::Exclusive as u8 { LockType::Exclusive } else { LockType::Shared };
+        // Format 1 wrote flavour and lock type as 0/1; format 2 uses their one wire encoding.
+        let v1 = format == 1;
+        let flav = |v: u8| if v1 { Some(if v == 1 { Flavour::Windows } else { Flavour::Posix }) } else { Flavour::try_from(v).ok() };
+        let kind = |v: u8| if v1 { Some(if v == 1 { LockType::Exclusive } else { LockType::Shared }) } else { LockType::try_from(v).ok() };
         let mut map: std::collections::HashMap<u64, OwnerIdx> = std::collections::HashMap::new();
         for _ in 0..r.u64()? {
             let old = r.u64()?;
-            let f = flav(r.u8()?);
+            let f = flav(r.u8()?)?;
             let client = r.bytes()?;
             let owner = r.bytes()?;
             let open_id = r.u64()?;
@@ -866,7 +862,7 @@ impl FileState {
         }
         for _ in 0..r.u64()? {
             let owner = *map.get(&r.u64()?)?;
-            let k = kind(r.u8()?);
+            let k = kind(r.u8()?)?;
             let range = Range::new(r.u64()?, r.u128()?);
             let f = fs.owners.get(owner).flavour;
             fs.owners.add_refs(owner, 1);
@@ -875,7 +871,7 @@ impl FileState {
         for _ in 0..r.u64()? {
             let id = r.u64()?;
             let owner = *map.get(&r.u64()?)?;
-            let k = kind(r.u8()?);
+            let k = kind(r.u8()?)?;
             let range = Range::new(r.u64()?, r.u128()?);
             let since = r.u64()?;
             let proc = r.u64()?;
@@ -899,11 +895,7 @@ impl FileState {
         for _ in 0..r.u64()? {
             let client: Box<[u8]> = r.bytes()?.into();
             let key = r.key()?;
-            let k = match r.u8()? {
-                0 => lease::Kind::Lease,
-                1 => lease::Kind::Oplock,
-                _ => lease::Kind::Delegation,
-            };
+            let k = lease::Kind::try_from(r.u8()?).ok()?;
             fs.leases.leases.push(lease::Lease {
                 client,
                 key,
@@ -1048,7 +1040,7 @@ impl FileState {
                 lock_kind: LockType::Shared,
                 offset: 0,
                 length: 0,
-                lease: LeaseInfo { key, kind: lkind as u8 + 1, state: from, break_to: to, epoch, ack_required: ack },
+                lease: LeaseInfo { key, kind: Some(lkind), state: from, break_to: to, epoch, ack_required: ack },
                 proc: holder_proc,
             });
         }

@@ -112,12 +112,14 @@ pub struct PrevLocks {
 }
 
 impl PrevLocks {
-    /// Adds `count` copies of a lock as the store keeps it: flavour 2 Windows (else POSIX), type 2
-    /// exclusive (else shared), the length as callers gave it. A row whose range is invalid is skipped.
+    /// Adds `count` copies of a lock as the store keeps it: flavour and type in their wire encoding
+    /// (`Flavour`/`LockType` as u8), the length as callers gave it. A row with an unknown flavour or
+    /// type, or an invalid range, is skipped.
     #[allow(clippy::too_many_arguments)]
     pub fn add_row(&mut self, file: &[u8], client: &[u8], owner: &[u8], open_id: u64, flavour: u8, kind: u8, start: u64, length: u64, count: u64) {
-        let flavour = if flavour == 2 { Flavour::Windows } else { Flavour::Posix };
-        let kind = if kind == 2 { LockType::Exclusive } else { LockType::Shared };
+        let (Ok(flavour), Ok(kind)) = (Flavour::try_from(flavour), LockType::try_from(kind)) else {
+            return;
+        };
         if let Ok(range) = Range::from_request(flavour, start, length) {
             for _ in 0..count {
                 self.add(file, client, owner, open_id, flavour, kind, range);

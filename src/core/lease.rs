@@ -22,14 +22,29 @@ pub const RWH: u8 = R | H | W;
 
 pub type Key = [u8; 16];
 
+/// The discriminant is the one wire encoding (store, shared-state codec, mailbox), read back with
+/// `TryFrom<u8>`, which refuses unknown bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Kind {
     /// An SMB2.1/3 lease (v1 or v2), keyed by the client's lease key.
-    Lease,
+    Lease = 0,
     /// An oplock: a keyless lease of one open.
-    Oplock,
+    Oplock = 1,
     /// An NFSv4 delegation or a per-open `F_SETLEASE` lease: only ever granted as a try.
-    Delegation,
+    Delegation = 2,
+}
+
+impl TryFrom<u8> for Kind {
+    type Error = u8;
+    fn try_from(v: u8) -> Result<Self, u8> {
+        match v {
+            0 => Ok(Kind::Lease),
+            1 => Ok(Kind::Oplock),
+            2 => Ok(Kind::Delegation),
+            _ => Err(v),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

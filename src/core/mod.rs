@@ -25,17 +25,44 @@ pub use range::{Range, SPACE_END, TO_EOF};
 use smallvec::SmallVec;
 
 /// Lock flavour (SPEC.md §3). POSIX: `fcntl`, NLM, NFSv4 LOCK. Windows: SMB2 LOCK.
+///
+/// The discriminant is the one wire encoding, written by the store, the shared-state codec and the
+/// mailbox alike (`as u8`) and read back with `TryFrom<u8>`, which refuses unknown bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
 pub enum Flavour {
-    Posix,
-    Windows,
+    Posix = 1,
+    Windows = 2,
 }
 
-/// Shared (read) or exclusive (write).
+impl TryFrom<u8> for Flavour {
+    type Error = u8;
+    fn try_from(v: u8) -> Result<Self, u8> {
+        match v {
+            1 => Ok(Flavour::Posix),
+            2 => Ok(Flavour::Windows),
+            _ => Err(v),
+        }
+    }
+}
+
+/// Shared (read) or exclusive (write). Encoded as `Flavour` is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
 pub enum LockType {
-    Shared,
-    Exclusive,
+    Shared = 1,
+    Exclusive = 2,
+}
+
+impl TryFrom<u8> for LockType {
+    type Error = u8;
+    fn try_from(v: u8) -> Result<Self, u8> {
+        match v {
+            1 => Ok(LockType::Shared),
+            2 => Ok(LockType::Exclusive),
+            _ => Err(v),
+        }
+    }
 }
 
 /// An I/O access for the strict-locking check.

@@ -195,13 +195,13 @@ pub struct unilock_open_result {
     pub parent_lease_key: [u8; 16],
 }
 
-/// Maps an event's lease kind (0 = not a lease event, else `Kind as u8 + 1`) to C.
-pub fn kind_to_c(k: u8) -> u32 {
+/// Maps an event's lease kind (`None`: not a lease event) to C.
+pub fn kind_to_c(k: Option<Kind>) -> u32 {
     match k {
-        x if x == Kind::Lease as u8 + 1 => UNILOCK_LEASE_KIND_LEASE,
-        x if x == Kind::Oplock as u8 + 1 => UNILOCK_LEASE_KIND_OPLOCK,
-        x if x == Kind::Delegation as u8 + 1 => UNILOCK_LEASE_KIND_DELEGATION,
-        _ => UNILOCK_LEASE_KIND_NONE,
+        None => UNILOCK_LEASE_KIND_NONE,
+        Some(Kind::Lease) => UNILOCK_LEASE_KIND_LEASE,
+        Some(Kind::Oplock) => UNILOCK_LEASE_KIND_OPLOCK,
+        Some(Kind::Delegation) => UNILOCK_LEASE_KIND_DELEGATION,
     }
 }
 
