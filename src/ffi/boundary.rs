@@ -9,6 +9,10 @@ pub trait Fallback: Sized {
     fn misuse() -> Self {
         Self::invalid()
     }
+    /// Whether this return value reports a failure (which must leave a fresh `unilock_errdetail`).
+    fn failed(&self) -> bool {
+        false
+    }
 }
 
 impl Fallback for unilock_status {
@@ -20,6 +24,9 @@ impl Fallback for unilock_status {
     }
     fn misuse() -> Self {
         unilock_status::UNILOCK_E_MISUSE
+    }
+    fn failed(&self) -> bool {
+        *self as u32 >= 100
     }
 }
 
@@ -64,16 +71,24 @@ impl Fallback for *const libc::c_char {
     }
 }
 
-/// Runs the body of an exported function under `catch_unwind`.
+/// Runs the body of an exported function under `catch_unwind`. A failing call that recorded no
+/// detail of its own clears the thread's detail, so `unilock_errdetail()` never reports an earlier
+/// call's failure.
 macro_rules! boundary {
     ($($body:tt)*) => {{
-        match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| { $($body)* })) {
+        let mark = $crate::ffi::status::detail_mark();
+        let r = match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| { $($body)* })) {
             Ok(v) => v,
             Err(_) => {
                 ::log::error!("internal panic caught at the C boundary");
+                $crate::ffi::status::set_detail("internal error: a panic was caught at the C boundary");
                 $crate::ffi::boundary::Fallback::internal()
             }
+        };
+        if $crate::ffi::boundary::Fallback::failed(&r) {
+            $crate::ffi::status::settle_detail(mark);
         }
+        r
     }};
 }
 
@@ -82,7 +97,10 @@ macro_rules! try_ref {
     ($p:expr) => {
         match unsafe { ($p).as_ref() } {
             Some(r) => r,
-            None => return $crate::ffi::boundary::Fallback::invalid(),
+            None => {
+                $crate::ffi::status::set_detail("a required pointer argument is NULL");
+                return $crate::ffi::boundary::Fallback::invalid();
+            }
         }
     };
 }
@@ -103,7 +121,10 @@ macro_rules! try_bytes {
     ($p:expr, $len:expr) => {
         match $crate::ffi::boundary::bytes($p as *const u8, $len) {
             Some(s) => s,
-            None => return $crate::ffi::boundary::Fallback::invalid(),
+            None => {
+                $crate::ffi::status::set_detail("a byte string is NULL with a non-zero length, or too long");
+                return $crate::ffi::boundary::Fallback::invalid();
+            }
         }
     };
 }
