@@ -33,7 +33,8 @@ pub extern "C" fn unilock_grace_status(ul: *const unilock, out: *mut unilock_gra
 }
 
 /// Starts a grace period explicitly, for a host taking over another host's clients (or restarting
-/// grace for them): `clients`/`n` are the expected clients (NUL-terminated ids; n may be 0),
+/// grace for them): `clients`/`n` are the expected clients (NUL-terminated ids; n may be 0, at most
+/// `UNILOCK_COUNT_MAX`),
 /// `duration_ms` 0 means the configured grace period. An expected client with no pre-restart record
 /// here may reclaim what it claims (its state is on the other host). Returns `UNILOCK_OK` or
 /// `UNILOCK_E_INVALID`.
@@ -47,6 +48,10 @@ pub extern "C" fn unilock_grace_start(
     boundary! {
         let ul = try_handle!(ul);
         if n > 0 && clients.is_null() {
+            return unilock_status::invalid();
+        }
+        if n > super::types::UNILOCK_COUNT_MAX {
+            super::status::set_detail("too many clients (more than UNILOCK_COUNT_MAX)");
             return unilock_status::invalid();
         }
         let mut v = Vec::with_capacity(n);

@@ -125,10 +125,10 @@ pub extern "C" fn unilock_test(
 
 /// Converts C elements; on an unknown flavour, type or flag, `Err(index)` of the first bad one.
 fn reqs(elems: *const unilock_lock_req, n: usize) -> Result<Vec<crate::manager::LockReq>, usize> {
-    if elems.is_null() || n == 0 {
+    if elems.is_null() || n == 0 || n > UNILOCK_COUNT_MAX {
         return Err(0);
     }
-    // SAFETY: the caller promises `n` readable elements at `elems`.
+    // SAFETY: the caller promises `n` readable elements at `elems` (n is bounded above).
     let s = unsafe { std::slice::from_raw_parts(elems, n) };
     s.iter().enumerate().map(|(i, e)| req_of(e).ok_or(i)).collect()
 }
@@ -142,7 +142,8 @@ fn reqs(elems: *const unilock_lock_req, n: usize) -> Result<Vec<crate::manager::
 ///
 /// Elements are applied in order under one lock of the file; if one fails, those already taken are
 /// undone before the call returns, so no other caller ever sees a partial grant. Returns as
-/// `unilock_lock`; `UNILOCK_E_INVALID` also for n = 0, NULL `elems` or mixed flavours.
+/// `unilock_lock`; `UNILOCK_E_INVALID` also for n = 0, n > `UNILOCK_COUNT_MAX`, NULL `elems` or mixed
+/// flavours.
 #[no_mangle]
 pub extern "C" fn unilock_lock_many(
     ul: *const unilock,
@@ -159,8 +160,10 @@ pub extern "C" fn unilock_lock_many(
         let reqs = match reqs(elems, n) {
             Ok(r) => r,
             Err(i) => {
-                if !elems.is_null() && n > 0 {
+                if !elems.is_null() && n > 0 && n <= UNILOCK_COUNT_MAX {
                     put(failed_index, i);
+                } else if n > UNILOCK_COUNT_MAX {
+                    super::status::set_detail("too many elements (more than UNILOCK_COUNT_MAX)");
                 }
                 return unilock_status::invalid();
             }
@@ -185,9 +188,10 @@ pub extern "C" fn unilock_lock_many(
 
 /// Releases several ranges in order, stopping at the first error (SMB2 LOCK with unlock elements).
 ///
-/// `elems`, `n`: the ranges (`type` is ignored), n >= 1. `failed_index`: may be NULL; on failure
-/// receives the index of the element that failed; elements before it stay unlocked.
-/// Returns as `unilock_unlock`.
+/// `elems`, `n`: the ranges (`type` is ignored), 1 <= n <= `UNILOCK_COUNT_MAX`. `failed_index`: may be
+/// NULL; on failure receives the index of the element that failed; elements before it stay unlocked.
+/// Returns as `unilock_unlock`; `UNILOCK_E_INVALID` also for n = 0, n > `UNILOCK_COUNT_MAX` or NULL
+/// `elems` (nothing is unlocked then).
 #[no_mangle]
 pub extern "C" fn unilock_unlock_many(
     ul: *const unilock,
@@ -203,7 +207,11 @@ pub extern "C" fn unilock_unlock_many(
         if elems.is_null() || n == 0 {
             return unilock_status::invalid();
         }
-        // SAFETY: the caller promises `n` readable elements at `elems`.
+        if n > UNILOCK_COUNT_MAX {
+            super::status::set_detail("too many elements (more than UNILOCK_COUNT_MAX)");
+            return unilock_status::invalid();
+        }
+        // SAFETY: the caller promises `n` readable elements at `elems` (n is bounded above).
         let s = unsafe { std::slice::from_raw_parts(elems, n) };
         let mut rs = Vec::with_capacity(n);
         for (i, e) in s.iter().enumerate() {

@@ -33,6 +33,9 @@ pub const UNILOCK_CLIENT_MAX: usize = 255;
 pub const UNILOCK_OWNER_MAX: usize = 2048;
 /// Length of a canonical file id made by `unilock_file_id_make`.
 pub const UNILOCK_FILE_ID_CANONICAL_LEN: usize = 25;
+/// Largest element count of one call (`unilock_lock_many`, `unilock_unlock_many`) and largest client
+/// list of `unilock_grace_start`; a larger `n` is `UNILOCK_E_INVALID` before anything is read.
+pub const UNILOCK_COUNT_MAX: usize = 1 << 20;
 
 /// A lock owner as the caller names it.
 ///
