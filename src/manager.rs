@@ -283,10 +283,10 @@ impl Manager {
                     }
                     let ttl = sh.max_ttl(&clients).unwrap_or(0);
                     if ttl > 0 {
-                        let _ = sh.set_release_at(p, now + ttl);
+                        let _ = sh.set_release_at(p, now.saturating_add(ttl));
                         log::info!("unilock: process {p} is gone; its state is kept for {ttl} ms (client TTL)");
                     }
-                    now + ttl
+                    now.saturating_add(ttl)
                 }
                 Ok(at) => at,
                 Err(_) => now,
@@ -453,7 +453,7 @@ impl Manager {
             log::error!("unilock: writing to the database failed: {}", e.0);
         }
         if store.mode() == Durability::Batch && !self.flush_armed.swap(true, Ordering::AcqRel) {
-            self.events.add_timer(self.events.now_ms() + self.batch_ms, TimerKind::Flush);
+            self.events.add_timer(self.events.now_ms().saturating_add(self.batch_ms), TimerKind::Flush);
         }
     }
 
@@ -873,7 +873,8 @@ impl Manager {
         });
         match &r {
             Ok(Queued::Pending(pid, _)) if *pid == id && wait.timeout_ms > 0 => {
-                self.events.add_timer(self.events.now_ms() + wait.timeout_ms, TimerKind::RequestTimeout(id));
+                // Saturating: a timeout of UINT64_MAX is a wait without end (its deadline never comes).
+                self.events.add_timer(self.events.now_ms().saturating_add(wait.timeout_ms), TimerKind::RequestTimeout(id));
             }
             Err(Error::Deadlock) => {
                 self.deadlocks.fetch_add(1, Ordering::Relaxed);

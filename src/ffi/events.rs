@@ -94,7 +94,8 @@ pub struct unilock_wait {
     pub token: u64,
     /// Echoed in the completion event; never dereferenced by the library.
     pub user_data: *mut libc::c_void,
-    /// Milliseconds to wait before failing with `UNILOCK_E_TIMEOUT`; 0 waits until granted or cancelled.
+    /// Milliseconds to wait before failing with `UNILOCK_E_TIMEOUT`; 0 (or `UINT64_MAX`) waits until
+    /// granted or cancelled. A timeout so long that it would pass 2^64 ms also never expires.
     pub timeout_ms: u64,
 }
 

@@ -304,7 +304,7 @@ impl Store {
         let list: Vec<String> = expected.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect();
         self.conn.lock().execute(
             "INSERT OR REPLACE INTO grace(id, expected, deadline_unix_ms) VALUES (1, ?1, ?2)",
-            params![list.join("\n"), now + remaining_ms as i64],
+            params![list.join("\n"), now.saturating_add(remaining_ms.min(i64::MAX as u64) as i64)],
         )?;
         Ok(())
     }
