@@ -409,11 +409,13 @@ impl Manager {
 
     /// Refuses a new lock when the client's or the total limit is already reached.
     fn check_limits(&self, client: &[u8]) -> Result<()> {
-        if self.max_total > 0 && self.total_locks.load(Ordering::Relaxed) >= self.max_total as i64 {
+        // Counts are compared as u64: a limit of 2^63 or more is larger than any count (never `as i64`).
+        let count = |n: i64| n.max(0) as u64;
+        if self.max_total > 0 && count(self.total_locks.load(Ordering::Relaxed)) >= self.max_total {
             self.metrics.limit(crate::metrics::LimitKind::Total);
             return Err(Error::Limit(crate::metrics::LimitKind::Total));
         }
-        if self.max_per_client > 0 && self.client_locks.lock().get(client).copied().unwrap_or(0) >= self.max_per_client as i64 {
+        if self.max_per_client > 0 && count(self.client_locks.lock().get(client).copied().unwrap_or(0)) >= self.max_per_client {
             self.metrics.limit(crate::metrics::LimitKind::Client);
             return Err(Error::Limit(crate::metrics::LimitKind::Client));
         }
