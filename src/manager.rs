@@ -332,6 +332,7 @@ impl Manager {
     /// handle reconnecting in a new `smbd`). Returns how many owners and opens were rebound.
     pub fn rebind_open(&self, file: &[u8], client: &[u8], open_id: u64) -> Result<usize> {
         check_file_id(file)?;
+        check_owner(&OwnerRef { client, owner: b"", open_id })?;
         let Some(sh) = &self.shared else { return Err(Error::Invalid("not in shared mode")) };
         let me = sh.me;
         Ok(self.file(file, false, |fs| fs.map(|fs| fs.rebind(client, open_id, me)).unwrap_or(0)))
