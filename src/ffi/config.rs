@@ -234,8 +234,12 @@ mod tests {
 /// a field (only sizes that end where one of the fields above ends are accepted), or `cfg` sets
 /// fields, flags or an event mode this library does not know; `UNILOCK_E_RESOURCE` if the event
 /// descriptors (loop mode) or the library thread (thread mode) cannot be created; `UNILOCK_E_STORE`
-/// if the database cannot be opened, is corrupt, or has a newer schema (it is left untouched;
-/// `unilock_errdetail()` says why).
+/// if the database cannot be opened, is not a database, is truncated or corrupt, belongs to another
+/// application (its `PRAGMA application_id`, or tables without unilock's schema version), has tables
+/// or rows unlike unilock's, has a negative or newer schema version, or is read-only. A refused file
+/// is left untouched byte for byte and no `-wal`, `-shm` or other file is created next to it;
+/// `unilock_errdetail()` says why. A database this library accepts is marked with its application
+/// id ("ULK1").
 ///
 /// The handle is thread-safe: any number of threads may call into it at once. Free it with
 /// `unilock_close`. In `UNILOCK_EVENTS_LOOP` mode the library starts no thread at all.
