@@ -110,7 +110,9 @@ pub struct Manager {
     outbox: Mutex<Vec<Event>>,
 }
 
-/// What a file operation returns when the shared database fails under it.
+/// What a file operation returns when the shared database fails under it: a `Result` carries the
+/// error; only internal housekeeping (timers, reaping dead processes) may fall back to "nothing".
+/// Calls that answer a caller use `Manager::try_file`, never a default.
 pub trait StoreFallback {
     fn store_failed(e: Error) -> Self;
 }
@@ -124,11 +126,6 @@ impl<T> StoreFallback for std::result::Result<T, (usize, Error)> {
         Err((0, e))
     }
 }
-impl<T> StoreFallback for Option<T> {
-    fn store_failed(_: Error) -> Self {
-        None
-    }
-}
 impl<T> StoreFallback for Vec<T> {
     fn store_failed(_: Error) -> Self {
         Vec::new()
@@ -139,18 +136,8 @@ impl StoreFallback for usize {
         0
     }
 }
-impl StoreFallback for bool {
-    fn store_failed(_: Error) -> Self {
-        false
-    }
-}
 impl StoreFallback for () {
     fn store_failed(_: Error) -> Self {}
-}
-impl StoreFallback for lease::Grant {
-    fn store_failed(_: Error) -> Self {
-        lease::Grant { state: 0, epoch: 0, breaking: false }
-    }
 }
 
 /// Per-call flags of a lock request.
@@ -335,42 +322,51 @@ impl Manager {
         check_owner(&OwnerRef { client, owner: b"", open_id })?;
         let Some(sh) = &self.shared else { return Err(Error::Invalid("not in shared mode")) };
         let me = sh.me;
-        Ok(self.file(file, false, |fs| fs.map(|fs| fs.rebind(client, open_id, me)).unwrap_or(0)))
+        self.try_file(file, false, |fs| fs.map(|fs| fs.rebind(client, open_id, me)).unwrap_or(0))
     }
 
-    /// Runs `f` on a file under its shard lock, then hands the file's journal to the store.
+    /// Runs `f` on a file under its shard lock, then hands the file's journal to the store. When the
+    /// shared database fails, the operation's own error type carries `UNILOCK_E_STORE`
+    /// (`StoreFallback`); calls whose answer is not a `Result` use `try_file`.
     fn file<R: StoreFallback>(&self, file: &[u8], create: bool, f: impl FnOnce(Option<&mut crate::table::FileState>) -> R) -> R {
+        match self.try_file(file, create, f) {
+            Ok(r) => r,
+            Err(e) => R::store_failed(e),
+        }
+    }
+
+    /// `file`, with the shared database's failure as an error: a call that could not consult the
+    /// table must never answer "granted" or "nothing there".
+    fn try_file<R>(&self, file: &[u8], create: bool, f: impl FnOnce(Option<&mut crate::table::FileState>) -> R) -> Result<R> {
         if let Some(sh) = &self.shared {
             let ctx = self.ctx();
-            return match sh.with_file(file, create, &ctx, |fs| match fs {
-                Some(fs) => {
-                    let r = f(Some(&mut *fs));
-                    if self.tracking() {
-                        self.after_counts(fs);
+            return sh
+                .with_file(file, create, &ctx, |fs| match fs {
+                    Some(fs) => {
+                        let r = f(Some(&mut *fs));
+                        if self.tracking() {
+                            self.after_counts(fs);
+                        }
+                        r
                     }
-                    r
-                }
-                None => f(None),
-            }) {
-                Ok(r) => r,
-                Err(e) => {
+                    None => f(None),
+                })
+                .inspect_err(|e| {
                     self.store_errors.fetch_add(1, Ordering::Relaxed);
                     log::error!("unilock: shared database: {e:?}");
-                    R::store_failed(e)
-                }
-            };
+                });
         }
         if self.store.is_none() && !self.tracking() {
-            return self.table.with_file(file, create, f);
+            return Ok(self.table.with_file(file, create, f));
         }
-        self.table.with_file(file, create, |fs| match fs {
+        Ok(self.table.with_file(file, create, |fs| match fs {
             Some(fs) => {
                 let r = f(Some(&mut *fs));
                 self.after(fs);
                 r
             }
             None => f(None),
-        })
+        }))
     }
 
     fn tracking(&self) -> bool {
@@ -893,7 +889,7 @@ impl Manager {
         check_file_id(file)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let ctx = self.ctx();
-        self.file(file, true, |fs| fs.unwrap().watch(&ctx, id, token, user_data));
+        self.try_file(file, true, |fs| fs.unwrap().watch(&ctx, id, token, user_data))?;
         Ok(id)
     }
 
@@ -922,7 +918,7 @@ impl Manager {
                 Some(ReqState::Waiting { file }) => {
                     let file = file.clone();
                     drop(map);
-                    let done = self.file(&file, false, |fs| match fs {
+                    let done = self.try_file(&file, false, |fs| match fs {
                         Some(fs) => {
                             let hit = fs.cancel(&ctx, id);
                             if hit {
@@ -931,7 +927,7 @@ impl Manager {
                             hit
                         }
                         None => false,
-                    });
+                    })?;
                     if done {
                         return Ok(CancelOutcome::Cancelled);
                     }
@@ -1022,7 +1018,7 @@ impl Manager {
         if let Some(e) = epoch {
             spec.epoch = e;
         }
-        let g = self.file(file, true, |fs| fs.unwrap().reclaim_open(client, open_id, &spec, state));
+        let g = self.try_file(file, true, |fs| fs.unwrap().reclaim_open(client, open_id, &spec, state))?;
         Ok(Some(g))
     }
 
@@ -1032,7 +1028,7 @@ impl Manager {
             Some(f) if **f != *file => f.clone(),
             _ => return Ok(()),
         };
-        let still = self.file(&other, false, |fs| fs.map(|fs| fs.leases.find(client, key).is_some()).unwrap_or(false));
+        let still = self.try_file(&other, false, |fs| fs.map(|fs| fs.leases.find(client, key).is_some()).unwrap_or(false))?;
         if still {
             return Err(Error::Invalid("lease key already leases another file"));
         }
@@ -1096,7 +1092,7 @@ impl Manager {
         check_file_id(file)?;
         check_owner(o)?;
         let ctx = self.ctx();
-        Ok(self.file(file, false, |fs| match fs {
+        self.try_file(file, false, |fs| match fs {
             Some(fs) => {
                 let owners = fs.owners_of_open(o);
                 let n = fs.end_waiters_of(&ctx, &owners, None);
@@ -1104,7 +1100,7 @@ impl Manager {
                 n
             }
             None => 0,
-        }))
+        })
     }
 
     pub fn lock(&self, file: &[u8], o: &OwnerRef, req: &LockReq) -> Result<()> {
@@ -1166,7 +1162,7 @@ impl Manager {
         check_file_id(file)?;
         check_owner(o)?;
         let range = req.range()?;
-        Ok(self.file(file, false, |fs| fs.and_then(|fs| fs.test(o, req.flavour, req.kind, &range))))
+        self.try_file(file, false, |fs| fs.and_then(|fs| fs.test(o, req.flavour, req.kind, &range)))
     }
 
     /// All elements or none; on failure, the index of the element that failed.
@@ -1238,7 +1234,7 @@ impl Manager {
         check_file_id(file)?;
         check_owner(o)?;
         let ctx = self.ctx();
-        Ok(self.file(file, false, |fs| match fs {
+        self.try_file(file, false, |fs| match fs {
             Some(fs) => {
                 // Waiting requests of the open end as Samba answers a close: RANGE_NOT_LOCKED.
                 let owners = fs.owners_of_open(o);
@@ -1249,7 +1245,7 @@ impl Manager {
                 n
             }
             None => 0,
-        }))
+        })
     }
 
     pub fn release_client(&self, client: &[u8]) -> Result<usize> {
@@ -1262,7 +1258,7 @@ impl Manager {
         let ctx = self.ctx();
         if let Some(sh) = &self.shared {
             for f in sh.files()? {
-                n += self.file(&f, false, |fs| match fs {
+                n += self.try_file(&f, false, |fs| match fs {
                     Some(fs) => {
                         let owners = fs.owners_of_client(client);
                         fs.end_waiters_of(&ctx, &owners, Some(Error::RangeNotLocked));
@@ -1271,7 +1267,7 @@ impl Manager {
                         k
                     }
                     None => 0,
-                });
+                })?;
             }
             self.metrics.release(why, n as u64);
             return Ok(n);
@@ -1292,7 +1288,7 @@ impl Manager {
 
     pub fn list(&self, file: &[u8]) -> Result<Vec<Holder>> {
         check_file_id(file)?;
-        Ok(self.file(file, false, |fs| fs.map(|fs| fs.list()).unwrap_or_default()))
+        self.try_file(file, false, |fs| fs.map(|fs| fs.list()).unwrap_or_default())
     }
 }
 

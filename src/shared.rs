@@ -306,7 +306,7 @@ impl Shared {
         let conn = self.conn.lock();
         let mut st = conn.prepare("SELECT file FROM shared_procs WHERE proc = ?1").map_err(err)?;
         let rows = st.query_map(params![proc as i64], |r| r.get::<_, Vec<u8>>(0)).map_err(err)?;
-        Ok(rows.filter_map(|r| r.ok()).map(|v| v.into_boxed_slice()).collect())
+        rows.map(|r| r.map(|v| v.into_boxed_slice()).map_err(err)).collect()
     }
 
     /// Every file with state.
@@ -314,7 +314,8 @@ impl Shared {
         let conn = self.conn.lock();
         let mut st = conn.prepare("SELECT file FROM shared_files").map_err(err)?;
         let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0)).map_err(err)?;
-        Ok(rows.filter_map(|r| r.ok()).map(|v| v.into_boxed_slice()).collect())
+        // A row that cannot be read is the database failing, not a file that is not there.
+        rows.map(|r| r.map(|v| v.into_boxed_slice()).map_err(err)).collect()
     }
 
     /// Forgets a process that is gone (after its state was released).

@@ -162,7 +162,11 @@ pub fn callback(f: unilock_event_fn, user_data: *mut libc::c_void) -> Option<Eve
 ///
 /// Returns `UNILOCK_OK` (granted now); `UNILOCK_PENDING` (queued); `UNILOCK_E_DEADLOCK` (waiting would
 /// close a cycle in the owner→owner wait-for graph, checked over the whole graph; nothing queued);
-/// `UNILOCK_E_INVALID`; `UNILOCK_E_INVALID_RANGE`. Thread-safe; may be called from a callback.
+/// `UNILOCK_E_INVALID`; `UNILOCK_E_INVALID_RANGE`; `UNILOCK_E_GRACE`, `UNILOCK_E_NO_GRACE`,
+/// `UNILOCK_E_RECLAIM_DENIED`, `UNILOCK_E_LIMIT`, `UNILOCK_E_BUSY` as for `unilock_lock`;
+/// `UNILOCK_E_STORE` (the client record could not be written, or in shared mode the database could
+/// not be read or written; `unilock_errdetail()` gives the SQLite message). Thread-safe; may be
+/// called from a callback.
 #[no_mangle]
 pub extern "C" fn unilock_lock_blocking(
     ul: *const unilock,
@@ -201,7 +205,9 @@ pub extern "C" fn unilock_lock_blocking(
 /// to block, and `lm_notify`/`lock_avail` style servers).
 ///
 /// `token`, `user_data`: echoed in the event. `request_id`: receives the watch's id (for
-/// `unilock_cancel`); may be NULL. Returns `UNILOCK_OK` or `UNILOCK_E_INVALID`. Thread-safe.
+/// `unilock_cancel`); may be NULL. Returns `UNILOCK_OK`, `UNILOCK_E_INVALID` or `UNILOCK_E_STORE` (shared
+/// mode: the database could not be read or written; `unilock_errdetail()` gives the SQLite message).
+/// Thread-safe.
 #[no_mangle]
 pub extern "C" fn unilock_watch(
     ul: *const unilock,
@@ -234,7 +240,8 @@ pub extern "C" fn unilock_watch(
 /// then answers `UNILOCK_E_NOT_FOUND`.
 ///
 /// Returns `UNILOCK_OK`; `UNILOCK_E_NOT_FOUND` (unknown id, or its event was already delivered —
-/// including from inside that event's own callback); `UNILOCK_E_INVALID`. Thread-safe.
+/// including from inside that event's own callback); `UNILOCK_E_INVALID`; `UNILOCK_E_STORE` (shared mode: the
+/// database could not be read or written; `unilock_errdetail()` gives the SQLite message). Thread-safe.
 #[no_mangle]
 pub extern "C" fn unilock_cancel(ul: *const unilock, request_id: u64, outcome: *mut u32) -> unilock_status {
     boundary! {
@@ -257,8 +264,9 @@ pub extern "C" fn unilock_cancel(ul: *const unilock, request_id: u64, outcome: *
 /// of its Windows owner (client, owner, open id) and of its POSIX owner (client, owner). No event is
 /// delivered for them. Requests already granted are not affected.
 ///
-/// `cancelled`: receives how many were cancelled; may be NULL. Returns `UNILOCK_OK` or
-/// `UNILOCK_E_INVALID`. Thread-safe.
+/// `cancelled`: receives how many were cancelled; may be NULL. Returns `UNILOCK_OK`,
+/// `UNILOCK_E_INVALID` or `UNILOCK_E_STORE` (shared mode: the database could not be read or written;
+/// `unilock_errdetail()` gives the SQLite message). Thread-safe.
 #[no_mangle]
 pub extern "C" fn unilock_cancel_owner(
     ul: *const unilock,

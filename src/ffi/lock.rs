@@ -77,7 +77,8 @@ pub extern "C" fn unilock_lock(
 /// length (an exclusive one first if both kinds exist).
 ///
 /// Returns `UNILOCK_OK`; `UNILOCK_E_RANGE_NOT_LOCKED` (Windows: no such lock); `UNILOCK_E_INVALID`;
-/// `UNILOCK_E_INVALID_RANGE`. Thread-safe.
+/// `UNILOCK_E_INVALID_RANGE`; `UNILOCK_E_STORE` (shared mode: the database could not be read or written;
+/// `unilock_errdetail()` gives the SQLite message). Thread-safe.
 #[no_mangle]
 pub extern "C" fn unilock_unlock(
     ul: *const unilock,
@@ -99,7 +100,9 @@ pub extern "C" fn unilock_unlock(
 ///
 /// Arguments as for `unilock_lock`. Returns `UNILOCK_OK` if `unilock_lock` with the same arguments would
 /// be granted now, or `UNILOCK_E_CONFLICT` with one conflicting lock written to `holder` (if not NULL);
-/// `UNILOCK_E_INVALID`; `UNILOCK_E_INVALID_RANGE`. A test and a non-blocking lock always agree.
+/// `UNILOCK_E_INVALID`; `UNILOCK_E_INVALID_RANGE`; `UNILOCK_E_STORE` (shared mode: the database could not be
+/// read or written; `unilock_errdetail()` gives the SQLite message): a test that could not read the
+/// table never answers `UNILOCK_OK`. A test and a non-blocking lock always agree.
 #[no_mangle]
 pub extern "C" fn unilock_test(
     ul: *const unilock,
@@ -239,7 +242,8 @@ pub extern "C" fn unilock_unlock_many(
 /// Returns `UNILOCK_OK` if the I/O may proceed; `UNILOCK_E_CONFLICT` if another owner holds an
 /// overlapping exclusive lock, or (for a write) any overlapping lock, or the open writes through its
 /// own Windows shared lock. The open's own POSIX locks (client, owner) never refuse its I/O.
-/// `UNILOCK_E_INVALID`, `UNILOCK_E_INVALID_RANGE` as usual. Thread-safe.
+/// `UNILOCK_E_INVALID`, `UNILOCK_E_INVALID_RANGE` as usual; `UNILOCK_E_STORE` (shared mode: the database
+/// could not be read or written; `unilock_errdetail()` gives the SQLite message). Thread-safe.
 #[no_mangle]
 pub extern "C" fn unilock_check_io(
     ul: *const unilock,
@@ -261,7 +265,8 @@ pub extern "C" fn unilock_check_io(
 /// open id) and the POSIX locks of (client, owner).
 ///
 /// `released`: may be NULL; receives the number of locks released. Returns `UNILOCK_OK` (also when
-/// nothing was held) or `UNILOCK_E_INVALID`. Thread-safe.
+/// nothing was held), `UNILOCK_E_INVALID` or `UNILOCK_E_STORE` (shared mode: the database could not be read
+/// or written; `unilock_errdetail()` gives the SQLite message). Thread-safe.
 #[no_mangle]
 pub extern "C" fn unilock_release_open(
     ul: *const unilock,
@@ -285,7 +290,9 @@ pub extern "C" fn unilock_release_open(
 /// Releases every lock of a client on every file (the client is gone).
 ///
 /// `client`: NUL-terminated client id. `released`: may be NULL; receives the number of locks released.
-/// Returns `UNILOCK_OK` or `UNILOCK_E_INVALID`. Walks every file; not for the hot path. Thread-safe.
+/// Returns `UNILOCK_OK`, `UNILOCK_E_INVALID` or `UNILOCK_E_STORE` (shared mode: the database could not be
+/// read or written; `unilock_errdetail()` gives the SQLite message). Walks every file; not for the hot
+/// path. Thread-safe.
 #[no_mangle]
 pub extern "C" fn unilock_release_client(
     ul: *const unilock,
@@ -320,7 +327,9 @@ pub type unilock_lock_visit_fn =
 /// every internal lock is released (so `visit` may call back into unilock). `visit` may be NULL to only
 /// count. `count`: may be NULL; receives the number of locks in the snapshot.
 ///
-/// Returns `UNILOCK_OK` or `UNILOCK_E_INVALID`. Thread-safe.
+/// Returns `UNILOCK_OK`, `UNILOCK_E_INVALID` or `UNILOCK_E_STORE` (shared mode: the database could not be
+/// read or written; `unilock_errdetail()` gives the SQLite message): a listing that could not read the
+/// table never reports "no locks". Thread-safe.
 #[no_mangle]
 pub extern "C" fn unilock_list_locks(
     ul: *const unilock,
