@@ -333,7 +333,7 @@ fn good_files_still_open() {
             unilock_close(ul);
             let c = Connection::open(p).unwrap();
             let app: i64 = c.query_row("PRAGMA application_id", [], |r| r.get(0)).unwrap();
-            assert_eq!(app, ::unilock::store::schema::APPLICATION_ID as i64);
+            assert_eq!(app, 0x554C_4B31, "unilock's application_id, \"ULK1\"");
             let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
             assert_eq!(v, ::unilock::store::schema::VERSION);
         }

@@ -18,7 +18,7 @@ pub const VERSION: i64 = 2;
 
 /// `PRAGMA application_id` of a unilock database ("ULK1"). Written with the migrations; databases
 /// made before it was written carry 0 and are recognised by their version and tables.
-pub const APPLICATION_ID: i32 = 0x554C_4B31;
+pub(crate) const APPLICATION_ID: i32 = 0x554C_4B31;
 
 /// The `locks` table, as migration 0 creates it (a restart renames it to `prev_locks` and creates
 /// it again with this).
