@@ -116,29 +116,32 @@ macro_rules! try_handle {
     }};
 }
 
-/// Borrows `(ptr, len)` as a byte slice; NULL with len 0 is the empty slice, NULL otherwise invalid.
+/// Borrows a file id `(ptr, len)` as a byte slice; NULL with len 0 is the empty slice (refused later
+/// as an empty id), NULL otherwise invalid, and a length over `UNILOCK_FILE_ID_MAX` is refused before
+/// any slice is built.
 macro_rules! try_bytes {
     ($p:expr, $len:expr) => {
-        match $crate::ffi::boundary::bytes($p as *const u8, $len) {
+        match $crate::ffi::boundary::bytes($p as *const u8, $len, $crate::ffi::types::UNILOCK_FILE_ID_MAX) {
             Some(s) => s,
             None => {
-                $crate::ffi::status::set_detail("a byte string is NULL with a non-zero length, or too long");
+                $crate::ffi::status::set_detail("file id must be 1..128 bytes and not NULL");
                 return $crate::ffi::boundary::Fallback::invalid();
             }
         }
     };
 }
 
-/// `(ptr, len)` as a slice, or `None` for NULL with a non-zero length.
+/// `(ptr, len)` as a slice, or `None` for NULL with a non-zero length or a length over `max` (checked
+/// before the slice is built, so a hostile length never becomes one).
 ///
 /// # Safety
 /// A non-NULL `p` must point to `len` readable bytes for the duration of the call (the caller's
 /// promise, documented on each function).
-pub fn bytes<'a>(p: *const u8, len: usize) -> Option<&'a [u8]> {
+pub fn bytes<'a>(p: *const u8, len: usize, max: usize) -> Option<&'a [u8]> {
     if p.is_null() {
         return if len == 0 { Some(&[]) } else { None };
     }
-    if len > isize::MAX as usize {
+    if len > max || len > isize::MAX as usize {
         return None;
     }
     // SAFETY: non-NULL, and the caller promises `len` readable bytes that outlive the call.

@@ -162,7 +162,7 @@ pub fn owner_of<'a>(o: &'a unilock_owner) -> Option<OwnerRef<'a>> {
     }
     // SAFETY: the caller promises a NUL-terminated string that outlives the call.
     let client = unsafe { std::ffi::CStr::from_ptr(o.client) }.to_bytes();
-    let owner = super::boundary::bytes(o.owner, o.owner_len)?;
+    let owner = super::boundary::bytes(o.owner, o.owner_len, UNILOCK_OWNER_MAX)?;
     Some(OwnerRef { client, owner, open_id: o.open_id })
 }
 
