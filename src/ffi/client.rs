@@ -230,15 +230,19 @@ pub extern "C" fn unilock_metrics_get(ul: *const unilock, out: *mut unilock_metr
 /// `buf`, `cap`: where to write, NUL-terminated; may be NULL/0 to ask for the size. `len`: receives
 /// the length of the text without its NUL (always, when not NULL). Returns `UNILOCK_OK`, or
 /// `UNILOCK_E_LIMIT` if `cap` is too small (nothing useful is written; retry with `*len + 1`), or
-/// `UNILOCK_E_INVALID`.
+/// `UNILOCK_E_INVALID` (a NULL handle, or `buf` NULL with a non-zero `cap`).
 #[no_mangle]
 pub extern "C" fn unilock_metrics_prometheus(ul: *const unilock, buf: *mut c_char, cap: usize, len: *mut usize) -> unilock_status {
     boundary! {
         let ul = try_handle!(ul);
+        if buf.is_null() && cap != 0 {
+            super::status::set_detail("buf is NULL with a non-zero cap");
+            return unilock_status::UNILOCK_E_INVALID;
+        }
         let text = ul.inner.prometheus();
         put(len, text.len());
         if buf.is_null() || cap < text.len() + 1 {
-            return if buf.is_null() && cap == 0 { unilock_status::UNILOCK_OK } else { unilock_status::UNILOCK_E_LIMIT };
+            return if buf.is_null() { unilock_status::UNILOCK_OK } else { unilock_status::UNILOCK_E_LIMIT };
         }
         // SAFETY: `cap` writable bytes at `buf`, and text.len() + 1 <= cap.
         unsafe {
