@@ -1039,7 +1039,7 @@ unilock_status unilock_metrics_get(const struct unilock *ul,
  * `buf`, `cap`: where to write, NUL-terminated; may be NULL/0 to ask for the size. `len`: receives
  * the length of the text without its NUL (always, when not NULL). Returns `UNILOCK_OK`, or
  * `UNILOCK_E_LIMIT` if `cap` is too small (nothing useful is written; retry with `*len + 1`), or
- * `UNILOCK_E_INVALID`.
+ * `UNILOCK_E_INVALID` (a NULL handle, or `buf` NULL with a non-zero `cap`).
  */
 unilock_status unilock_metrics_prometheus(const struct unilock *ul,
                                           char *buf,
