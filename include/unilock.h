@@ -1001,7 +1001,8 @@ unilock_status unilock_client_register(const struct unilock *ul,
  * woken; `released` receives the number of locks. With a TTL they are kept until it passes (then
  * released the same way) unless the client registers again; `released` receives 0.
  *
- * Returns `UNILOCK_OK`, `UNILOCK_E_NOT_FOUND` (not registered) or `UNILOCK_E_INVALID`.
+ * Returns `UNILOCK_OK`, `UNILOCK_E_NOT_FOUND` (not registered), `UNILOCK_E_INVALID` or
+ * `UNILOCK_E_STORE` (shared mode: the database could not be read or written).
  */
 unilock_status unilock_client_disconnect(const struct unilock *ul,
                                          const char *client,
@@ -1241,8 +1242,9 @@ unilock_status unilock_grace_status(const struct unilock *ul,
  * grace for them): `clients`/`n` are the expected clients (NUL-terminated ids; n may be 0, at most
  * `UNILOCK_COUNT_MAX`),
  * `duration_ms` 0 means the configured grace period. An expected client with no pre-restart record
- * here may reclaim what it claims (its state is on the other host). Returns `UNILOCK_OK` or
- * `UNILOCK_E_INVALID`.
+ * here may reclaim what it claims (its state is on the other host). Returns `UNILOCK_OK`,
+ * `UNILOCK_E_INVALID` (NULL handle, NULL `clients` with n > 0, a NULL client, n over
+ * `UNILOCK_COUNT_MAX`) or `UNILOCK_E_STORE` (the grace record could not be written).
  */
 unilock_status unilock_grace_start(const struct unilock *ul,
                                    const char *const *clients,

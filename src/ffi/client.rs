@@ -44,7 +44,8 @@ pub extern "C" fn unilock_client_register(
 /// woken; `released` receives the number of locks. With a TTL they are kept until it passes (then
 /// released the same way) unless the client registers again; `released` receives 0.
 ///
-/// Returns `UNILOCK_OK`, `UNILOCK_E_NOT_FOUND` (not registered) or `UNILOCK_E_INVALID`.
+/// Returns `UNILOCK_OK`, `UNILOCK_E_NOT_FOUND` (not registered), `UNILOCK_E_INVALID` or
+/// `UNILOCK_E_STORE` (shared mode: the database could not be read or written).
 #[no_mangle]
 pub extern "C" fn unilock_client_disconnect(ul: *const unilock, client: *const c_char, released: *mut usize) -> unilock_status {
     boundary! {

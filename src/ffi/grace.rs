@@ -36,8 +36,9 @@ pub extern "C" fn unilock_grace_status(ul: *const unilock, out: *mut unilock_gra
 /// grace for them): `clients`/`n` are the expected clients (NUL-terminated ids; n may be 0, at most
 /// `UNILOCK_COUNT_MAX`),
 /// `duration_ms` 0 means the configured grace period. An expected client with no pre-restart record
-/// here may reclaim what it claims (its state is on the other host). Returns `UNILOCK_OK` or
-/// `UNILOCK_E_INVALID`.
+/// here may reclaim what it claims (its state is on the other host). Returns `UNILOCK_OK`,
+/// `UNILOCK_E_INVALID` (NULL handle, NULL `clients` with n > 0, a NULL client, n over
+/// `UNILOCK_COUNT_MAX`) or `UNILOCK_E_STORE` (the grace record could not be written).
 #[no_mangle]
 pub extern "C" fn unilock_grace_start(
     ul: *const unilock,
