@@ -329,6 +329,9 @@ impl Manager {
     /// shared database fails, the operation's own error type carries `UNILOCK_E_STORE`
     /// (`StoreFallback`); calls whose answer is not a `Result` use `try_file`.
     fn file<R: StoreFallback>(&self, file: &[u8], create: bool, f: impl FnOnce(Option<&mut crate::table::FileState>) -> R) -> R {
+        if self.shared.is_none() {
+            return self.local_file(file, create, f);
+        }
         match self.try_file(file, create, f) {
             Ok(r) => r,
             Err(e) => R::store_failed(e),
@@ -356,17 +359,22 @@ impl Manager {
                     log::error!("unilock: shared database: {e:?}");
                 });
         }
+        Ok(self.local_file(file, create, f))
+    }
+
+    /// `file` on the in-process table (no shared database, so nothing can fail).
+    fn local_file<R>(&self, file: &[u8], create: bool, f: impl FnOnce(Option<&mut crate::table::FileState>) -> R) -> R {
         if self.store.is_none() && !self.tracking() {
-            return Ok(self.table.with_file(file, create, f));
+            return self.table.with_file(file, create, f);
         }
-        Ok(self.table.with_file(file, create, |fs| match fs {
+        self.table.with_file(file, create, |fs| match fs {
             Some(fs) => {
                 let r = f(Some(&mut *fs));
                 self.after(fs);
                 r
             }
             None => f(None),
-        }))
+        })
     }
 
     fn tracking(&self) -> bool {
