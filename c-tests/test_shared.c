@@ -461,6 +461,144 @@ static void test_deadlock_across_processes(void **s)
     unilock_close(ul);
 }
 
+/* The parent of a SIGKILLed process has not reaped it yet: a zombie is dead all the same, so the next
+ * open is a whole-server restart with grace, and the zombie's lock refuses nobody. */
+static void test_zombie_is_dead(void **s)
+{
+    (void)s;
+    fresh_db("zombie");
+    int to_parent[2];
+    assert_int_equal(pipe(to_parent), 0);
+    unilock_lock_req x = { UNILOCK_POSIX, UNILOCK_EXCLUSIVE, 100, 10, 0 };
+    pid_t kid = fork();
+    if (kid == 0) {
+        struct rec kr = { 0 };
+        unilock *k = open_shared(&kr);
+        unilock_owner ko = { "nlm:kid", (const uint8_t *)"k", 1, 0 };
+        if (!k || unilock_lock(k, F, FL, &ko, &x, NULL) != UNILOCK_OK)
+            _exit(2);
+        sync_write(to_parent[1], 'L');
+        for (;;)
+            pause();
+    }
+    sync_read(to_parent[0], 'L');
+    kill(kid, SIGKILL);
+    /* Wait for state Z in /proc/PID/stat, without reaping. */
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)kid);
+    int zombie = 0;
+    for (int i = 0; i < 5000 && !zombie; i++) {
+        FILE *f = fopen(path, "r");
+        assert_non_null(f);
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        char *p = strrchr(buf, ')');
+        zombie = p && p[1] == ' ' && p[2] == 'Z';
+        if (!zombie)
+            usleep(1000);
+    }
+    assert_true(zombie);
+    assert_int_equal(kill(kid, 0), 0); /* kill(pid, 0) still succeeds for a zombie */
+    struct rec r = { 0 };
+    unilock *ul = open_shared(&r);
+    assert_non_null(ul);
+    unilock_grace_info gi;
+    assert_int_equal(unilock_grace_status(ul, &gi), UNILOCK_OK);
+    assert_int_equal(gi.active, 1);
+    assert_int_equal(gi.expected_clients, 1);
+    assert_int_equal(unilock_grace_end(ul), UNILOCK_OK);
+    unilock_owner po = { "nlm:parent", (const uint8_t *)"p", 1, 0 };
+    assert_int_equal(unilock_lock(ul, F, FL, &po, &x, NULL), UNILOCK_OK);
+    int st;
+    assert_int_equal(waitpid(kid, &st, 0), kid);
+    unilock_close(ul);
+}
+
+/* Overwrites a file with 0xFF bytes, keeping its length. */
+static void smash(const char *path)
+{
+    FILE *f = fopen(path, "r+b");
+    if (!f)
+        return;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    for (long i = 0; i < n; i++)
+        fputc(0xff, f);
+    fclose(f);
+}
+
+static int count_visit(void *ud, const unilock_lock_info *l)
+{
+    (void)l;
+    ++*(int *)ud;
+    return 0;
+}
+
+/* A call that cannot read the table answers UNILOCK_E_STORE with the SQLite message, never "would be
+ * granted" or "nothing there" (issue 13). The database is made unreadable under the running handle. */
+static void test_unreadable_database_is_a_store_error(void **s)
+{
+    (void)s;
+    fresh_db("unreadable");
+    struct rec r = { 0 };
+    unilock *ul = open_shared(&r);
+    assert_non_null(ul);
+    unilock_owner a = { "nlm:a", (const uint8_t *)"a", 1, 0 };
+    unilock_owner b = { "nlm:b", (const uint8_t *)"b", 1, 0 };
+    unilock_lock_req x = { UNILOCK_POSIX, UNILOCK_EXCLUSIVE, 0, 10, 0 };
+    assert_int_equal(unilock_lock(ul, F, FL, &a, &x, NULL), UNILOCK_OK);
+    assert_int_equal(unilock_test(ul, F, FL, &b, &x, NULL), UNILOCK_E_CONFLICT);
+
+    char side[400];
+    smash(db);
+    snprintf(side, sizeof side, "%s-wal", db);
+    smash(side);
+    snprintf(side, sizeof side, "%s-shm", db);
+    smash(side);
+
+    assert_int_equal(unilock_test(ul, F, FL, &b, &x, NULL), UNILOCK_E_STORE);
+    assert_true(strlen(unilock_errdetail()) > 0);
+    size_t n = 99;
+    assert_int_equal(unilock_release_open(ul, F, FL, &b, &n), UNILOCK_E_STORE);
+    assert_int_equal(n, 99);
+    int visits = 0;
+    n = 99;
+    assert_int_equal(unilock_list_locks(ul, F, FL, count_visit, &visits, &n), UNILOCK_E_STORE);
+    assert_int_equal(n, 99);
+    assert_int_equal(visits, 0);
+    assert_int_equal(unilock_release_client(ul, "nlm:b", &n), UNILOCK_E_STORE);
+    assert_int_equal(unilock_cancel_owner(ul, F, FL, &b, &n), UNILOCK_E_STORE);
+    uint64_t wid = 0;
+    assert_int_equal(unilock_watch(ul, F, FL, 1, NULL, &wid), UNILOCK_E_STORE);
+    assert_int_equal(unilock_lock(ul, F, FL, &b, &x, NULL), UNILOCK_E_STORE);
+    assert_int_equal(unilock_rebind_open(ul, F, FL, "nlm:b", 0, &n), UNILOCK_E_STORE);
+    assert_true(strlen(unilock_errdetail()) > 0);
+    unilock_close(ul);
+}
+
+/* unilock_rebind_open checks the client id as every call does (issue 14). */
+static void test_rebind_checks_the_client(void **s)
+{
+    (void)s;
+    fresh_db("rebind");
+    struct rec r = { 0 };
+    unilock *ul = open_shared(&r);
+    assert_non_null(ul);
+    size_t n = 7;
+    char long_client[300];
+    memset(long_client, 'c', sizeof long_client - 1);
+    long_client[sizeof long_client - 1] = 0;
+    assert_int_equal(unilock_rebind_open(ul, F, FL, "", 1, &n), UNILOCK_E_INVALID);
+    assert_int_equal(unilock_rebind_open(ul, F, FL, long_client, 1, &n), UNILOCK_E_INVALID);
+    assert_int_equal(unilock_rebind_open(ul, F, FL, NULL, 1, &n), UNILOCK_E_INVALID);
+    assert_int_equal(n, 7);
+    assert_int_equal(unilock_rebind_open(ul, F, FL, "smb:c", 1, &n), UNILOCK_OK);
+    assert_int_equal(n, 0);
+    unilock_close(ul);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -470,6 +608,9 @@ int main(void)
         cmocka_unit_test(test_announced_death_conflict_reap_and_restart_grace),
         cmocka_unit_test(test_dead_process_client_ttl),
         cmocka_unit_test(test_deadlock_across_processes),
+        cmocka_unit_test(test_zombie_is_dead),
+        cmocka_unit_test(test_unreadable_database_is_a_store_error),
+        cmocka_unit_test(test_rebind_checks_the_client),
     };
     return cmocka_run_group_tests_name("shared", tests, setup, teardown);
 }

@@ -434,6 +434,12 @@
 #define UNILOCK_FILE_ID_CANONICAL_LEN 25
 
 /**
+ * Largest element count of one call (`unilock_lock_many`, `unilock_unlock_many`) and largest client
+ * list of `unilock_grace_start`; a larger `n` is `UNILOCK_E_INVALID` before anything is read.
+ */
+#define UNILOCK_COUNT_MAX (1 << 20)
+
+/**
  * `unilock_lock_req.flags`: a reclaim of a lock held before a restart (NLM reclaim, NFSv4 reclaim).
  * Allowed only during the grace period (`UNILOCK_E_NO_GRACE` otherwise) and only if a lock of the
  * same owner and type on the same file covered it before (`UNILOCK_E_RECLAIM_DENIED` otherwise).
@@ -733,6 +739,7 @@ typedef struct unilock_config {
    * Default lease break timeout in milliseconds: a break not acknowledged in time leaves the lease
    * at none and the holder gets `UNILOCK_EVENT_LEASE_REVOKED`. Default 35000 (Windows' value); an
    * open may ask for its own (`unilock_open_req.break_timeout_ms`, e.g. one NFS lease period).
+   * `UINT64_MAX` (here or per open) means a break never times out.
    */
   uint64_t lease_break_timeout_ms;
   /**
@@ -753,6 +760,7 @@ typedef struct unilock_config {
   uint64_t grace_period_ms;
   /**
    * `UNILOCK_DURABILITY_BATCH`: the longest a change waits before it is written, ms (default 10).
+   * `UINT64_MAX`: no timer; batches are written only by `unilock_flush` and `unilock_close`.
    */
   uint64_t batch_ms;
   /**
@@ -765,7 +773,7 @@ typedef struct unilock_config {
    */
   uint64_t max_locks_per_client;
   /**
-   * Most locks in total (0 = unlimited, the default).
+   * Most locks in total (0 = unlimited, the default). Every value up to `UINT64_MAX` is a real limit.
    */
   uint64_t max_locks_total;
 } unilock_config;
@@ -839,7 +847,8 @@ typedef struct unilock_wait {
    */
   void *user_data;
   /**
-   * Milliseconds to wait before failing with `UNILOCK_E_TIMEOUT`; 0 waits until granted or cancelled.
+   * Milliseconds to wait before failing with `UNILOCK_E_TIMEOUT`; 0 (or `UINT64_MAX`) waits until
+   * granted or cancelled. A timeout so long that it would pass 2^64 ms also never expires.
    */
   uint64_t timeout_ms;
 } unilock_wait;
@@ -1052,10 +1061,10 @@ unilock_status unilock_client_register(const struct unilock *ul,
  * woken; `released` receives the number of locks. With a TTL they are kept until it passes (then
  * released the same way) unless the client registers again; `released` receives 0.
  *
- * Returns `UNILOCK_OK`, `UNILOCK_E_NOT_FOUND` (not registered) or `UNILOCK_E_INVALID`.
+ * Returns `UNILOCK_OK`, `UNILOCK_E_NOT_FOUND` (not registered), `UNILOCK_E_INVALID` or
+ * `UNILOCK_E_STORE` (shared mode: the database could not be read or written).
  *
- * Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
- * `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
+ * Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_client_disconnect(const struct unilock *ul,
                                          const char *client,
@@ -1100,7 +1109,7 @@ unilock_status unilock_metrics_get(const struct unilock *ul,
  * `buf`, `cap`: where to write, NUL-terminated; may be NULL/0 to ask for the size. `len`: receives
  * the length of the text without its NUL (always, when not NULL). Returns `UNILOCK_OK`, or
  * `UNILOCK_E_LIMIT` if `cap` is too small (nothing useful is written; retry with `*len + 1`), or
- * `UNILOCK_E_INVALID`.
+ * `UNILOCK_E_INVALID` (a NULL handle, or `buf` NULL with a non-zero `cap`).
  *
  * Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
@@ -1125,11 +1134,16 @@ void unilock_config_init(struct unilock_config *cfg);
  * `cfg`: configuration made with `unilock_config_init`, or NULL for all defaults; read only during
  * the call. `out`: receives the new handle on success; untouched on failure.
  *
- * Returns `UNILOCK_OK`; `UNILOCK_E_INVALID` if `out` is NULL, `cfg->size` is too small, or `cfg` sets
+ * Returns `UNILOCK_OK`; `UNILOCK_E_INVALID` if `out` is NULL, `cfg->size` is too small or ends inside
+ * a field (only sizes that end where one of the fields above ends are accepted), or `cfg` sets
  * fields, flags or an event mode this library does not know; `UNILOCK_E_RESOURCE` if the event
  * descriptors (loop mode) or the library thread (thread mode) cannot be created; `UNILOCK_E_STORE`
- * if the database cannot be opened, is corrupt, or has a newer schema (it is left untouched;
- * `unilock_errdetail()` says why).
+ * if the database cannot be opened, is not a database, is truncated or corrupt, belongs to another
+ * application (its `PRAGMA application_id`, or tables without unilock's schema version), has tables
+ * or rows unlike unilock's, has a negative or newer schema version, or is read-only. A refused file
+ * is left untouched byte for byte and no `-wal`, `-shm` or other file is created next to it;
+ * `unilock_errdetail()` says why. A database this library accepts is marked with its application
+ * id ("ULK1").
  *
  * The handle is thread-safe: any number of threads may call into it at once. Free it with
  * `unilock_close`. In `UNILOCK_EVENTS_LOOP` mode the library starts no thread at all.
@@ -1196,14 +1210,13 @@ unilock_status unilock_debug_panic(void);
  *
  * Returns `UNILOCK_OK` (granted now); `UNILOCK_PENDING` (queued); `UNILOCK_E_DEADLOCK` (waiting would
  * close a cycle in the owner→owner wait-for graph, checked over the whole graph; nothing queued);
- * `UNILOCK_E_INVALID`; `UNILOCK_E_INVALID_RANGE`. Thread-safe; may be called from a callback.
+ * `UNILOCK_E_INVALID`; `UNILOCK_E_INVALID_RANGE`; `UNILOCK_E_GRACE`, `UNILOCK_E_NO_GRACE`,
+ * `UNILOCK_E_RECLAIM_DENIED`, `UNILOCK_E_LIMIT`, `UNILOCK_E_BUSY` as for `unilock_lock`;
+ * `UNILOCK_E_STORE` (the client record could not be written, or in shared mode the database could
+ * not be read or written; `unilock_errdetail()` gives the SQLite message). Thread-safe; may be
+ * called from a callback.
  *
- * Also returns `UNILOCK_E_GRACE` (during the grace period, a new lock), `UNILOCK_E_NO_GRACE` (a reclaim
- * after the grace period), `UNILOCK_E_RECLAIM_DENIED` (a reclaim of what did not exist before the
- * restart), `UNILOCK_E_LIMIT` (a configured lock limit; `unilock_errdetail()` says which),
- * `UNILOCK_E_BUSY` (another client's write-caching lease is being broken: retry), `UNILOCK_E_STORE` (the
- * database failed, in shared mode or with `db_path`; `unilock_errdetail()` says why), `UNILOCK_E_MISUSE`
- * (the handle is used in a child after fork()).
+ * Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_lock_blocking(const struct unilock *ul,
                                      const uint8_t *file_id,
@@ -1220,10 +1233,11 @@ unilock_status unilock_lock_blocking(const struct unilock *ul,
  * to block, and `lm_notify`/`lock_avail` style servers).
  *
  * `token`, `user_data`: echoed in the event. `request_id`: receives the watch's id (for
- * `unilock_cancel`); may be NULL. Returns `UNILOCK_OK` or `UNILOCK_E_INVALID`. Thread-safe.
+ * `unilock_cancel`); may be NULL. Returns `UNILOCK_OK`, `UNILOCK_E_INVALID` or `UNILOCK_E_STORE` (shared
+ * mode: the database could not be read or written; `unilock_errdetail()` gives the SQLite message).
+ * Thread-safe.
  *
- * Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
- * `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
+ * Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_watch(const struct unilock *ul,
                              const uint8_t *file_id,
@@ -1243,10 +1257,10 @@ unilock_status unilock_watch(const struct unilock *ul,
  * then answers `UNILOCK_E_NOT_FOUND`.
  *
  * Returns `UNILOCK_OK`; `UNILOCK_E_NOT_FOUND` (unknown id, or its event was already delivered —
- * including from inside that event's own callback); `UNILOCK_E_INVALID`. Thread-safe.
+ * including from inside that event's own callback); `UNILOCK_E_INVALID`; `UNILOCK_E_STORE` (shared mode: the
+ * database could not be read or written; `unilock_errdetail()` gives the SQLite message). Thread-safe.
  *
- * Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
- * `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
+ * Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_cancel(const struct unilock *ul,
                               uint64_t request_id,
@@ -1257,11 +1271,11 @@ unilock_status unilock_cancel(const struct unilock *ul,
  * of its Windows owner (client, owner, open id) and of its POSIX owner (client, owner). No event is
  * delivered for them. Requests already granted are not affected.
  *
- * `cancelled`: receives how many were cancelled; may be NULL. Returns `UNILOCK_OK` or
- * `UNILOCK_E_INVALID`. Thread-safe.
+ * `cancelled`: receives how many were cancelled; may be NULL. Returns `UNILOCK_OK`,
+ * `UNILOCK_E_INVALID` or `UNILOCK_E_STORE` (shared mode: the database could not be read or written;
+ * `unilock_errdetail()` gives the SQLite message). Thread-safe.
  *
- * Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
- * `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
+ * Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_cancel_owner(const struct unilock *ul,
                                     const uint8_t *file_id,
@@ -1309,13 +1323,14 @@ unilock_status unilock_grace_status(const struct unilock *ul,
 
 /**
  * Starts a grace period explicitly, for a host taking over another host's clients (or restarting
- * grace for them): `clients`/`n` are the expected clients (NUL-terminated ids; n may be 0),
+ * grace for them): `clients`/`n` are the expected clients (NUL-terminated ids; n may be 0, at most
+ * `UNILOCK_COUNT_MAX`),
  * `duration_ms` 0 means the configured grace period. An expected client with no pre-restart record
- * here may reclaim what it claims (its state is on the other host). Returns `UNILOCK_OK` or
- * `UNILOCK_E_INVALID`.
+ * here may reclaim what it claims (its state is on the other host). Returns `UNILOCK_OK`,
+ * `UNILOCK_E_INVALID` (NULL handle, NULL `clients` with n > 0, a NULL client, n over
+ * `UNILOCK_COUNT_MAX`) or `UNILOCK_E_STORE` (the grace record could not be written).
  *
- * Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
- * `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
+ * Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_grace_start(const struct unilock *ul,
                                    const char *const *clients,
@@ -1531,10 +1546,10 @@ unilock_status unilock_lock(const struct unilock *ul,
  * length (an exclusive one first if both kinds exist).
  *
  * Returns `UNILOCK_OK`; `UNILOCK_E_RANGE_NOT_LOCKED` (Windows: no such lock); `UNILOCK_E_INVALID`;
- * `UNILOCK_E_INVALID_RANGE`. Thread-safe.
+ * `UNILOCK_E_INVALID_RANGE`; `UNILOCK_E_STORE` (shared mode: the database could not be read or written;
+ * `unilock_errdetail()` gives the SQLite message). Thread-safe.
  *
- * Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
- * `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
+ * Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_unlock(const struct unilock *ul,
                               const uint8_t *file_id,
@@ -1549,10 +1564,11 @@ unilock_status unilock_unlock(const struct unilock *ul,
  *
  * Arguments as for `unilock_lock`. Returns `UNILOCK_OK` if `unilock_lock` with the same arguments would
  * be granted now, or `UNILOCK_E_CONFLICT` with one conflicting lock written to `holder` (if not NULL);
- * `UNILOCK_E_INVALID`; `UNILOCK_E_INVALID_RANGE`. A test and a non-blocking lock always agree.
+ * `UNILOCK_E_INVALID`; `UNILOCK_E_INVALID_RANGE`; `UNILOCK_E_STORE` (shared mode: the database could not be
+ * read or written; `unilock_errdetail()` gives the SQLite message): a test that could not read the
+ * table never answers `UNILOCK_OK`. A test and a non-blocking lock always agree.
  *
- * Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
- * `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
+ * Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_test(const struct unilock *ul,
                             const uint8_t *file_id,
@@ -1571,7 +1587,8 @@ unilock_status unilock_test(const struct unilock *ul,
  *
  * Elements are applied in order under one lock of the file; if one fails, those already taken are
  * undone before the call returns, so no other caller ever sees a partial grant. Returns as
- * `unilock_lock`; `UNILOCK_E_INVALID` also for n = 0, NULL `elems` or mixed flavours.
+ * `unilock_lock`; `UNILOCK_E_INVALID` also for n = 0, n > `UNILOCK_COUNT_MAX`, NULL `elems` or mixed
+ * flavours.
  *
  * Also returns `UNILOCK_OK` (success), `UNILOCK_E_INVALID_RANGE` (an impossible range for its flavour),
  * `UNILOCK_E_GRACE` (during the grace period, a new lock), `UNILOCK_E_NO_GRACE` (a reclaim after the grace
@@ -1593,14 +1610,15 @@ unilock_status unilock_lock_many(const struct unilock *ul,
 /**
  * Releases several ranges in order, stopping at the first error (SMB2 LOCK with unlock elements).
  *
- * `elems`, `n`: the ranges (`type` is ignored), n >= 1. `failed_index`: may be NULL; on failure
- * receives the index of the element that failed; elements before it stay unlocked.
- * Returns as `unilock_unlock`.
+ * `elems`, `n`: the ranges (`type` is ignored), 1 <= n <= `UNILOCK_COUNT_MAX`. `failed_index`: may be
+ * NULL; on failure receives the index of the element that failed; elements before it stay unlocked.
+ * Returns as `unilock_unlock`; `UNILOCK_E_INVALID` also for n = 0, n > `UNILOCK_COUNT_MAX` or NULL
+ * `elems` (nothing is unlocked then).
  *
  * Also returns `UNILOCK_OK` (success), `UNILOCK_E_RANGE_NOT_LOCKED` (a Windows unlock of a range not held
- * exactly), `UNILOCK_E_INVALID` (a NULL or malformed argument), `UNILOCK_E_INVALID_RANGE` (an impossible
- * range for its flavour), `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
- * `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
+ * exactly), `UNILOCK_E_INVALID_RANGE` (an impossible range for its flavour), `UNILOCK_E_STORE` (the
+ * database failed, in shared mode or with `db_path`; `unilock_errdetail()` says why), `UNILOCK_E_MISUSE`
+ * (the handle is used in a child after fork()).
  */
 unilock_status unilock_unlock_many(const struct unilock *ul,
                                    const uint8_t *file_id,
@@ -1619,10 +1637,10 @@ unilock_status unilock_unlock_many(const struct unilock *ul,
  * Returns `UNILOCK_OK` if the I/O may proceed; `UNILOCK_E_CONFLICT` if another owner holds an
  * overlapping exclusive lock, or (for a write) any overlapping lock, or the open writes through its
  * own Windows shared lock. The open's own POSIX locks (client, owner) never refuse its I/O.
- * `UNILOCK_E_INVALID`, `UNILOCK_E_INVALID_RANGE` as usual. Thread-safe.
+ * `UNILOCK_E_INVALID`, `UNILOCK_E_INVALID_RANGE` as usual; `UNILOCK_E_STORE` (shared mode: the database
+ * could not be read or written; `unilock_errdetail()` gives the SQLite message). Thread-safe.
  *
- * Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
- * `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
+ * Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_check_io(const struct unilock *ul,
                                 const uint8_t *file_id,
@@ -1637,10 +1655,10 @@ unilock_status unilock_check_io(const struct unilock *ul,
  * open id) and the POSIX locks of (client, owner).
  *
  * `released`: may be NULL; receives the number of locks released. Returns `UNILOCK_OK` (also when
- * nothing was held) or `UNILOCK_E_INVALID`. Thread-safe.
+ * nothing was held), `UNILOCK_E_INVALID` or `UNILOCK_E_STORE` (shared mode: the database could not be read
+ * or written; `unilock_errdetail()` gives the SQLite message). Thread-safe.
  *
- * Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
- * `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
+ * Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_release_open(const struct unilock *ul,
                                     const uint8_t *file_id,
@@ -1652,10 +1670,11 @@ unilock_status unilock_release_open(const struct unilock *ul,
  * Releases every lock of a client on every file (the client is gone).
  *
  * `client`: NUL-terminated client id. `released`: may be NULL; receives the number of locks released.
- * Returns `UNILOCK_OK` or `UNILOCK_E_INVALID`. Walks every file; not for the hot path. Thread-safe.
+ * Returns `UNILOCK_OK`, `UNILOCK_E_INVALID` or `UNILOCK_E_STORE` (shared mode: the database could not be
+ * read or written; `unilock_errdetail()` gives the SQLite message). Walks every file; not for the hot
+ * path. Thread-safe.
  *
- * Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
- * `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
+ * Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_release_client(const struct unilock *ul,
                                       const char *client,
@@ -1668,10 +1687,11 @@ unilock_status unilock_release_client(const struct unilock *ul,
  * every internal lock is released (so `visit` may call back into unilock). `visit` may be NULL to only
  * count. `count`: may be NULL; receives the number of locks in the snapshot.
  *
- * Returns `UNILOCK_OK` or `UNILOCK_E_INVALID`. Thread-safe.
+ * Returns `UNILOCK_OK`, `UNILOCK_E_INVALID` or `UNILOCK_E_STORE` (shared mode: the database could not be
+ * read or written; `unilock_errdetail()` gives the SQLite message): a listing that could not read the
+ * table never reports "no locks". Thread-safe.
  *
- * Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
- * `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
+ * Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_list_locks(const struct unilock *ul,
                                   const uint8_t *file_id,
@@ -1705,10 +1725,10 @@ unilock_status unilock_set_log(unilock_log_fn f,
  * request. A recycled pid is told apart by its start time and boot id.
  *
  * `released`: receives how many registered processes matched; may be NULL. Returns `UNILOCK_OK`,
- * or `UNILOCK_E_INVALID` (not in shared mode).
+ * `UNILOCK_E_INVALID` (not in shared mode) or `UNILOCK_E_STORE` (shared mode: the database could not be read
+ * or written; `unilock_errdetail()` gives the SQLite message).
  *
- * Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
- * `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
+ * Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_process_gone(const struct unilock *ul,
                                     uint32_t pid,
@@ -1720,11 +1740,12 @@ unilock_status unilock_process_gone(const struct unilock *ul,
  * and leases — to the calling process, as Samba does when a durable handle reconnects in a new smbd.
  * Events for it (grants, breaks) then reach this process.
  *
- * `rebound`: receives how many owners and opens moved; may be NULL. Returns `UNILOCK_OK` or
- * `UNILOCK_E_INVALID` (NULL argument, or not in shared mode).
+ * `rebound`: receives how many owners and opens moved; may be NULL. Returns `UNILOCK_OK`,
+ * `UNILOCK_E_INVALID` (NULL argument, a bad file id, a client id not of 1..255 bytes, or not in
+ * shared mode) or `UNILOCK_E_STORE` (shared mode: the database could not be read or written;
+ * `unilock_errdetail()` gives the SQLite message).
  *
- * Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
- * `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
+ * Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
  */
 unilock_status unilock_rebind_open(const struct unilock *ul,
                                    const uint8_t *file_id,
@@ -1743,8 +1764,10 @@ const char *unilock_strerror(uint32_t status);
 
 /**
  * The detail of the calling thread's last failure (for example the SQLite message behind
- * `UNILOCK_E_STORE`, or which argument was invalid), or "" if none. Per thread, so another
- * thread's failure never overwrites it. Valid until this thread's next failing unilock call.
+ * `UNILOCK_E_STORE`, or which argument was invalid), or "" if that failure has none. Every failing
+ * call sets it, to its own detail or to "", so it never describes an earlier failure; a successful
+ * call leaves it as it was. Per thread, so another thread's failure never overwrites it. Valid until
+ * this thread's next failing unilock call.
  */
 const char *unilock_errdetail(void);
 

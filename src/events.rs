@@ -156,8 +156,12 @@ impl<E> Events<E> {
         }
     }
 
-    /// Arms a one-shot timer at absolute `deadline_ms`.
+    /// Arms a one-shot timer at absolute `deadline_ms`. `u64::MAX` is "never" (a saturated
+    /// `now + timeout`): no timer is armed at all.
     pub fn add_timer(&self, deadline_ms: u64, kind: TimerKind) {
+        if deadline_ms == u64::MAX {
+            return;
+        }
         let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let earliest = {
             let mut t = self.timers.lock();

@@ -101,7 +101,9 @@ pub struct Manager {
     outbox: Mutex<Vec<Event>>,
 }
 
-/// What a file operation returns when the shared database fails under it.
+/// What a file operation returns when the shared database fails under it: a `Result` carries the
+/// error; only internal housekeeping (timers, reaping dead processes) may fall back to "nothing".
+/// Calls that answer a caller use `Manager::try_file`, never a default.
 pub trait StoreFallback {
     fn store_failed(e: Error) -> Self;
 }
@@ -115,11 +117,6 @@ impl<T> StoreFallback for std::result::Result<T, (usize, Error)> {
         Err((0, e))
     }
 }
-impl<T> StoreFallback for Option<T> {
-    fn store_failed(_: Error) -> Self {
-        None
-    }
-}
 impl<T> StoreFallback for Vec<T> {
     fn store_failed(_: Error) -> Self {
         Vec::new()
@@ -130,18 +127,8 @@ impl StoreFallback for usize {
         0
     }
 }
-impl StoreFallback for bool {
-    fn store_failed(_: Error) -> Self {
-        false
-    }
-}
 impl StoreFallback for () {
     fn store_failed(_: Error) -> Self {}
-}
-impl StoreFallback for lease::Grant {
-    fn store_failed(_: Error) -> Self {
-        lease::Grant::NONE
-    }
 }
 
 /// Per-call flags of a lock request.
@@ -275,10 +262,10 @@ impl Manager {
                     }
                     let ttl = sh.max_ttl(&clients).unwrap_or(0);
                     if ttl > 0 {
-                        let _ = sh.set_release_at(p, now + ttl);
+                        let _ = sh.set_release_at(p, now.saturating_add(ttl));
                         log::info!("unilock: process {p} is gone; its state is kept for {ttl} ms (client TTL)");
                     }
-                    now + ttl
+                    now.saturating_add(ttl)
                 }
                 Ok(at) => at,
                 Err(_) => now,
@@ -324,33 +311,51 @@ impl Manager {
     /// handle reconnecting in a new `smbd`). Returns how many owners and opens were rebound.
     pub fn rebind_open(&self, file: &[u8], client: &[u8], open_id: u64) -> Result<usize> {
         check_file_id(file)?;
+        check_owner(&OwnerRef { client, owner: b"", open_id })?;
         let Some(sh) = &self.shared else { return Err(Error::Invalid("not in shared mode")) };
         let me = sh.me;
-        Ok(self.file(file, false, |fs| fs.map(|fs| fs.rebind(client, open_id, me)).unwrap_or(0)))
+        self.try_file(file, false, |fs| fs.map(|fs| fs.rebind(client, open_id, me)).unwrap_or(0))
     }
 
-    /// Runs `f` on a file under its shard lock, then hands the file's journal to the store.
+    /// Runs `f` on a file under its shard lock, then hands the file's journal to the store. When the
+    /// shared database fails, the operation's own error type carries `UNILOCK_E_STORE`
+    /// (`StoreFallback`); calls whose answer is not a `Result` use `try_file`.
     fn file<R: StoreFallback>(&self, file: &[u8], create: bool, f: impl FnOnce(Option<&mut crate::table::FileState>) -> R) -> R {
+        if self.shared.is_none() {
+            return self.local_file(file, create, f);
+        }
+        match self.try_file(file, create, f) {
+            Ok(r) => r,
+            Err(e) => R::store_failed(e),
+        }
+    }
+
+    /// `file`, with the shared database's failure as an error: a call that could not consult the
+    /// table must never answer "granted" or "nothing there".
+    fn try_file<R>(&self, file: &[u8], create: bool, f: impl FnOnce(Option<&mut crate::table::FileState>) -> R) -> Result<R> {
         if let Some(sh) = &self.shared {
             let ctx = self.ctx();
-            return match sh.with_file(file, create, &ctx, |fs| match fs {
-                Some(fs) => {
-                    let r = f(Some(&mut *fs));
-                    if self.tracking() {
-                        self.after_counts(fs);
+            return sh
+                .with_file(file, create, &ctx, |fs| match fs {
+                    Some(fs) => {
+                        let r = f(Some(&mut *fs));
+                        if self.tracking() {
+                            self.after_counts(fs);
+                        }
+                        r
                     }
-                    r
-                }
-                None => f(None),
-            }) {
-                Ok(r) => r,
-                Err(e) => {
+                    None => f(None),
+                })
+                .inspect_err(|e| {
                     self.store_errors.fetch_add(1, Ordering::Relaxed);
                     log::error!("unilock: shared database: {e:?}");
-                    R::store_failed(e)
-                }
-            };
+                });
         }
+        Ok(self.local_file(file, create, f))
+    }
+
+    /// `file` on the in-process table (no shared database, so nothing can fail).
+    fn local_file<R>(&self, file: &[u8], create: bool, f: impl FnOnce(Option<&mut crate::table::FileState>) -> R) -> R {
         if self.store.is_none() && !self.tracking() {
             return self.table.with_file(file, create, f);
         }
@@ -401,11 +406,13 @@ impl Manager {
 
     /// Refuses a new lock when the client's or the total limit is already reached.
     fn check_limits(&self, client: &[u8]) -> Result<()> {
-        if self.max_total > 0 && self.total_locks.load(Ordering::Relaxed) >= self.max_total as i64 {
+        // Counts are compared as u64: a limit of 2^63 or more is larger than any count (never `as i64`).
+        let count = |n: i64| n.max(0) as u64;
+        if self.max_total > 0 && count(self.total_locks.load(Ordering::Relaxed)) >= self.max_total {
             self.metrics.limit(crate::metrics::LimitKind::Total);
             return Err(Error::Limit(crate::metrics::LimitKind::Total));
         }
-        if self.max_per_client > 0 && self.client_locks.lock().get(client).copied().unwrap_or(0) >= self.max_per_client as i64 {
+        if self.max_per_client > 0 && count(self.client_locks.lock().get(client).copied().unwrap_or(0)) >= self.max_per_client {
             self.metrics.limit(crate::metrics::LimitKind::Client);
             return Err(Error::Limit(crate::metrics::LimitKind::Client));
         }
@@ -445,7 +452,7 @@ impl Manager {
             log::error!("unilock: writing to the database failed: {}", e.0);
         }
         if store.mode() == Durability::Batch && !self.flush_armed.swap(true, Ordering::AcqRel) {
-            self.events.add_timer(self.events.now_ms() + self.batch_ms, TimerKind::Flush);
+            self.events.add_timer(self.events.now_ms().saturating_add(self.batch_ms), TimerKind::Flush);
         }
     }
 
@@ -865,7 +872,8 @@ impl Manager {
         });
         match &r {
             Ok(Queued::Pending(pid, _)) if *pid == id && wait.timeout_ms > 0 => {
-                self.events.add_timer(self.events.now_ms() + wait.timeout_ms, TimerKind::RequestTimeout(id));
+                // Saturating: a timeout of UINT64_MAX is a wait without end (its deadline never comes).
+                self.events.add_timer(self.events.now_ms().saturating_add(wait.timeout_ms), TimerKind::RequestTimeout(id));
             }
             Err(Error::Deadlock) => {
                 self.deadlocks.fetch_add(1, Ordering::Relaxed);
@@ -881,7 +889,7 @@ impl Manager {
         check_file_id(file)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let ctx = self.ctx();
-        self.file(file, true, |fs| fs.unwrap().watch(&ctx, id, token, user_data));
+        self.try_file(file, true, |fs| fs.unwrap().watch(&ctx, id, token, user_data))?;
         Ok(id)
     }
 
@@ -910,7 +918,7 @@ impl Manager {
                 Some(ReqState::Waiting { file }) => {
                     let file = file.clone();
                     drop(map);
-                    let done = self.file(&file, false, |fs| match fs {
+                    let done = self.try_file(&file, false, |fs| match fs {
                         Some(fs) => {
                             let hit = fs.cancel(&ctx, id);
                             if hit {
@@ -919,7 +927,7 @@ impl Manager {
                             hit
                         }
                         None => false,
-                    });
+                    })?;
                     if done {
                         return Ok(CancelOutcome::Cancelled);
                     }
@@ -1014,7 +1022,7 @@ impl Manager {
         if let Some(e) = epoch {
             spec.epoch = e;
         }
-        let g = self.file(file, true, |fs| fs.unwrap().reclaim_open(client, open_id, &spec, state));
+        let g = self.try_file(file, true, |fs| fs.unwrap().reclaim_open(client, open_id, &spec, state))?;
         Ok(Some(g))
     }
 
@@ -1024,7 +1032,7 @@ impl Manager {
             Some(f) if **f != *file => f.clone(),
             _ => return Ok(()),
         };
-        let still = self.file(&other, false, |fs| fs.map(|fs| fs.leases.find(client, key).is_some()).unwrap_or(false));
+        let still = self.try_file(&other, false, |fs| fs.map(|fs| fs.leases.find(client, key).is_some()).unwrap_or(false))?;
         if still {
             return Err(Error::Invalid("lease key already leases another file"));
         }
@@ -1107,7 +1115,7 @@ impl Manager {
         check_file_id(file)?;
         check_owner(o)?;
         let ctx = self.ctx();
-        Ok(self.file(file, false, |fs| match fs {
+        self.try_file(file, false, |fs| match fs {
             Some(fs) => {
                 let owners = fs.owners_of_open(o);
                 let n = fs.end_waiters_of(&ctx, &owners, None);
@@ -1115,7 +1123,7 @@ impl Manager {
                 n
             }
             None => 0,
-        }))
+        })
     }
 
     pub fn lock(&self, file: &[u8], o: &OwnerRef, req: &LockReq) -> Result<()> {
@@ -1177,7 +1185,7 @@ impl Manager {
         check_file_id(file)?;
         check_owner(o)?;
         let range = req.range()?;
-        Ok(self.file(file, false, |fs| fs.and_then(|fs| fs.test(o, req.flavour, req.kind, &range))))
+        self.try_file(file, false, |fs| fs.and_then(|fs| fs.test(o, req.flavour, req.kind, &range)))
     }
 
     /// All elements or none; on failure, the index of the element that failed.
@@ -1249,7 +1257,7 @@ impl Manager {
         check_file_id(file)?;
         check_owner(o)?;
         let ctx = self.ctx();
-        Ok(self.file(file, false, |fs| match fs {
+        self.try_file(file, false, |fs| match fs {
             Some(fs) => {
                 // Waiting requests of the open end as Samba answers a close: RANGE_NOT_LOCKED.
                 let owners = fs.owners_of_open(o);
@@ -1260,7 +1268,7 @@ impl Manager {
                 n
             }
             None => 0,
-        }))
+        })
     }
 
     pub fn release_client(&self, client: &[u8]) -> Result<usize> {
@@ -1273,7 +1281,7 @@ impl Manager {
         let ctx = self.ctx();
         if let Some(sh) = &self.shared {
             for f in sh.files()? {
-                n += self.file(&f, false, |fs| match fs {
+                n += self.try_file(&f, false, |fs| match fs {
                     Some(fs) => {
                         let owners = fs.owners_of_client(client);
                         fs.end_waiters_of(&ctx, &owners, Some(Error::RangeNotLocked));
@@ -1282,7 +1290,7 @@ impl Manager {
                         k
                     }
                     None => 0,
-                });
+                })?;
             }
             self.metrics.release(why, n as u64);
             return Ok(n);
@@ -1303,7 +1311,7 @@ impl Manager {
 
     pub fn list(&self, file: &[u8]) -> Result<Vec<Holder>> {
         check_file_id(file)?;
-        Ok(self.file(file, false, |fs| fs.map(|fs| fs.list()).unwrap_or_default()))
+        self.try_file(file, false, |fs| fs.map(|fs| fs.list()).unwrap_or_default())
     }
 }
 

@@ -32,11 +32,19 @@ pub struct ProcIdent {
     pub boot: String,
 }
 
-fn start_time(pid: u32) -> Option<u64> {
+/// A process's start time and whether it is a zombie (state `Z`: dead, not yet reaped), from
+/// /proc/PID/stat.
+fn stat_of(pid: u32) -> Option<(u64, bool)> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Field 22, counted after the ")" that ends the command name.
-    let rest = &s[s.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    // Fields 3 (state) and 22 (start time), counted after the ")" that ends the command name.
+    let mut rest = s[s.rfind(')')? + 1..].split_whitespace();
+    let state = rest.next()?;
+    let start = rest.nth(18)?.parse().ok()?;
+    Some((start, state == "Z" || state == "X"))
+}
+
+fn start_time(pid: u32) -> Option<u64> {
+    stat_of(pid).map(|(start, _)| start)
 }
 
 fn boot_id() -> String {
@@ -49,7 +57,8 @@ impl ProcIdent {
         ProcIdent { pid, start: start_time(pid).unwrap_or(0), boot: boot_id() }
     }
 
-    /// Is this process still running? A pid alive with another start time is a recycled pid.
+    /// Is this process still running? A pid alive with another start time is a recycled pid, and a
+    /// zombie (killed, not yet reaped by its parent) is dead: `kill(pid, 0)` still succeeds for it.
     pub fn alive(&self) -> bool {
         if self.boot != boot_id() {
             return false;
@@ -59,8 +68,8 @@ impl ProcIdent {
         if r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
             return false;
         }
-        match start_time(self.pid) {
-            Some(s) => s == self.start,
+        match stat_of(self.pid) {
+            Some((s, zombie)) => s == self.start && !zombie,
             None => r == 0,
         }
     }
@@ -302,7 +311,7 @@ impl Shared {
         let conn = self.conn.lock();
         let mut st = conn.prepare("SELECT file FROM shared_procs WHERE proc = ?1").map_err(err)?;
         let rows = st.query_map(params![proc as i64], |r| r.get::<_, Vec<u8>>(0)).map_err(err)?;
-        Ok(rows.filter_map(|r| r.ok()).map(|v| v.into_boxed_slice()).collect())
+        rows.map(|r| r.map(|v| v.into_boxed_slice()).map_err(err)).collect()
     }
 
     /// The file a client's lease key leases, from the leases table every process keeps in step.
@@ -320,7 +329,8 @@ impl Shared {
         let conn = self.conn.lock();
         let mut st = conn.prepare("SELECT file FROM shared_files").map_err(err)?;
         let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0)).map_err(err)?;
-        Ok(rows.filter_map(|r| r.ok()).map(|v| v.into_boxed_slice()).collect())
+        // A row that cannot be read is the database failing, not a file that is not there.
+        rows.map(|r| r.map(|v| v.into_boxed_slice()).map_err(err)).collect()
     }
 
     /// Forgets a process that is gone (after its state was released).
@@ -468,6 +478,25 @@ mod tests {
         assert!(!ProcIdent { boot: "not-this-boot".into(), ..me.clone() }.alive());
         // A pid nobody uses.
         assert!(!ProcIdent { pid: 0x3fff_fff0, ..me }.alive());
+    }
+
+    #[test]
+    fn a_zombie_is_dead() {
+        // A child that exits and is not reaped yet: kill(pid, 0) succeeds, /proc says state Z.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let ident = ProcIdent { pid, start: start_time(pid).unwrap(), boot: boot_id() };
+        let mut waited = 0;
+        while !stat_of(pid).is_some_and(|(_, z)| z) {
+            assert!(waited < 5000, "the child never became a zombie");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            waited += 1;
+        }
+        // SAFETY: signal 0 only checks for existence.
+        assert_eq!(unsafe { libc::kill(pid as libc::pid_t, 0) }, 0, "a zombie still answers kill(pid, 0)");
+        assert!(!ident.alive());
+        child.wait().unwrap();
+        assert!(!ident.alive());
     }
 
     #[test]

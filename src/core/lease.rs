@@ -592,7 +592,7 @@ fn step(l: &mut Lease, to: u8, now: u64) -> Option<Note> {
     if ack {
         l.breaking = true;
         l.break_to = to;
-        l.deadline = now + l.timeout_ms;
+        l.deadline = now.saturating_add(l.timeout_ms); // UINT64_MAX: the break never times out
     } else {
         l.state = to;
     }

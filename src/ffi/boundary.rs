@@ -9,6 +9,10 @@ pub trait Fallback: Sized {
     fn misuse() -> Self {
         Self::invalid()
     }
+    /// Whether this return value reports a failure (which must leave a fresh `unilock_errdetail`).
+    fn failed(&self) -> bool {
+        false
+    }
     /// Every value leaving an exported function passes here (`function` is its path).
     fn leaving(self, _function: &'static str) -> Self {
         self
@@ -68,6 +72,9 @@ impl Fallback for unilock_status {
     fn misuse() -> Self {
         unilock_status::UNILOCK_E_MISUSE
     }
+    fn failed(&self) -> bool {
+        *self as u32 >= 100
+    }
 }
 
 impl Fallback for () {
@@ -111,17 +118,24 @@ impl Fallback for *const libc::c_char {
     }
 }
 
-/// Runs the body of an exported function under `catch_unwind`.
+/// Runs the body of an exported function under `catch_unwind`. A failing call that recorded no
+/// detail of its own clears the thread's detail, so `unilock_errdetail()` never reports an earlier
+/// call's failure.
 macro_rules! boundary {
     ($($body:tt)*) => {{
         fn here() {}
+        let mark = $crate::ffi::status::detail_mark();
         let v = match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| { $($body)* })) {
             Ok(v) => v,
             Err(_) => {
                 ::log::error!("internal panic caught at the C boundary");
+                $crate::ffi::status::set_detail("internal error: a panic was caught at the C boundary");
                 $crate::ffi::boundary::Fallback::internal()
             }
         };
+        if $crate::ffi::boundary::Fallback::failed(&v) {
+            $crate::ffi::status::settle_detail(mark);
+        }
         $crate::ffi::boundary::Fallback::leaving(v, $crate::ffi::boundary::name_of(&here))
     }};
 }
@@ -131,7 +145,10 @@ macro_rules! try_ref {
     ($p:expr) => {
         match unsafe { ($p).as_ref() } {
             Some(r) => r,
-            None => return $crate::ffi::boundary::Fallback::invalid(),
+            None => {
+                $crate::ffi::status::set_detail("a required pointer argument is NULL");
+                return $crate::ffi::boundary::Fallback::invalid();
+            }
         }
     };
 }
@@ -147,26 +164,32 @@ macro_rules! try_handle {
     }};
 }
 
-/// Borrows `(ptr, len)` as a byte slice; NULL with len 0 is the empty slice, NULL otherwise invalid.
+/// Borrows a file id `(ptr, len)` as a byte slice; NULL with len 0 is the empty slice (refused later
+/// as an empty id), NULL otherwise invalid, and a length over `UNILOCK_FILE_ID_MAX` is refused before
+/// any slice is built.
 macro_rules! try_bytes {
     ($p:expr, $len:expr) => {
-        match $crate::ffi::boundary::bytes($p as *const u8, $len) {
+        match $crate::ffi::boundary::bytes($p as *const u8, $len, $crate::ffi::types::UNILOCK_FILE_ID_MAX) {
             Some(s) => s,
-            None => return $crate::ffi::boundary::Fallback::invalid(),
+            None => {
+                $crate::ffi::status::set_detail("file id must be 1..128 bytes and not NULL");
+                return $crate::ffi::boundary::Fallback::invalid();
+            }
         }
     };
 }
 
-/// `(ptr, len)` as a slice, or `None` for NULL with a non-zero length.
+/// `(ptr, len)` as a slice, or `None` for NULL with a non-zero length or a length over `max` (checked
+/// before the slice is built, so a hostile length never becomes one).
 ///
 /// # Safety
 /// A non-NULL `p` must point to `len` readable bytes for the duration of the call (the caller's
 /// promise, documented on each function).
-pub fn bytes<'a>(p: *const u8, len: usize) -> Option<&'a [u8]> {
+pub fn bytes<'a>(p: *const u8, len: usize, max: usize) -> Option<&'a [u8]> {
     if p.is_null() {
         return if len == 0 { Some(&[]) } else { None };
     }
-    if len > isize::MAX as usize {
+    if len > max || len > isize::MAX as usize {
         return None;
     }
     // SAFETY: non-NULL, and the caller promises `len` readable bytes that outlive the call.

@@ -46,10 +46,10 @@ pub extern "C" fn unilock_client_register(
 /// woken; `released` receives the number of locks. With a TTL they are kept until it passes (then
 /// released the same way) unless the client registers again; `released` receives 0.
 ///
-/// Returns `UNILOCK_OK`, `UNILOCK_E_NOT_FOUND` (not registered) or `UNILOCK_E_INVALID`.
+/// Returns `UNILOCK_OK`, `UNILOCK_E_NOT_FOUND` (not registered), `UNILOCK_E_INVALID` or
+/// `UNILOCK_E_STORE` (shared mode: the database could not be read or written).
 ///
-/// Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
-/// `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
+/// Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_client_disconnect(ul: *const unilock, client: *const c_char, released: *mut usize) -> unilock_status {
     boundary! {
@@ -242,17 +242,21 @@ pub extern "C" fn unilock_metrics_get(ul: *const unilock, out: *mut unilock_metr
 /// `buf`, `cap`: where to write, NUL-terminated; may be NULL/0 to ask for the size. `len`: receives
 /// the length of the text without its NUL (always, when not NULL). Returns `UNILOCK_OK`, or
 /// `UNILOCK_E_LIMIT` if `cap` is too small (nothing useful is written; retry with `*len + 1`), or
-/// `UNILOCK_E_INVALID`.
+/// `UNILOCK_E_INVALID` (a NULL handle, or `buf` NULL with a non-zero `cap`).
 ///
 /// Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_metrics_prometheus(ul: *const unilock, buf: *mut c_char, cap: usize, len: *mut usize) -> unilock_status {
     boundary! {
         let ul = try_handle!(ul);
+        if buf.is_null() && cap != 0 {
+            super::status::set_detail("buf is NULL with a non-zero cap");
+            return unilock_status::UNILOCK_E_INVALID;
+        }
         let text = ul.inner.prometheus();
         put(len, text.len());
         if buf.is_null() || cap < text.len() + 1 {
-            return if buf.is_null() && cap == 0 { unilock_status::UNILOCK_OK } else { unilock_status::UNILOCK_E_LIMIT };
+            return if buf.is_null() { unilock_status::UNILOCK_OK } else { unilock_status::UNILOCK_E_LIMIT };
         }
         // SAFETY: `cap` writable bytes at `buf`, and text.len() + 1 <= cap.
         unsafe {

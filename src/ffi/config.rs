@@ -58,6 +58,7 @@ pub struct unilock_config {
     /// Default lease break timeout in milliseconds: a break not acknowledged in time leaves the lease
     /// at none and the holder gets `UNILOCK_EVENT_LEASE_REVOKED`. Default 35000 (Windows' value); an
     /// open may ask for its own (`unilock_open_req.break_timeout_ms`, e.g. one NFS lease period).
+    /// `UINT64_MAX` (here or per open) means a break never times out.
     pub lease_break_timeout_ms: u64,
     /// Path of the SQLite database, NUL-terminated; NULL (default) keeps state in memory only, with
     /// no recovery. Read during `unilock_open` only. The database and its `-wal` and `-shm` files are
@@ -70,13 +71,14 @@ pub struct unilock_config {
     /// Grace period after a restart, ms (default 90000, shared by all protocols).
     pub grace_period_ms: u64,
     /// `UNILOCK_DURABILITY_BATCH`: the longest a change waits before it is written, ms (default 10).
+    /// `UINT64_MAX`: no timer; batches are written only by `unilock_flush` and `unilock_close`.
     pub batch_ms: u64,
     /// Most locks one file may hold (0 = unlimited, the default). A lock request on a file that
     /// already holds this many is refused with `UNILOCK_E_LIMIT`.
     pub max_locks_per_file: u64,
     /// Most locks one client may hold over all files (0 = unlimited, the default).
     pub max_locks_per_client: u64,
-    /// Most locks in total (0 = unlimited, the default).
+    /// Most locks in total (0 = unlimited, the default). Every value up to `UINT64_MAX` is a real limit.
     pub max_locks_total: u64,
 }
 
@@ -113,6 +115,43 @@ pub extern "C" fn unilock_config_init(cfg: *mut unilock_config) {
     }
 }
 
+/// The end of one field of `unilock_config`: a size a caller's struct may have.
+macro_rules! field_end {
+    ($f:ident: $t:ty) => {
+        std::mem::offset_of!(unilock_config, $f) + std::mem::size_of::<$t>()
+    };
+}
+
+/// Every size a caller's `unilock_config` may have: the end of each field, in order (a struct of an
+/// older header stops after one of them). A field appended later adds its line here. A size that
+/// ends inside a field (half a pointer) is refused.
+const FIELD_ENDS: &[usize] = &[
+    field_end!(size: usize),
+    field_end!(flags: u32),
+    field_end!(event_mode: u32),
+    field_end!(event_fn: super::events::unilock_event_fn),
+    field_end!(event_user_data: *mut libc::c_void),
+    field_end!(lease_break_timeout_ms: u64),
+    field_end!(db_path: *const libc::c_char),
+    field_end!(durability: u32),
+    field_end!(grace_period_ms: u64),
+    field_end!(batch_ms: u64),
+    field_end!(max_locks_per_file: u64),
+    field_end!(max_locks_per_client: u64),
+    field_end!(max_locks_total: u64),
+];
+
+/// The largest `size` accepted from a newer caller (whose extra fields must be zero).
+const CONFIG_SIZE_MAX: usize = 1 << 16;
+
+/// Whether `size` is one a caller's struct can have: a field end, or a field end padded to the next
+/// field's alignment (which is how `sizeof` rounds a struct that stops there), or our whole size.
+fn size_known(size: usize) -> bool {
+    let ours = std::mem::size_of::<unilock_config>();
+    let align = std::mem::align_of::<unilock_config>();
+    size == ours || FIELD_ENDS.iter().any(|&end| size == end || size == end.next_multiple_of(align))
+}
+
 /// Reads a caller's config honouring its `size`: known fields beyond it keep their defaults; bytes
 /// beyond our struct must be zero (a newer caller asking for something this library cannot do).
 fn read_config(cfg: &unilock_config) -> Result<unilock_config, &'static str> {
@@ -121,9 +160,18 @@ fn read_config(cfg: &unilock_config) -> Result<unilock_config, &'static str> {
     if theirs < std::mem::size_of::<usize>() {
         return Err("config size too small: call unilock_config_init");
     }
+    if theirs < ours && !size_known(theirs) {
+        return Err("config size ends inside a field: call unilock_config_init");
+    }
+    // A newer caller's fields past ours are only checked to be zero; a size no struct can have
+    // (SIZE_MAX) must not reach a slice over more than isize::MAX bytes.
+    if theirs > CONFIG_SIZE_MAX {
+        return Err("config size larger than any unilock_config: call unilock_config_init");
+    }
     let mut out = unilock_config::default();
     let n = theirs.min(ours);
-    // SAFETY: the caller promises `size` readable bytes at `cfg`; we copy at most our own size.
+    // SAFETY: the caller promises `size` readable bytes at `cfg`; we copy at most our own size, and
+    // `n` ends on a field boundary, so no pointer is copied in part.
     unsafe {
         std::ptr::copy_nonoverlapping(cfg as *const _ as *const u8, &mut out as *mut _ as *mut u8, n);
         if theirs > ours {
@@ -137,16 +185,46 @@ fn read_config(cfg: &unilock_config) -> Result<unilock_config, &'static str> {
     Ok(out)
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_sizes_end_on_field_boundaries() {
+        let ours = std::mem::size_of::<unilock_config>();
+        assert_eq!(*FIELD_ENDS.last().unwrap(), ours, "FIELD_ENDS must list every field");
+        for s in [8, 12, 16, 24, 32, 40, 48, 52, 56, 64, 72, 80, 88, 96] {
+            assert!(size_known(s), "size {s}");
+        }
+        // Inside event_fn, event_user_data, db_path and the u64 fields.
+        for s in [20, 28, 36, 44, 60, 92] {
+            assert!(!size_known(s), "size {s}");
+        }
+        let mut c = unilock_config::default();
+        for s in [20, 44] {
+            c.size = s;
+            assert!(read_config(&c).is_err(), "size {s}");
+        }
+        c.size = usize::MAX;
+        assert!(read_config(&c).is_err());
+    }
+}
+
 /// Opens a lock manager.
 ///
 /// `cfg`: configuration made with `unilock_config_init`, or NULL for all defaults; read only during
 /// the call. `out`: receives the new handle on success; untouched on failure.
 ///
-/// Returns `UNILOCK_OK`; `UNILOCK_E_INVALID` if `out` is NULL, `cfg->size` is too small, or `cfg` sets
+/// Returns `UNILOCK_OK`; `UNILOCK_E_INVALID` if `out` is NULL, `cfg->size` is too small or ends inside
+/// a field (only sizes that end where one of the fields above ends are accepted), or `cfg` sets
 /// fields, flags or an event mode this library does not know; `UNILOCK_E_RESOURCE` if the event
 /// descriptors (loop mode) or the library thread (thread mode) cannot be created; `UNILOCK_E_STORE`
-/// if the database cannot be opened, is corrupt, or has a newer schema (it is left untouched;
-/// `unilock_errdetail()` says why).
+/// if the database cannot be opened, is not a database, is truncated or corrupt, belongs to another
+/// application (its `PRAGMA application_id`, or tables without unilock's schema version), has tables
+/// or rows unlike unilock's, has a negative or newer schema version, or is read-only. A refused file
+/// is left untouched byte for byte and no `-wal`, `-shm` or other file is created next to it;
+/// `unilock_errdetail()` says why. A database this library accepts is marked with its application
+/// id ("ULK1").
 ///
 /// The handle is thread-safe: any number of threads may call into it at once. Free it with
 /// `unilock_close`. In `UNILOCK_EVENTS_LOOP` mode the library starts no thread at all.
@@ -161,6 +239,7 @@ pub extern "C" fn unilock_open(cfg: *const unilock_config, out: *mut *mut uniloc
                 Ok(c) => c,
                 Err(why) => {
                     log::warn!("unilock_open: {why}");
+                    super::status::set_detail(why);
                     return unilock_status::UNILOCK_E_INVALID;
                 }
             },

@@ -148,14 +148,13 @@ pub fn callback(f: unilock_event_fn, user_data: *mut libc::c_void) -> Option<Eve
 ///
 /// Returns `UNILOCK_OK` (granted now); `UNILOCK_PENDING` (queued); `UNILOCK_E_DEADLOCK` (waiting would
 /// close a cycle in the owner→owner wait-for graph, checked over the whole graph; nothing queued);
-/// `UNILOCK_E_INVALID`; `UNILOCK_E_INVALID_RANGE`. Thread-safe; may be called from a callback.
+/// `UNILOCK_E_INVALID`; `UNILOCK_E_INVALID_RANGE`; `UNILOCK_E_GRACE`, `UNILOCK_E_NO_GRACE`,
+/// `UNILOCK_E_RECLAIM_DENIED`, `UNILOCK_E_LIMIT`, `UNILOCK_E_BUSY` as for `unilock_lock`;
+/// `UNILOCK_E_STORE` (the client record could not be written, or in shared mode the database could
+/// not be read or written; `unilock_errdetail()` gives the SQLite message). Thread-safe; may be
+/// called from a callback.
 ///
-/// Also returns `UNILOCK_E_GRACE` (during the grace period, a new lock), `UNILOCK_E_NO_GRACE` (a reclaim
-/// after the grace period), `UNILOCK_E_RECLAIM_DENIED` (a reclaim of what did not exist before the
-/// restart), `UNILOCK_E_LIMIT` (a configured lock limit; `unilock_errdetail()` says which),
-/// `UNILOCK_E_BUSY` (another client's write-caching lease is being broken: retry), `UNILOCK_E_STORE` (the
-/// database failed, in shared mode or with `db_path`; `unilock_errdetail()` says why), `UNILOCK_E_MISUSE`
-/// (the handle is used in a child after fork()).
+/// Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_lock_blocking(
     ul: *const unilock,
@@ -194,10 +193,11 @@ pub extern "C" fn unilock_lock_blocking(
 /// to block, and `lm_notify`/`lock_avail` style servers).
 ///
 /// `token`, `user_data`: echoed in the event. `request_id`: receives the watch's id (for
-/// `unilock_cancel`); may be NULL. Returns `UNILOCK_OK` or `UNILOCK_E_INVALID`. Thread-safe.
+/// `unilock_cancel`); may be NULL. Returns `UNILOCK_OK`, `UNILOCK_E_INVALID` or `UNILOCK_E_STORE` (shared
+/// mode: the database could not be read or written; `unilock_errdetail()` gives the SQLite message).
+/// Thread-safe.
 ///
-/// Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
-/// `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
+/// Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_watch(
     ul: *const unilock,
@@ -230,10 +230,10 @@ pub extern "C" fn unilock_watch(
 /// then answers `UNILOCK_E_NOT_FOUND`.
 ///
 /// Returns `UNILOCK_OK`; `UNILOCK_E_NOT_FOUND` (unknown id, or its event was already delivered —
-/// including from inside that event's own callback); `UNILOCK_E_INVALID`. Thread-safe.
+/// including from inside that event's own callback); `UNILOCK_E_INVALID`; `UNILOCK_E_STORE` (shared mode: the
+/// database could not be read or written; `unilock_errdetail()` gives the SQLite message). Thread-safe.
 ///
-/// Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
-/// `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
+/// Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_cancel(ul: *const unilock, request_id: u64, outcome: *mut u32) -> unilock_status {
     boundary! {
@@ -256,11 +256,11 @@ pub extern "C" fn unilock_cancel(ul: *const unilock, request_id: u64, outcome: *
 /// of its Windows owner (client, owner, open id) and of its POSIX owner (client, owner). No event is
 /// delivered for them. Requests already granted are not affected.
 ///
-/// `cancelled`: receives how many were cancelled; may be NULL. Returns `UNILOCK_OK` or
-/// `UNILOCK_E_INVALID`. Thread-safe.
+/// `cancelled`: receives how many were cancelled; may be NULL. Returns `UNILOCK_OK`,
+/// `UNILOCK_E_INVALID` or `UNILOCK_E_STORE` (shared mode: the database could not be read or written;
+/// `unilock_errdetail()` gives the SQLite message). Thread-safe.
 ///
-/// Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
-/// `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
+/// Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_cancel_owner(
     ul: *const unilock,

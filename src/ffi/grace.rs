@@ -35,13 +35,14 @@ pub extern "C" fn unilock_grace_status(ul: *const unilock, out: *mut unilock_gra
 }
 
 /// Starts a grace period explicitly, for a host taking over another host's clients (or restarting
-/// grace for them): `clients`/`n` are the expected clients (NUL-terminated ids; n may be 0),
+/// grace for them): `clients`/`n` are the expected clients (NUL-terminated ids; n may be 0, at most
+/// `UNILOCK_COUNT_MAX`),
 /// `duration_ms` 0 means the configured grace period. An expected client with no pre-restart record
-/// here may reclaim what it claims (its state is on the other host). Returns `UNILOCK_OK` or
-/// `UNILOCK_E_INVALID`.
+/// here may reclaim what it claims (its state is on the other host). Returns `UNILOCK_OK`,
+/// `UNILOCK_E_INVALID` (NULL handle, NULL `clients` with n > 0, a NULL client, n over
+/// `UNILOCK_COUNT_MAX`) or `UNILOCK_E_STORE` (the grace record could not be written).
 ///
-/// Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
-/// `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
+/// Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_grace_start(
     ul: *const unilock,
@@ -52,6 +53,10 @@ pub extern "C" fn unilock_grace_start(
     boundary! {
         let ul = try_handle!(ul);
         if n > 0 && clients.is_null() {
+            return unilock_status::invalid();
+        }
+        if n > super::types::UNILOCK_COUNT_MAX {
+            super::status::set_detail("too many clients (more than UNILOCK_COUNT_MAX)");
             return unilock_status::invalid();
         }
         let mut v = Vec::with_capacity(n);

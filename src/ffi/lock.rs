@@ -80,10 +80,10 @@ pub extern "C" fn unilock_lock(
 /// length (an exclusive one first if both kinds exist).
 ///
 /// Returns `UNILOCK_OK`; `UNILOCK_E_RANGE_NOT_LOCKED` (Windows: no such lock); `UNILOCK_E_INVALID`;
-/// `UNILOCK_E_INVALID_RANGE`. Thread-safe.
+/// `UNILOCK_E_INVALID_RANGE`; `UNILOCK_E_STORE` (shared mode: the database could not be read or written;
+/// `unilock_errdetail()` gives the SQLite message). Thread-safe.
 ///
-/// Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
-/// `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
+/// Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_unlock(
     ul: *const unilock,
@@ -105,10 +105,11 @@ pub extern "C" fn unilock_unlock(
 ///
 /// Arguments as for `unilock_lock`. Returns `UNILOCK_OK` if `unilock_lock` with the same arguments would
 /// be granted now, or `UNILOCK_E_CONFLICT` with one conflicting lock written to `holder` (if not NULL);
-/// `UNILOCK_E_INVALID`; `UNILOCK_E_INVALID_RANGE`. A test and a non-blocking lock always agree.
+/// `UNILOCK_E_INVALID`; `UNILOCK_E_INVALID_RANGE`; `UNILOCK_E_STORE` (shared mode: the database could not be
+/// read or written; `unilock_errdetail()` gives the SQLite message): a test that could not read the
+/// table never answers `UNILOCK_OK`. A test and a non-blocking lock always agree.
 ///
-/// Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
-/// `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
+/// Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_test(
     ul: *const unilock,
@@ -134,10 +135,10 @@ pub extern "C" fn unilock_test(
 
 /// Converts C elements; on an unknown flavour, type or flag, `Err(index)` of the first bad one.
 fn reqs(elems: *const unilock_lock_req, n: usize) -> Result<Vec<crate::manager::LockReq>, usize> {
-    if elems.is_null() || n == 0 {
+    if elems.is_null() || n == 0 || n > UNILOCK_COUNT_MAX {
         return Err(0);
     }
-    // SAFETY: the caller promises `n` readable elements at `elems`.
+    // SAFETY: the caller promises `n` readable elements at `elems` (n is bounded above).
     let s = unsafe { std::slice::from_raw_parts(elems, n) };
     s.iter().enumerate().map(|(i, e)| req_of(e).ok_or(i)).collect()
 }
@@ -151,7 +152,8 @@ fn reqs(elems: *const unilock_lock_req, n: usize) -> Result<Vec<crate::manager::
 ///
 /// Elements are applied in order under one lock of the file; if one fails, those already taken are
 /// undone before the call returns, so no other caller ever sees a partial grant. Returns as
-/// `unilock_lock`; `UNILOCK_E_INVALID` also for n = 0, NULL `elems` or mixed flavours.
+/// `unilock_lock`; `UNILOCK_E_INVALID` also for n = 0, n > `UNILOCK_COUNT_MAX`, NULL `elems` or mixed
+/// flavours.
 ///
 /// Also returns `UNILOCK_OK` (success), `UNILOCK_E_INVALID_RANGE` (an impossible range for its flavour),
 /// `UNILOCK_E_GRACE` (during the grace period, a new lock), `UNILOCK_E_NO_GRACE` (a reclaim after the grace
@@ -176,8 +178,10 @@ pub extern "C" fn unilock_lock_many(
         let reqs = match reqs(elems, n) {
             Ok(r) => r,
             Err(i) => {
-                if !elems.is_null() && n > 0 {
+                if !elems.is_null() && n > 0 && n <= UNILOCK_COUNT_MAX {
                     put(failed_index, i);
+                } else if n > UNILOCK_COUNT_MAX {
+                    super::status::set_detail("too many elements (more than UNILOCK_COUNT_MAX)");
                 }
                 return unilock_status::invalid();
             }
@@ -202,14 +206,15 @@ pub extern "C" fn unilock_lock_many(
 
 /// Releases several ranges in order, stopping at the first error (SMB2 LOCK with unlock elements).
 ///
-/// `elems`, `n`: the ranges (`type` is ignored), n >= 1. `failed_index`: may be NULL; on failure
-/// receives the index of the element that failed; elements before it stay unlocked.
-/// Returns as `unilock_unlock`.
+/// `elems`, `n`: the ranges (`type` is ignored), 1 <= n <= `UNILOCK_COUNT_MAX`. `failed_index`: may be
+/// NULL; on failure receives the index of the element that failed; elements before it stay unlocked.
+/// Returns as `unilock_unlock`; `UNILOCK_E_INVALID` also for n = 0, n > `UNILOCK_COUNT_MAX` or NULL
+/// `elems` (nothing is unlocked then).
 ///
 /// Also returns `UNILOCK_OK` (success), `UNILOCK_E_RANGE_NOT_LOCKED` (a Windows unlock of a range not held
-/// exactly), `UNILOCK_E_INVALID` (a NULL or malformed argument), `UNILOCK_E_INVALID_RANGE` (an impossible
-/// range for its flavour), `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
-/// `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
+/// exactly), `UNILOCK_E_INVALID_RANGE` (an impossible range for its flavour), `UNILOCK_E_STORE` (the
+/// database failed, in shared mode or with `db_path`; `unilock_errdetail()` says why), `UNILOCK_E_MISUSE`
+/// (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_unlock_many(
     ul: *const unilock,
@@ -225,7 +230,11 @@ pub extern "C" fn unilock_unlock_many(
         if elems.is_null() || n == 0 {
             return unilock_status::invalid();
         }
-        // SAFETY: the caller promises `n` readable elements at `elems`.
+        if n > UNILOCK_COUNT_MAX {
+            super::status::set_detail("too many elements (more than UNILOCK_COUNT_MAX)");
+            return unilock_status::invalid();
+        }
+        // SAFETY: the caller promises `n` readable elements at `elems` (n is bounded above).
         let s = unsafe { std::slice::from_raw_parts(elems, n) };
         let mut rs = Vec::with_capacity(n);
         for (i, e) in s.iter().enumerate() {
@@ -253,10 +262,10 @@ pub extern "C" fn unilock_unlock_many(
 /// Returns `UNILOCK_OK` if the I/O may proceed; `UNILOCK_E_CONFLICT` if another owner holds an
 /// overlapping exclusive lock, or (for a write) any overlapping lock, or the open writes through its
 /// own Windows shared lock. The open's own POSIX locks (client, owner) never refuse its I/O.
-/// `UNILOCK_E_INVALID`, `UNILOCK_E_INVALID_RANGE` as usual. Thread-safe.
+/// `UNILOCK_E_INVALID`, `UNILOCK_E_INVALID_RANGE` as usual; `UNILOCK_E_STORE` (shared mode: the database
+/// could not be read or written; `unilock_errdetail()` gives the SQLite message). Thread-safe.
 ///
-/// Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
-/// `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
+/// Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_check_io(
     ul: *const unilock,
@@ -278,10 +287,10 @@ pub extern "C" fn unilock_check_io(
 /// open id) and the POSIX locks of (client, owner).
 ///
 /// `released`: may be NULL; receives the number of locks released. Returns `UNILOCK_OK` (also when
-/// nothing was held) or `UNILOCK_E_INVALID`. Thread-safe.
+/// nothing was held), `UNILOCK_E_INVALID` or `UNILOCK_E_STORE` (shared mode: the database could not be read
+/// or written; `unilock_errdetail()` gives the SQLite message). Thread-safe.
 ///
-/// Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
-/// `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
+/// Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_release_open(
     ul: *const unilock,
@@ -305,10 +314,11 @@ pub extern "C" fn unilock_release_open(
 /// Releases every lock of a client on every file (the client is gone).
 ///
 /// `client`: NUL-terminated client id. `released`: may be NULL; receives the number of locks released.
-/// Returns `UNILOCK_OK` or `UNILOCK_E_INVALID`. Walks every file; not for the hot path. Thread-safe.
+/// Returns `UNILOCK_OK`, `UNILOCK_E_INVALID` or `UNILOCK_E_STORE` (shared mode: the database could not be
+/// read or written; `unilock_errdetail()` gives the SQLite message). Walks every file; not for the hot
+/// path. Thread-safe.
 ///
-/// Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
-/// `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
+/// Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_release_client(
     ul: *const unilock,
@@ -343,10 +353,11 @@ pub type unilock_lock_visit_fn =
 /// every internal lock is released (so `visit` may call back into unilock). `visit` may be NULL to only
 /// count. `count`: may be NULL; receives the number of locks in the snapshot.
 ///
-/// Returns `UNILOCK_OK` or `UNILOCK_E_INVALID`. Thread-safe.
+/// Returns `UNILOCK_OK`, `UNILOCK_E_INVALID` or `UNILOCK_E_STORE` (shared mode: the database could not be
+/// read or written; `unilock_errdetail()` gives the SQLite message): a listing that could not read the
+/// table never reports "no locks". Thread-safe.
 ///
-/// Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
-/// `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
+/// Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_list_locks(
     ul: *const unilock,

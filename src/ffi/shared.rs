@@ -12,10 +12,10 @@ use super::status::{status_of, unilock_status};
 /// request. A recycled pid is told apart by its start time and boot id.
 ///
 /// `released`: receives how many registered processes matched; may be NULL. Returns `UNILOCK_OK`,
-/// or `UNILOCK_E_INVALID` (not in shared mode).
+/// `UNILOCK_E_INVALID` (not in shared mode) or `UNILOCK_E_STORE` (shared mode: the database could not be read
+/// or written; `unilock_errdetail()` gives the SQLite message).
 ///
-/// Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
-/// `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
+/// Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_process_gone(ul: *const unilock, pid: u32, start_time: u64, released: *mut usize) -> unilock_status {
     boundary! {
@@ -34,11 +34,12 @@ pub extern "C" fn unilock_process_gone(ul: *const unilock, pid: u32, start_time:
 /// and leases — to the calling process, as Samba does when a durable handle reconnects in a new smbd.
 /// Events for it (grants, breaks) then reach this process.
 ///
-/// `rebound`: receives how many owners and opens moved; may be NULL. Returns `UNILOCK_OK` or
-/// `UNILOCK_E_INVALID` (NULL argument, or not in shared mode).
+/// `rebound`: receives how many owners and opens moved; may be NULL. Returns `UNILOCK_OK`,
+/// `UNILOCK_E_INVALID` (NULL argument, a bad file id, a client id not of 1..255 bytes, or not in
+/// shared mode) or `UNILOCK_E_STORE` (shared mode: the database could not be read or written;
+/// `unilock_errdetail()` gives the SQLite message).
 ///
-/// Also returns `UNILOCK_E_STORE` (the database failed, in shared mode or with `db_path`;
-/// `unilock_errdetail()` says why), `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
+/// Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
 pub extern "C" fn unilock_rebind_open(
     ul: *const unilock,

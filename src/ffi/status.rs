@@ -65,6 +65,20 @@ pub enum unilock_status {
 
 thread_local! {
     static DETAIL: std::cell::RefCell<std::ffi::CString> = std::cell::RefCell::new(std::ffi::CString::default());
+    /// Counts `set_detail` calls on this thread, so the boundary can tell whether a call set one.
+    static DETAIL_SETS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The thread's detail generation now (taken by the boundary when a call starts).
+pub fn detail_mark() -> u64 {
+    DETAIL_SETS.with(|c| c.get())
+}
+
+/// A call failed: if it set no detail since `mark`, the detail becomes "" (never a stale message).
+pub fn settle_detail(mark: u64) {
+    if detail_mark() == mark {
+        set_detail("");
+    }
 }
 
 /// The status of a call that returns nothing else: `UNILOCK_OK` or its error's status.
@@ -79,6 +93,7 @@ pub fn done(r: crate::error::Result<()>) -> unilock_status {
 pub fn set_detail(text: &str) {
     let c = std::ffi::CString::new(text.replace('\0', " ")).unwrap_or_default();
     DETAIL.with(|d| *d.borrow_mut() = c);
+    DETAIL_SETS.with(|n| n.set(n.get().wrapping_add(1)));
 }
 
 /// Maps a crate error to its status (and records its detail for `unilock_errdetail`).
@@ -150,8 +165,10 @@ pub extern "C" fn unilock_strerror(status: u32) -> *const libc::c_char {
 }
 
 /// The detail of the calling thread's last failure (for example the SQLite message behind
-/// `UNILOCK_E_STORE`, or which argument was invalid), or "" if none. Per thread, so another
-/// thread's failure never overwrites it. Valid until this thread's next failing unilock call.
+/// `UNILOCK_E_STORE`, or which argument was invalid), or "" if that failure has none. Every failing
+/// call sets it, to its own detail or to "", so it never describes an earlier failure; a successful
+/// call leaves it as it was. Per thread, so another thread's failure never overwrites it. Valid until
+/// this thread's next failing unilock call.
 #[no_mangle]
 pub extern "C" fn unilock_errdetail() -> *const libc::c_char {
     boundary! {

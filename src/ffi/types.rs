@@ -33,6 +33,9 @@ pub const UNILOCK_CLIENT_MAX: usize = 255;
 pub const UNILOCK_OWNER_MAX: usize = 2048;
 /// Length of a canonical file id made by `unilock_file_id_make`.
 pub const UNILOCK_FILE_ID_CANONICAL_LEN: usize = 25;
+/// Largest element count of one call (`unilock_lock_many`, `unilock_unlock_many`) and largest client
+/// list of `unilock_grace_start`; a larger `n` is `UNILOCK_E_INVALID` before anything is read.
+pub const UNILOCK_COUNT_MAX: usize = 1 << 20;
 
 /// A lock owner as the caller names it.
 ///
@@ -159,7 +162,7 @@ pub fn owner_of<'a>(o: &'a unilock_owner) -> Option<OwnerRef<'a>> {
     }
     // SAFETY: the caller promises a NUL-terminated string that outlives the call.
     let client = unsafe { std::ffi::CStr::from_ptr(o.client) }.to_bytes();
-    let owner = super::boundary::bytes(o.owner, o.owner_len)?;
+    let owner = super::boundary::bytes(o.owner, o.owner_len, UNILOCK_OWNER_MAX)?;
     Some(OwnerRef { client, owner, open_id: o.open_id })
 }
 
@@ -198,7 +201,8 @@ pub struct unilock_wait {
     pub token: u64,
     /// Echoed in the completion event; never dereferenced by the library.
     pub user_data: *mut libc::c_void,
-    /// Milliseconds to wait before failing with `UNILOCK_E_TIMEOUT`; 0 waits until granted or cancelled.
+    /// Milliseconds to wait before failing with `UNILOCK_E_TIMEOUT`; 0 (or `UINT64_MAX`) waits until
+    /// granted or cancelled. A timeout so long that it would pass 2^64 ms also never expires.
     pub timeout_ms: u64,
 }
 

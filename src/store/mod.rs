@@ -304,7 +304,7 @@ impl Store {
         let list: Vec<String> = expected.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect();
         self.conn.lock().execute(
             "INSERT OR REPLACE INTO grace(id, expected, deadline_unix_ms) VALUES (1, ?1, ?2)",
-            params![list.join("\n"), now + remaining_ms as i64],
+            params![list.join("\n"), now.saturating_add(remaining_ms.min(i64::MAX as u64) as i64)],
         )?;
         Ok(())
     }
@@ -367,21 +367,22 @@ pub fn apply_journal(tx: &Connection, j: Journal) -> Result<(), StoreError> {
 }
 
 /// Opens a connection, checks the file is a database this library may use, migrates it forward.
+///
+/// Every check reads only: a file that is refused (not a database, corrupt, another application's,
+/// wrong tables, a negative or newer schema version, read-only) is left byte for byte as it was, and
+/// no `-wal`, `-shm` or `-journal` file is left behind. Only a file that passes is written to (the
+/// switch to WAL, the migrations, the application id and `user_version`).
 pub fn connect(path: &str, mode: Durability) -> Result<Connection, StoreError> {
+    refuse_read_only(path)?;
     let mut conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    // Any read of a corrupt file fails here, before anything is written.
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))?;
-    if version > schema::VERSION {
-        return Err(StoreError(format!(
-            "database schema version {version} is newer than this library's {}; refusing to touch it",
-            schema::VERSION
-        )));
+    if conn.is_readonly(rusqlite::DatabaseName::Main)? {
+        return Err(StoreError(format!("database {path} is read-only; refusing to use it")));
     }
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    schema::validate(&conn)?;
     let jm: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
     if !jm.eq_ignore_ascii_case("wal") {
         return Err(StoreError(format!("cannot use WAL journal mode (got {jm})")));
@@ -393,12 +394,30 @@ pub fn connect(path: &str, mode: Durability) -> Result<Connection, StoreError> {
     // Immediate: several processes may open a new database at once (shared mode).
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if !(0..=schema::VERSION).contains(&version) {
+        return Err(StoreError(format!("database schema version {version} is not one this library knows; refusing to touch it")));
+    }
     for v in version..schema::VERSION {
         tx.execute_batch(schema::MIGRATIONS[v as usize])?;
     }
-    tx.execute_batch(&format!("PRAGMA user_version={}", schema::VERSION))?;
+    tx.execute_batch(&format!("PRAGMA application_id={}; PRAGMA user_version={}", schema::APPLICATION_ID, schema::VERSION))?;
     tx.commit()?;
     Ok(conn)
+}
+
+/// Refuses a database file this process may not write (permissions, a read-only file system, or no
+/// write bit at all, which root would otherwise ignore) before SQLite opens it: a read-only
+/// connection would leave new `-wal` and `-shm` files behind.
+fn refuse_read_only(path: &str) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else { return Ok(()) }; // created by the open
+    let c = std::ffi::CString::new(path).map_err(|_| StoreError("database path contains a NUL byte".into()))?;
+    // SAFETY: `c` is a NUL-terminated path; access() only reads it.
+    let writable = unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0;
+    if meta.is_file() && (!writable || meta.permissions().mode() & 0o222 == 0) {
+        return Err(StoreError(format!("database {path} is read-only; refusing to use it")));
+    }
+    Ok(())
 }
 
 /// Turns the live state into the pre-restart state and reads it (a restart).
