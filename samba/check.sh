@@ -73,7 +73,7 @@ timed "SMB2 client (smbprotocol venv)" "$t"
 t=$(now)
 state=$(mktemp -d /tmp/unilock-check-samba.XXXXXX)
 chmod 755 "$state"
-launch_pid=""
+launch_pids=""
 ok=0
 # smbd (without --no-process-group) runs in a session and process group of its own; at exit its
 # parent sends SIGTERM to that group (killkids), i.e. to every process it forked.
@@ -82,9 +82,10 @@ cleaned=0
 cleanup() {
 	[ "$cleaned" = 1 ] && return 0
 	cleaned=1
-	spid=""
-	[ -f "$state/run/smbd.pid" ] && spid=$(cat "$state/run/smbd.pid" 2>/dev/null || true)
-	if [ -n "$spid" ] && kill -0 "$spid" 2>/dev/null; then
+	for pidfile in "$state/run/smbd.pid" "$state/ol/run/smbd.pid"; do
+		spid=""
+		[ -f "$pidfile" ] && spid=$(cat "$pidfile" 2>/dev/null || true)
+		[ -n "$spid" ] && kill -0 "$spid" 2>/dev/null || continue
 		members=$(group_members "$spid")
 		kill -TERM "$spid" 2>/dev/null || true
 		i=0
@@ -95,12 +96,12 @@ cleanup() {
 			sleep 0.1; i=$((i+1))
 		done
 		for k in $alive; do kill -KILL "$k" 2>/dev/null || true; done
-	fi
-	if [ -n "$launch_pid" ]; then
-		kill -TERM "$launch_pid" 2>/dev/null || true
-		wait "$launch_pid" 2>/dev/null || true
-		launch_pid=""
-	fi
+	done
+	for k in $launch_pids; do
+		kill -TERM "$k" 2>/dev/null || true
+		wait "$k" 2>/dev/null || true
+	done
+	launch_pids=""
 	if [ "$ok" = 1 ] && [ "${UNILOCK_SAMBA_KEEP:-0}" != 1 ]; then
 		rm -rf "$state"
 	else
@@ -113,10 +114,7 @@ trap 'exit 130' INT TERM
 modulesdir=$(smbd -b | sed -n 's/^ *MODULESDIR: //p')
 [ -d "$modulesdir/vfs" ] || die "no $modulesdir/vfs (package samba-vfs-modules)"
 [ -f "$modulesdir/vfs/streams_xattr.so" ] || die "no streams_xattr module (package samba-vfs-modules)"
-mkdir -p "$state/private" "$state/lock" "$state/state" "$state/cache" "$state/run" "$state/bind-dns" \
-	"$state/usershares" "$state/log" "$state/share-plain" "$state/share-unilock" "$state/unilock" \
-	"$state/share-plain-dh" "$state/share-unilock-dh" \
-	"$state/vfs" "$state/etc" "$state/results"
+mkdir -p "$state/vfs" "$state/etc"
 cp -a "$modulesdir/vfs/." "$state/vfs/"
 cp "$out/unilock.so" "$state/vfs/unilock.so"
 
@@ -129,17 +127,25 @@ grep -q "^$user:" "$state/etc/passwd" || echo "$user:x:$uid:$uid:unilock check-s
 grep -q "^$user:" "$state/etc/group" || echo "$user:x:$uid:" >> "$state/etc/group"
 uid=$(awk -F: -v u="$user" '$1==u{print $3}' "$state/etc/passwd")
 gid=$(awk -F: -v u="$user" '$1==u{print $4}' "$state/etc/passwd")
-chown "$uid:$gid" "$state/share-plain" "$state/share-unilock" "$state/share-plain-dh" "$state/share-unilock-dh"
 
-port=${UNILOCK_SAMBA_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
-sed -e "s|@STATE@|$state|g" -e "s|@PORT@|$port|g" -e "s|@LOGLEVEL@|${UNILOCK_SAMBA_LOGLEVEL:-1}|g" \
-	"$repo/samba/smb.conf.in" > "$state/smb.conf"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port=${UNILOCK_SAMBA_PORT:-$(free_port)}
 ns() { unshare -m --propagation private sh "$repo/samba/smbd-ns.sh" "$state" "$modulesdir" "$@"; }
-ns sh -c "printf '%s\n%s\n' '$pass' '$pass' | smbpasswd -c '$state/smb.conf' -s -a $user" >"$state/log/smbpasswd.out" 2>&1 ||
-	{ cat "$state/log/smbpasswd.out" >&2; die "smbpasswd -a failed"; }
-ns smbd -F -s "$state/smb.conf" >"$state/log/smbd.out" 2>&1 &
-launch_pid=$!
-python3 - "$port" <<'EOF' || { cat "$state/log/smbd.out" >&2; die "smbd did not start listening on 127.0.0.1:$port"; }
+# start_smbd DIR PORT LEASES: one smbd with all its state under DIR, on 127.0.0.1:PORT, "smb2 leases"
+# = LEASES (a global option: the oplock checks need an smbd of their own with leases off).
+start_smbd() {
+	d=$1 p=$2 leases=$3
+	mkdir -p "$d/private" "$d/lock" "$d/state" "$d/cache" "$d/run" "$d/bind-dns" \
+		"$d/usershares" "$d/log" "$d/share-plain" "$d/share-unilock" "$d/unilock" \
+		"$d/share-plain-dh" "$d/share-unilock-dh" "$d/results"
+	chown "$uid:$gid" "$d/share-plain" "$d/share-unilock" "$d/share-plain-dh" "$d/share-unilock-dh"
+	sed -e "s|@STATE@|$d|g" -e "s|@PORT@|$p|g" -e "s|@LOGLEVEL@|${UNILOCK_SAMBA_LOGLEVEL:-1}|g" \
+		-e "s|@LEASES@|$leases|g" "$repo/samba/smb.conf.in" > "$d/smb.conf"
+	ns sh -c "printf '%s\n%s\n' '$pass' '$pass' | smbpasswd -c '$d/smb.conf' -s -a $user" >"$d/log/smbpasswd.out" 2>&1 ||
+		{ cat "$d/log/smbpasswd.out" >&2; die "smbpasswd -a failed"; }
+	ns smbd -F -s "$d/smb.conf" >"$d/log/smbd.out" 2>&1 &
+	launch_pids="$launch_pids $!"
+	python3 - "$p" <<'EOF' || { cat "$d/log/smbd.out" >&2; die "smbd did not start listening on 127.0.0.1:$p"; }
 import socket, sys, time
 for _ in range(200):
     try:
@@ -149,9 +155,12 @@ for _ in range(200):
         time.sleep(0.1)
 sys.exit(1)
 EOF
-smbd_pid=$(cat "$state/run/smbd.pid" 2>/dev/null || true)
-[ -n "$smbd_pid" ] && kill -0 "$smbd_pid" 2>/dev/null || die "smbd is not running: $(cat "$state/log/smbd.out")"
-say "smbd $(smbd -V | sed 's/^Version //') on 127.0.0.1:$port, pid $smbd_pid, state in $state"
+	spid=$(cat "$d/run/smbd.pid" 2>/dev/null || true)
+	[ -n "$spid" ] && kill -0 "$spid" 2>/dev/null || die "smbd is not running: $(cat "$d/log/smbd.out")"
+	say "smbd $(smbd -V | sed 's/^Version //') on 127.0.0.1:$p (smb2 leases = $leases), pid $spid, state in $d"
+}
+start_smbd "$state" "$port" yes
+smbd_pid=$(cat "$state/run/smbd.pid")
 timed "start smbd" "$t"
 
 # --- smbtorture -------------------------------------------------------------------------------------
@@ -179,6 +188,8 @@ no_panic() { # no_panic NAME: fails the check if smbd panicked during run NAME
 }
 failures() { grep -E ' (failure|error)$' "$state/results/$1.res" | awk '{print $1}' | tr '\n' ' '; }
 
+verdict=0
+if [ "${UNILOCK_SAMBA_TORTURE:-1}" = 1 ]; then
 t=$(now)
 lock_plain=$(torture plain lock-plain smb2.lock)
 timed "smb2.lock, stock smbd" "$t"
@@ -187,7 +198,6 @@ lock_ul=$(torture unilock lock-unilock smb2.lock)
 timed "smb2.lock, with vfs_unilock" "$t"
 say "smb2.lock without the module: $lock_plain"
 say "smb2.lock with vfs_unilock:   $lock_ul"
-verdict=0
 if ! diff -u "$state/results/lock-plain.res" "$state/results/lock-unilock.res" >"$state/results/lock.diff"; then
 	cat "$state/results/lock.diff"
 	say "FAIL: smb2.lock differs with the module"; verdict=1
@@ -231,6 +241,8 @@ if [ "$lease_mode" != none ]; then
 	fi
 fi
 
+fi # UNILOCK_SAMBA_TORTURE
+
 set -- ${UNILOCK_SAMBA_EXTRA_SHARES:-plain unilock}
 x_plain=$1 x_ul=$2
 for suite in ${UNILOCK_SAMBA_EXTRA:-}; do
@@ -247,7 +259,26 @@ for suite in ${UNILOCK_SAMBA_EXTRA:-}; do
 	fi
 done
 
+# --- leases and oplocks: SMB2 clients that see their breaks -----------------------------------------
+# cross_leases.py: first the facts of stock smbd ([plain]) the checks rely on, then the cross-protocol
+# checks through the module ([unilock]).
 p0=$(panics)
+t=$(now)
+xl() { # xl NAME args...: runs cross_leases.py, keeps its output, prints PASS/FAIL lines
+	name=$1; shift
+	if PYTHONPATH="$repo/samba" "$venv/bin/python" "$repo/samba/cross_leases.py" --port "$port" \
+		--user "$user" --password "$pass" "$@" >"$state/results/$name.txt" 2>&1; then r=0; else r=1; fi
+	grep -E '^(PASS|FAIL) ' "$state/results/$name.txt" | sed 's/^/  /'
+	say "$(tail -n 1 "$state/results/$name.txt")"
+	[ "$r" = 0 ] || { tail -n 20 "$state/results/$name.txt"; say "FAIL: $name"; verdict=1; }
+}
+xl leases-stock --mode stock --share plain
+# smb2 leases is a global option: the oplock checks get an smbd of their own, with leases off.
+ol_port=$(free_port)
+start_smbd "$state/ol" "$ol_port" no >/dev/null
+xl oplocks-stock --mode stock-oplocks --share plain --port "$ol_port"
+timed "lease breaks seen by SMB2 clients" "$t"
+
 # --- cross-protocol ---------------------------------------------------------------------------------
 t=$(now)
 if "$venv/bin/python" "$repo/samba/cross_protocol.py" --nlm "$out/cross_protocol" \
@@ -273,4 +304,4 @@ timed "stop smbd" "$t"
 printf 'check-samba: timings\n%s' "$timings"
 printf '  %-36s %7s s\n' "total" "$(elapsed "$t_all")"
 [ "$verdict" = 0 ] || die "see above"
-say "all passed (smb2.lock: $lock_ul, same as stock smbd; smb2.lease ($lease_mode): ${lease_ul:-not run}; $xp)"
+say "all passed (smb2.lock: ${lock_ul:-not run}, same as stock smbd; smb2.lease ($lease_mode): ${lease_ul:-not run}; $xp)"
