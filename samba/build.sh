@@ -118,7 +118,7 @@ fi
 
 # --- 3. generated headers ---------------------------------------------------------------------------
 step "generated headers"
-targets="PIDL_MISC,PIDL_SECURITY,PIDL_SERVER_ID,PIDL_FILE_ID,PIDL_SMB2_LEASE_STRUCT,PIDL_SMB_ACL,PIDL_MESSAGING,s3_param_proto_h,param_local.h,ntstatus_generated,werror_generated"
+targets="PIDL_MISC,PIDL_OPEN_FILES,PIDL_SECURITY,PIDL_SERVER_ID,PIDL_FILE_ID,PIDL_SMB2_LEASE_STRUCT,PIDL_SMB_ACL,PIDL_MESSAGING,s3_param_proto_h,param_local.h,ntstatus_generated,werror_generated"
 if [ ! -f "$src/.unilock-headers" ] || [ "$(cat "$src/.unilock-headers")" != "$targets" ]; then
 	(cd "$src" && PYTHONHASHSEED=1 PYTHON=/usr/bin/python3 buildtools/bin/waf build "--targets=$targets") >"$cache/headers.log" 2>&1 ||
 		{ tail -n 30 "$cache/headers.log" >&2; die "generating headers failed (log: $cache/headers.log)"; }

@@ -137,8 +137,9 @@ start_smbd() {
 	d=$1 p=$2 leases=$3
 	mkdir -p "$d/private" "$d/lock" "$d/state" "$d/cache" "$d/run" "$d/bind-dns" \
 		"$d/usershares" "$d/log" "$d/share-plain" "$d/share-unilock" "$d/unilock" \
-		"$d/share-plain-dh" "$d/share-unilock-dh" "$d/results"
-	chown "$uid:$gid" "$d/share-plain" "$d/share-unilock" "$d/share-plain-dh" "$d/share-unilock-dh"
+		"$d/share-plain-dh" "$d/share-unilock-dh" "$d/share-unilock-fast" "$d/results"
+	chown "$uid:$gid" "$d/share-plain" "$d/share-unilock" "$d/share-plain-dh" "$d/share-unilock-dh" \
+		"$d/share-unilock-fast"
 	sed -e "s|@STATE@|$d|g" -e "s|@PORT@|$p|g" -e "s|@LOGLEVEL@|${UNILOCK_SAMBA_LOGLEVEL:-1}|g" \
 		-e "s|@LEASES@|$leases|g" "$repo/samba/smb.conf.in" > "$d/smb.conf"
 	ns sh -c "printf '%s\n%s\n' '$pass' '$pass' | smbpasswd -c '$d/smb.conf' -s -a $user" >"$d/log/smbpasswd.out" 2>&1 ||
@@ -277,6 +278,11 @@ xl leases-stock --mode stock --share plain
 ol_port=$(free_port)
 start_smbd "$state/ol" "$ol_port" no >/dev/null
 xl oplocks-stock --mode stock-oplocks --share plain --port "$ol_port"
+xl leases-unilock --mode unilock --share unilock --nlm "$out/cross_protocol" --db "$state/unilock/locks.db" \
+	--share-dir "$state/share-unilock" --fast-share unilock-fast --fast-db "$state/unilock/fast.db" \
+	--fast-share-dir "$state/share-unilock-fast" --fast-timeout 2000
+xl oplocks-unilock --mode unilock-oplocks --share unilock --port "$ol_port" --nlm "$out/cross_protocol" \
+	--db "$state/ol/unilock/locks.db" --share-dir "$state/ol/share-unilock"
 timed "lease breaks seen by SMB2 clients" "$t"
 
 # --- cross-protocol ---------------------------------------------------------------------------------

@@ -189,6 +189,10 @@ def main():
     ap.add_argument("--share", required=True)
     ap.add_argument("--user", required=True)
     ap.add_argument("--password", required=True)
+    ap.add_argument("--fast-share", help="a share whose unilock:break timeout is short (check 1b)")
+    ap.add_argument("--fast-db")
+    ap.add_argument("--fast-share-dir")
+    ap.add_argument("--fast-timeout", type=int, default=2000)
     a = ap.parse_args()
     if a.mode == "stock":
         stock_leases(a)

@@ -46,8 +46,12 @@
 #include "includes.h"
 #include "smbd/smbd.h"
 #include "locking/share_mode_lock.h"
+#include "librpc/gen_ndr/open_files.h"
 #include "lib/global_contexts.h"
 #include "messages.h"
+#include "smbd/fd_handle.h"
+#include "locking/proto.h"
+#include "../libcli/smb/smb2_constants.h"
 
 #include <unilock.h>
 
@@ -65,6 +69,10 @@ struct ul_db {
 	struct tevent_fd *fde;
 	char client[64];
 	struct ul_watch *watches;
+	struct ul_open *opens;		/* this process's opens recorded by unilock_file_open */
+	struct ul_defer *defers;	/* SMB2 CREATEs deferred until UNILOCK_EVENT_BREAKS_DONE */
+	uint64_t next_open_id;
+	bool leases;			/* unilock:leases */
 };
 
 /* One armed watch per file per handle: bounded by the number of files with conflicts. */
@@ -75,9 +83,52 @@ struct ul_watch {
 	uint64_t request_id;
 };
 
-/* Per open: how many locks unilock holds for it (the close-path safety net). */
+/*
+ * An smbd open recorded in unilock (unilock_file_open): what unilock knows it by, and the ack
+ * watcher of a break unilock raised for it.
+ */
+struct ul_open {
+	struct ul_open *prev, *next;
+	struct ul_db *db;
+	struct files_struct *fsp;
+	uint8_t ufid[UNILOCK_FILE_ID_CANONICAL_LEN];
+	uint64_t open_id;
+	uint32_t kind;			/* UNILOCK_LEASE_KIND_* */
+	uint8_t key[16];		/* the lease key unilock knows (for oplocks: the one it made) */
+	uint32_t granted;		/* what smbd granted (R|H|W bits) */
+	struct tevent_timer *ack_te;	/* polling for the client's ack of a break */
+	uint32_t break_to;
+	unsigned ack_polls;
+};
+
+/* An SMB2 CREATE deferred because unilock answered UNILOCK_PENDING. */
+struct ul_defer {
+	struct ul_defer *prev, *next;
+	struct ul_db *db;
+	struct smbXsrv_connection *xconn;
+	uint64_t mid;
+	uint64_t request_id;
+	bool scheduled;
+	struct tevent_timer *te;
+};
+
+/*
+ * smbd 4.17's deferred open record (source3/smbd/open.c, opaque outside it): smbd frees it when it
+ * re-runs or cancels the deferred CREATE and reads only async_open; the module allocates its own to
+ * defer an open the way defer_open() does.
+ */
+struct deferred_open_record {
+	struct smbXsrv_connection *xconn;
+	uint64_t mid;
+	bool async_open;
+	struct tevent_timer *te;
+	struct tevent_req *watch_req;
+};
+
+/* Per open: how many locks unilock holds for it (the close-path safety net), and its record. */
 struct ul_fsp_ext {
 	uint64_t held;
+	struct ul_open *uo;
 };
 
 static struct ul_db *ul_dbs;
@@ -106,12 +157,28 @@ static void ul_make_file_id(const struct file_id *id, uint8_t out[UNILOCK_FILE_I
 	unilock_file_id_make(id->devid, id->inode, id->extid, out);
 }
 
+static void ul_lease_break(struct ul_db *db, const struct unilock_event *ev);
+static void ul_breaks_done(struct ul_db *db, const struct unilock_event *ev);
+
 static void ul_event(void *user_data, const struct unilock_event *ev)
 {
 	struct ul_db *db = user_data;
 	struct ul_watch *w = NULL;
 
-	if (ev->type != UNILOCK_EVENT_WATCH) {
+	switch (ev->type) {
+	case UNILOCK_EVENT_LEASE_BREAK:
+		ul_lease_break(db, ev);
+		return;
+	case UNILOCK_EVENT_BREAKS_DONE:
+		ul_breaks_done(db, ev);
+		return;
+	case UNILOCK_EVENT_LEASE_REVOKED:
+		DBG_NOTICE("unilock revoked lease of open %ju (break not acknowledged in time)\n",
+			   (uintmax_t)ev->open_id);
+		return;
+	case UNILOCK_EVENT_WATCH:
+		break;
+	default:
 		return;
 	}
 	for (w = db->watches; w != NULL; w = w->next) {
@@ -206,6 +273,8 @@ static struct ul_db *ul_db_get(int snum, const char *path)
 		db->ul = NULL;
 		db->fde = NULL;
 		db->watches = NULL;
+		db->opens = NULL;
+		db->defers = NULL;
 	} else {
 		db = talloc_zero(NULL, struct ul_db);
 		if (db == NULL) {
@@ -233,6 +302,14 @@ static struct ul_db *ul_db_get(int snum, const char *path)
 	cfg.event_user_data = db;
 	cfg.db_path = db->path;
 	cfg.durability = ul_durability(snum);
+	{
+		int bt = lp_parm_int(snum, UL_MODULE, "break timeout", 0);
+
+		if (bt > 0) {
+			cfg.lease_break_timeout_ms = (uint64_t)bt;
+		}
+	}
+	db->leases = lp_parm_bool(snum, UL_MODULE, "leases", true);
 	grace = lp_parm_int(snum, UL_MODULE, "grace", 0);
 	if (grace > 0) {
 		cfg.grace_period_ms = (uint64_t)grace;
@@ -585,6 +662,489 @@ static int32_t ul_sweep_visit(void *user_data, const struct unilock_lock_info *l
 	return 0;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Leases and oplocks.
+ *
+ * Every unilock call of this part goes through the ul_api_* helpers below (the open request and
+ * result layouts, the ack), so the coming API changes (unilock_open_req_init, open_id in break
+ * events, UNILOCK_OPEN_RETRY, NULL file id on ack) touch only them.
+ *
+ * The calls that may wake another process (an open that starts a break, an ack that ends one, a
+ * close) run as root: every process's wake-up socket was made by root inside unilock_open, and smbd
+ * otherwise runs as the SMB user, whose wake-ups would wait for the once-a-second mailbox check.
+ * --------------------------------------------------------------------------------------------- */
+
+static unilock_status ul_api_file_open(struct ul_db *db, const uint8_t *ufid, uint64_t open_id,
+				       uint32_t kind, uint32_t flags, uint32_t requested,
+				       const struct smb2_lease *lease, uint64_t file_size,
+				       const struct unilock_wait *wait, struct unilock_open_result *out)
+{
+	struct unilock_open_req req;
+	unilock_status st;
+
+	memset(&req, 0, sizeof(req));	/* issue 13: unilock_open_req_init(&req) */
+	req.lease_kind = kind;
+	req.flags = flags;
+	req.requested = requested;
+	req.file_size = file_size;
+	if (lease != NULL) {
+		req.lease_version = lease->lease_version >= 2 ? 2 : 1;
+		memcpy(req.lease_key, &lease->lease_key, sizeof(req.lease_key));
+		req.epoch = lease->lease_epoch;
+		/* issue 13: parent key (lease->parent_lease_key with SMB2_LEASE_FLAG_PARENT_LEASE_KEY_SET) */
+	}
+	memset(out, 0, sizeof(*out));
+	become_root();
+	st = unilock_file_open(db->ul, ufid, UNILOCK_FILE_ID_CANONICAL_LEN, db->client, open_id,
+			       &req, wait, out);
+	unbecome_root();
+	return st;
+}
+
+static void ul_api_file_close(struct ul_db *db, const uint8_t *ufid, uint64_t open_id)
+{
+	unilock_status st;
+
+	become_root();
+	st = unilock_file_close(db->ul, ufid, UNILOCK_FILE_ID_CANONICAL_LEN, db->client, open_id);
+	unbecome_root();
+	if (st != UNILOCK_OK) {
+		DBG_DEBUG("unilock_file_close(%ju): %s\n", (uintmax_t)open_id, unilock_strerror(st));
+	}
+}
+
+static unilock_status ul_api_lease_ack(struct ul_db *db, const uint8_t *ufid, const uint8_t *key,
+				       uint32_t state)
+{
+	unilock_status st;
+
+	become_root();
+	st = unilock_lease_ack(db->ul, ufid, UNILOCK_FILE_ID_CANONICAL_LEN, db->client, key, state);
+	unbecome_root();
+	return st;
+}
+
+/* The open a break event is for: same file and lease key (issue 13 adds ev->open_id). */
+static struct ul_open *ul_find_open(struct ul_db *db, const struct unilock_event *ev)
+{
+	struct ul_open *o = NULL;
+
+	if (ev->file_id == NULL || ev->file_id_len != UNILOCK_FILE_ID_CANONICAL_LEN) {
+		return NULL;
+	}
+	for (o = db->opens; o != NULL; o = o->next) {
+		if (memcmp(o->ufid, ev->file_id, sizeof(o->ufid)) == 0 &&
+		    memcmp(o->key, ev->lease_key, sizeof(o->key)) == 0) {
+			return o;
+		}
+	}
+	return NULL;
+}
+
+/* What smbd holds for the open now, as R|H|W bits, and whether a break of it is still going on. */
+static uint32_t ul_smbd_state(struct files_struct *fsp, bool *breaking)
+{
+	if (fsp->oplock_type == LEASE_OPLOCK && fsp->lease != NULL) {
+		*breaking = (fsp->lease->lease.lease_flags & SMB2_LEASE_FLAG_BREAK_IN_PROGRESS) != 0;
+		return fsp->lease->lease.lease_state;
+	}
+	*breaking = fsp->sent_oplock_break != NO_BREAK_SENT;
+	return fsp_lease_type(fsp);
+}
+
+/*
+ * Learning the ack. smbd handles the client's LEASE_BREAK_ACK / oplock break ack itself
+ * (downgrade_lease, oplock release) and tells no module; what changes is the fsp: its lease state
+ * and BREAK_IN_PROGRESS flag (fsps_lease_update) or oplock type and sent_oplock_break. A short
+ * timer, armed only while a break unilock raised is outstanding, reads them: no smbd internals
+ * beyond the fsp, nothing runs when no break is in flight, and it also catches smbd's own 35 s
+ * timeout (the lease then drops to the required state) and a break smbd found unnecessary.
+ */
+#define UL_ACK_POLL_MS 5
+static void ul_ack_poll(struct tevent_context *ev, struct tevent_timer *te,
+			struct timeval now, void *private_data)
+{
+	struct ul_open *o = private_data;
+	bool breaking = false;
+	uint32_t state;
+	unilock_status st;
+
+	o->ack_te = NULL;
+	state = ul_smbd_state(o->fsp, &breaking);
+	if (breaking || (state & ~o->break_to) != 0) {
+		/* Not acknowledged yet (or smbd has not sent the break yet). */
+		if (++o->ack_polls > (OPLOCK_BREAK_TIMEOUT + 5) * 1000 / UL_ACK_POLL_MS) {
+			DBG_NOTICE("%s: gave up waiting for the ack\n", fsp_str_dbg(o->fsp));
+			return;
+		}
+		o->ack_te = tevent_add_timer(ev, o, timeval_current_ofs_msec(
+						     o->ack_polls < 20 ? 1 : UL_ACK_POLL_MS),
+					     ul_ack_poll, o);
+		return;
+	}
+	o->granted = state;
+	st = ul_api_lease_ack(o->db, o->ufid, o->key, state);
+	DBG_DEBUG("%s: break to 0x%x acknowledged at 0x%x: unilock %s\n", fsp_str_dbg(o->fsp),
+		  o->break_to, state, unilock_strerror(st));
+}
+
+/*
+ * A break unilock raised (an NFS write or open, another smbd, any unilock user): delivered into
+ * smbd's own machinery, MSG_SMB_BREAK_REQUEST to this very process, which process_oplock_break_message
+ * handles for leases (breaking-to state, epoch, smbd_smb2_send_lease_break, its 35 s timeout) as well
+ * as oplocks, exactly as when another smbd asks for a break.
+ */
+static void ul_lease_break(struct ul_db *db, const struct unilock_event *ev)
+{
+	struct ul_open *o = ul_find_open(db, ev);
+	struct share_mode_entry e = { 0 };
+	NTSTATUS status;
+
+	if (o == NULL) {
+		DBG_DEBUG("lease break for an open this process no longer has\n");
+		return;
+	}
+	e.pid = messaging_server_id(global_messaging_context());
+	e.share_file_id = fh_get_gen_id(o->fsp->fh);
+	status = send_break_message(global_messaging_context(), &o->fsp->file_id, &e,
+				    (uint16_t)ev->break_to);
+	DBG_DEBUG("%s: unilock break 0x%x -> 0x%x%s: %s\n", fsp_str_dbg(o->fsp), ev->lease_state,
+		  ev->break_to, ev->ack_required ? " (ack required)" : "", nt_errstr(status));
+	if (!ev->ack_required) {
+		return;
+	}
+	o->break_to = ev->break_to;
+	o->ack_polls = 0;
+	TALLOC_FREE(o->ack_te);
+	o->ack_te = tevent_add_timer(global_event_context(), o, timeval_current_ofs_msec(1),
+				     ul_ack_poll, o);
+}
+
+static void ul_defer_retry(struct ul_defer *d, const char *why)
+{
+	if (d->scheduled) {
+		return;
+	}
+	d->scheduled = true;
+	DBG_DEBUG("re-running deferred create mid %ju: %s\n", (uintmax_t)d->mid, why);
+	schedule_deferred_open_message_smb(d->xconn, d->mid);
+}
+
+static void ul_breaks_done(struct ul_db *db, const struct unilock_event *ev)
+{
+	struct ul_defer *d = NULL;
+
+	for (d = db->defers; d != NULL; d = d->next) {
+		if (d->request_id == ev->request_id) {
+			ul_defer_retry(d, "breaks done");
+			return;
+		}
+	}
+}
+
+static void ul_defer_timeout(struct tevent_context *ev, struct tevent_timer *te,
+			     struct timeval now, void *private_data)
+{
+	struct ul_defer *d = private_data;
+
+	d->te = NULL;
+	ul_defer_retry(d, "timeout");
+}
+
+static int ul_defer_destructor(struct ul_defer *d)
+{
+	DLIST_REMOVE(d->db->defers, d);
+	return 0;
+}
+
+static int ul_open_destructor(struct ul_open *o)
+{
+	DLIST_REMOVE(o->db->opens, o);
+	return 0;
+}
+
+/*
+ * Defers the CREATE as smbd's defer_open() does for its own breaks: a deferred open record on the
+ * request (smb2_create.c answers STATUS_PENDING and waits), re-run on UNILOCK_EVENT_BREAKS_DONE or,
+ * like smbd, after 2 x OPLOCK_BREAK_TIMEOUT.
+ */
+static bool ul_defer_open(struct ul_db *db, struct smb_request *req, const struct file_id *id,
+			  uint64_t request_id)
+{
+	struct deferred_open_record *rec = NULL;
+	struct ul_defer *d = NULL;
+	struct timeval timeout = timeval_set(OPLOCK_BREAK_TIMEOUT * 2, 0);
+
+	rec = talloc_zero(NULL, struct deferred_open_record);
+	if (rec == NULL) {
+		return false;
+	}
+	rec->xconn = req->xconn;
+	rec->mid = req->mid;
+	d = talloc_zero(rec, struct ul_defer);
+	if (d == NULL) {
+		TALLOC_FREE(rec);
+		return false;
+	}
+	d->db = db;
+	d->xconn = req->xconn;
+	d->mid = req->mid;
+	d->request_id = request_id;
+	d->te = tevent_add_timer(global_event_context(), d, timeval_current_ofs(timeout.tv_sec, 0),
+				 ul_defer_timeout, d);
+	DLIST_ADD(db->defers, d);
+	talloc_set_destructor(d, ul_defer_destructor);
+	if (!push_deferred_open_message_smb(req, timeout, *id, rec)) {
+		TALLOC_FREE(rec);
+		return false;
+	}
+	return true;
+}
+
+static uint32_t ul_oplock_state(uint32_t oplock_request)
+{
+	switch (oplock_request & ~SAMBA_PRIVATE_OPLOCK_MASK) {
+	case BATCH_OPLOCK:
+		return UNILOCK_LEASE_R | UNILOCK_LEASE_W | UNILOCK_LEASE_H;
+	case EXCLUSIVE_OPLOCK:
+		return UNILOCK_LEASE_R | UNILOCK_LEASE_W;
+	case LEVEL_II_OPLOCK:
+		return UNILOCK_LEASE_R;
+	default:
+		return 0;
+	}
+}
+
+static uint32_t ul_state_oplock(uint32_t state)
+{
+	if ((state & (UNILOCK_LEASE_R | UNILOCK_LEASE_W | UNILOCK_LEASE_H)) ==
+	    (UNILOCK_LEASE_R | UNILOCK_LEASE_W | UNILOCK_LEASE_H)) {
+		return BATCH_OPLOCK;
+	}
+	if ((state & (UNILOCK_LEASE_R | UNILOCK_LEASE_W)) == (UNILOCK_LEASE_R | UNILOCK_LEASE_W)) {
+		return EXCLUSIVE_OPLOCK;
+	}
+	if (state & UNILOCK_LEASE_R) {
+		return LEVEL_II_OPLOCK;
+	}
+	return NO_OPLOCK;
+}
+
+/* smbd's request_timed_out() (static in open.c): the first attempt was longer ago than limit. */
+static bool timeval_expired_after(const struct timeval *first, const struct timeval *limit)
+{
+	struct timeval end = timeval_sum(first, limit);
+
+	return timeval_expired(&end);
+}
+
+static bool ul_stat_open(uint32_t access_mask)
+{
+	return (access_mask & ~(SEC_FILE_READ_ATTRIBUTE | SEC_FILE_WRITE_ATTRIBUTE |
+				SEC_STD_SYNCHRONIZE | SEC_STD_READ_CONTROL)) == 0;
+}
+
+static NTSTATUS ul_create_file(struct vfs_handle_struct *handle,
+			       struct smb_request *req,
+			       struct files_struct *dirfsp,
+			       struct smb_filename *smb_fname,
+			       uint32_t access_mask,
+			       uint32_t share_access,
+			       uint32_t create_disposition,
+			       uint32_t create_options,
+			       uint32_t file_attributes,
+			       uint32_t oplock_request,
+			       const struct smb2_lease *lease,
+			       uint64_t allocation_size,
+			       uint32_t private_flags,
+			       struct security_descriptor *sd,
+			       struct ea_list *ea_list,
+			       files_struct **result,
+			       int *pinfo,
+			       const struct smb2_create_blobs *in_context_blobs,
+			       struct smb2_create_blobs *out_context_blobs)
+{
+	struct ul_db *db = ul_handle_db(handle);
+	uint8_t ufid[UNILOCK_FILE_ID_CANONICAL_LEN];
+	struct unilock_open_result res;
+	struct smb2_lease capped;
+	const struct smb2_lease *pass_lease = lease;
+	uint32_t pass_oplock = oplock_request;
+	uint32_t kind = UNILOCK_LEASE_KIND_NONE;
+	uint32_t requested = 0;
+	uint32_t flags = 0;
+	uint64_t open_id = 0;
+	bool existed, recorded = false;
+	struct file_id fid;
+	struct ul_open *o = NULL;
+	struct ul_fsp_ext *ext = NULL;
+	files_struct *fsp = NULL;
+	unilock_status st;
+	NTSTATUS status;
+	bool breaking;
+
+	if (db == NULL || !db->leases || req == NULL || (oplock_request & INTERNAL_OPEN_ONLY) ||
+	    is_named_stream(smb_fname)) {
+		goto next;
+	}
+	existed = VALID_STAT(smb_fname->st);
+	if (existed && S_ISDIR(smb_fname->st.st_ex_mode)) {
+		/* smbd 4.17 grants no directory leases: nothing to gate. */
+		goto next;
+	}
+	if (lease != NULL && (oplock_request & ~SAMBA_PRIVATE_OPLOCK_MASK) == LEASE_OPLOCK) {
+		kind = UNILOCK_LEASE_KIND_LEASE;
+		requested = lease->lease_state & (UNILOCK_LEASE_R | UNILOCK_LEASE_H | UNILOCK_LEASE_W);
+	} else if (ul_oplock_state(oplock_request) != 0) {
+		kind = UNILOCK_LEASE_KIND_OPLOCK;
+		requested = ul_oplock_state(oplock_request);
+	}
+	if (ul_stat_open(access_mask)) {
+		flags |= UNILOCK_OPEN_STAT;
+	}
+	if (access_mask & (SEC_FILE_WRITE_DATA | SEC_FILE_APPEND_DATA)) {
+		flags |= UNILOCK_OPEN_WRITE;
+	}
+	if (create_disposition == FILE_OVERWRITE || create_disposition == FILE_OVERWRITE_IF ||
+	    create_disposition == FILE_SUPERSEDE) {
+		flags |= UNILOCK_OPEN_OVERWRITE;
+	}
+	open_id = (1ULL << 62) | ++db->next_open_id;
+
+	if (existed) {
+		/* Ask unilock first: it breaks other protocols' (and processes') leases. */
+		struct unilock_wait w = { .token = req->mid, .user_data = NULL, .timeout_ms = 0 };
+		struct timeval rtime;
+		bool retry = get_deferred_open_message_state(req, &rtime, NULL);
+
+		fid = vfs_file_id_from_sbuf(handle->conn, &smb_fname->st);
+		ul_make_file_id(&fid, ufid);
+		st = ul_api_file_open(db, ufid, open_id, kind, flags, requested, lease,
+				      smb_fname->st.st_ex_size, &w, &res);
+		if (st == UNILOCK_PENDING) {
+			struct timeval limit = timeval_set(OPLOCK_BREAK_TIMEOUT * 2, 0);
+
+			if (retry && timeval_expired_after(&rtime, &limit)) {
+				DBG_NOTICE("%s: breaks still pending after %d s: open without a lease\n",
+					   smb_fname_str_dbg(smb_fname), OPLOCK_BREAK_TIMEOUT * 2);
+			} else {
+				if (retry) {
+					remove_deferred_open_message_smb(req->xconn, req->mid);
+				}
+				if (ul_defer_open(db, req, &fid, res.request_id)) {
+					DBG_DEBUG("%s: deferred until unilock's breaks are done\n",
+						  smb_fname_str_dbg(smb_fname));
+					return NT_STATUS_SHARING_VIOLATION;
+				}
+			}
+			/* Could not defer, or timed out: open as a plain open. */
+			kind = UNILOCK_LEASE_KIND_NONE;
+			requested = 0;
+			st = ul_api_file_open(db, ufid, open_id, kind, flags & ~UNILOCK_OPEN_WRITE, 0,
+					      NULL, smb_fname->st.st_ex_size, NULL, &res);
+		}
+		if (st == UNILOCK_OK) {
+			recorded = true;
+			if (kind == UNILOCK_LEASE_KIND_LEASE && res.state != requested) {
+				capped = *lease;
+				capped.lease_state = res.state;
+				pass_lease = &capped;
+			} else if (kind == UNILOCK_LEASE_KIND_OPLOCK) {
+				pass_oplock = (oplock_request & SAMBA_PRIVATE_OPLOCK_MASK) |
+					      ul_state_oplock(res.state);
+			}
+		} else {
+			DBG_WARNING("%s: unilock_file_open: %s (%s): no lease or oplock\n",
+				    smb_fname_str_dbg(smb_fname), unilock_strerror(st),
+				    unilock_errdetail());
+			if (kind == UNILOCK_LEASE_KIND_LEASE) {
+				capped = *lease;
+				capped.lease_state = 0;
+				pass_lease = &capped;
+			} else if (kind == UNILOCK_LEASE_KIND_OPLOCK) {
+				pass_oplock = oplock_request & SAMBA_PRIVATE_OPLOCK_MASK;
+			}
+		}
+	}
+
+	status = SMB_VFS_NEXT_CREATE_FILE(handle, req, dirfsp, smb_fname, access_mask,
+					  share_access, create_disposition, create_options,
+					  file_attributes, pass_oplock, pass_lease, allocation_size,
+					  private_flags, sd, ea_list, result, pinfo,
+					  in_context_blobs, out_context_blobs);
+	if (!NT_STATUS_IS_OK(status)) {
+		if (recorded) {
+			ul_api_file_close(db, ufid, open_id);
+		}
+		return status;
+	}
+	fsp = *result;
+	if (fsp == NULL || fsp->fsp_flags.is_directory || fsp->fh == NULL) {
+		if (recorded) {
+			ul_api_file_close(db, ufid, open_id);
+		}
+		return status;
+	}
+	{
+		uint32_t granted = ul_smbd_state(fsp, &breaking);
+
+		if (!recorded || (kind != UNILOCK_LEASE_KIND_NONE && granted != res.state)) {
+			/*
+			 * A new file, or smbd granted less than unilock (its own rules: an SMB
+			 * holder it broke, a share without oplocks): record what smbd granted.
+			 */
+			if (recorded) {
+				ul_api_file_close(db, ufid, open_id);
+			}
+			ul_make_file_id(&fsp->file_id, ufid);
+			if (fsp->oplock_type != LEASE_OPLOCK) {
+				kind = granted ? UNILOCK_LEASE_KIND_OPLOCK : UNILOCK_LEASE_KIND_NONE;
+			}
+			st = ul_api_file_open(db, ufid, open_id, kind, flags, granted,
+					      fsp->oplock_type == LEASE_OPLOCK ? lease : NULL,
+					      0, NULL, &res);
+			if (st != UNILOCK_OK) {
+				DBG_NOTICE("%s: recording the open in unilock: %s\n",
+					   fsp_str_dbg(fsp), unilock_strerror(st));
+				return status;
+			}
+		}
+		o = talloc_zero(db, struct ul_open);
+		if (o == NULL) {
+			ul_api_file_close(db, ufid, open_id);
+			return status;
+		}
+		o->db = db;
+		o->fsp = fsp;
+		memcpy(o->ufid, ufid, sizeof(o->ufid));
+		o->open_id = open_id;
+		o->kind = kind;
+		memcpy(o->key, res.lease_key, sizeof(o->key));
+		o->granted = granted;
+		DLIST_ADD(db->opens, o);
+		talloc_set_destructor(o, ul_open_destructor);
+		ext = VFS_FETCH_FSP_EXTENSION(handle, fsp);
+		if (ext == NULL) {
+			ext = VFS_ADD_FSP_EXTENSION(handle, fsp, struct ul_fsp_ext, NULL);
+		}
+		if (ext == NULL) {
+			ul_api_file_close(db, ufid, open_id);
+			TALLOC_FREE(o);
+			return status;
+		}
+		ext->uo = o;
+		DBG_DEBUG("%s: open %ju recorded, unilock granted 0x%x, smbd 0x%x\n",
+			  fsp_str_dbg(fsp), (uintmax_t)open_id, res.state, granted);
+	}
+	return status;
+
+next:
+	return SMB_VFS_NEXT_CREATE_FILE(handle, req, dirfsp, smb_fname, access_mask, share_access,
+					create_disposition, create_options, file_attributes,
+					oplock_request, lease, allocation_size, private_flags, sd,
+					ea_list, result, pinfo, in_context_blobs, out_context_blobs);
+}
+
 static int ul_close(struct vfs_handle_struct *handle, struct files_struct *fsp)
 {
 	struct ul_db *db = ul_handle_db(handle);
@@ -593,6 +1153,10 @@ static int ul_close(struct vfs_handle_struct *handle, struct files_struct *fsp)
 	struct ul_sweep s = { 0 };
 	size_t i;
 
+	if (db != NULL && ext != NULL && ext->uo != NULL) {
+		ul_api_file_close(db, ext->uo->ufid, ext->uo->open_id);
+		TALLOC_FREE(ext->uo);
+	}
 	if (db != NULL && ext != NULL && ext->held > 0) {
 		/* brl_close_fnum should have unlocked everything; release what is left. */
 		ul_make_file_id(&fsp->file_id, ufid);
@@ -622,6 +1186,7 @@ static int ul_close(struct vfs_handle_struct *handle, struct files_struct *fsp)
 
 static struct vfs_fn_pointers vfs_unilock_fns = {
 	.connect_fn = ul_connect,
+	.create_file_fn = ul_create_file,
 	.close_fn = ul_close,
 	.brl_lock_windows_fn = ul_brl_lock_windows,
 	.brl_unlock_windows_fn = ul_brl_unlock_windows,
