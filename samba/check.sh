@@ -214,6 +214,7 @@ lease_subset="request nobreakself statopen statopen2 statopen4 upgrade upgrade2 
 	multibreak breaking1 breaking2 breaking3 breaking6 lock1 v2_epoch1 v2_epoch2 v2_epoch3 v2_complex2
 	duplicate_create duplicate_open rename_wait"
 lease_args="smb2.lease"
+[ -n "${UNILOCK_SAMBA_LEASE_TESTS:-}" ] && lease_mode=subset lease_subset=$UNILOCK_SAMBA_LEASE_TESTS
 if [ "$lease_mode" = subset ]; then
 	lease_args=""
 	for n in $lease_subset; do lease_args="$lease_args smb2.lease.$n"; done

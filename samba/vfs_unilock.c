@@ -49,6 +49,7 @@
 #include "librpc/gen_ndr/open_files.h"
 #include "lib/global_contexts.h"
 #include "messages.h"
+#include "lib/util/server_id.h"
 #include "smbd/fd_handle.h"
 #include "locking/proto.h"
 #include "../libcli/smb/smb2_constants.h"
@@ -150,6 +151,27 @@ static void ul_log(void *user_data, uint32_t level, const char *message)
 		DBG_DEBUG("%s\n", message);
 		break;
 	}
+}
+
+static void ul_api_file_close(struct ul_db *db, const uint8_t *ufid, uint64_t open_id);
+
+/*
+ * The fsp goes (file_free): its unilock open goes with it. Not close_fn: smbd frees some fsps
+ * without calling it (an open whose fd was never opened, a durable handle disconnected).
+ */
+static void ul_fsp_ext_free(void *p)
+{
+	struct ul_fsp_ext *ext = p;
+	struct ul_open *o = ext->uo;
+
+	if (o == NULL) {
+		return;
+	}
+	ext->uo = NULL;
+	if (o->db->ul != NULL && o->db->pid == getpid()) {
+		ul_api_file_close(o->db, o->ufid, o->open_id);
+	}
+	TALLOC_FREE(o);
 }
 
 static void ul_make_file_id(const struct file_id *id, uint8_t out[UNILOCK_FILE_ID_CANONICAL_LEN])
@@ -407,6 +429,22 @@ static void ul_owner(struct ul_db *db, const uint64_t *smblctx, uint64_t fnum,
 	o->open_id = fnum;
 }
 
+/*
+ * The open id of the open's locks: the id its unilock open was recorded with when there is one
+ * (unilock finds the locker's own lease through it and does not break it, as smbd does not), else
+ * fnum.
+ */
+static uint64_t ul_lock_open_id(struct vfs_handle_struct *handle, struct files_struct *fsp,
+				uint64_t fnum)
+{
+	struct ul_fsp_ext *ext = VFS_FETCH_FSP_EXTENSION(handle, fsp);
+
+	if (ext != NULL && ext->uo != NULL) {
+		return ext->uo->open_id;
+	}
+	return fnum;
+}
+
 /* Wake smbd's waiters on this file the next time one of its unilock locks goes away. */
 static void ul_arm_watch(struct ul_db *db, const struct file_id *fid, const uint8_t *ufid)
 {
@@ -502,7 +540,7 @@ static NTSTATUS ul_brl_lock_windows(struct vfs_handle_struct *handle,
 	}
 
 	ul_make_file_id(&fsp->file_id, ufid);
-	ul_owner(db, &smblctx, plock->fnum, &owner);
+	ul_owner(db, &smblctx, ul_lock_open_id(handle, fsp, plock->fnum), &owner);
 	req.flavour = UNILOCK_WINDOWS;
 	req.type = (plock->lock_type == WRITE_LOCK) ? UNILOCK_EXCLUSIVE : UNILOCK_SHARED;
 	req.offset = plock->start;
@@ -543,7 +581,7 @@ static NTSTATUS ul_brl_lock_windows(struct vfs_handle_struct *handle,
 
 	ext = VFS_FETCH_FSP_EXTENSION(handle, fsp);
 	if (ext == NULL) {
-		ext = VFS_ADD_FSP_EXTENSION(handle, fsp, struct ul_fsp_ext, NULL);
+		ext = VFS_ADD_FSP_EXTENSION(handle, fsp, struct ul_fsp_ext, ul_fsp_ext_free);
 	}
 	if (ext != NULL) {
 		ext->held += 1;
@@ -569,7 +607,7 @@ static bool ul_brl_unlock_windows(struct vfs_handle_struct *handle,
 		return ok;
 	}
 	ul_make_file_id(&fsp->file_id, ufid);
-	ul_owner(db, &smblctx, plock->fnum, &owner);
+	ul_owner(db, &smblctx, ul_lock_open_id(handle, fsp, plock->fnum), &owner);
 	st = unilock_unlock(db->ul, ufid, sizeof(ufid), &owner, UNILOCK_WINDOWS,
 			    plock->start, plock->size);
 	if (st == UNILOCK_OK) {
@@ -616,7 +654,7 @@ static bool ul_strict_lock_check(struct vfs_handle_struct *handle,
 	}
 
 	ul_make_file_id(&fsp->file_id, ufid);
-	ul_owner(db, &smblctx, plock->fnum, &owner);
+	ul_owner(db, &smblctx, ul_lock_open_id(handle, fsp, plock->fnum), &owner);
 	st = unilock_check_io(db->ul, ufid, sizeof(ufid), &owner,
 			      plock->lock_type == WRITE_LOCK ? UNILOCK_WRITE : UNILOCK_READ,
 			      plock->start, plock->size);
@@ -708,9 +746,7 @@ static void ul_api_file_close(struct ul_db *db, const uint8_t *ufid, uint64_t op
 	become_root();
 	st = unilock_file_close(db->ul, ufid, UNILOCK_FILE_ID_CANONICAL_LEN, db->client, open_id);
 	unbecome_root();
-	if (st != UNILOCK_OK) {
-		DBG_DEBUG("unilock_file_close(%ju): %s\n", (uintmax_t)open_id, unilock_strerror(st));
-	}
+	DBG_DEBUG("unilock_file_close(%ju): %s\n", (uintmax_t)open_id, unilock_strerror(st));
 }
 
 static unilock_status ul_api_lease_ack(struct ul_db *db, const uint8_t *ufid, const uint8_t *key,
@@ -938,6 +974,63 @@ static bool timeval_expired_after(const struct timeval *first, const struct time
 	return timeval_expired(&end);
 }
 
+/*
+ * Would smbd answer this open with a sharing violation against an existing SMB open? smbd checks
+ * share modes before it breaks anything, and then breaks only H (smb2.lease.break_twice); asking
+ * unilock first would break W instead. So such an open goes straight to smbd, as without the module.
+ * share_conflict()/mask_conflict() of source3/smbd/open.c (static there), over the share-mode entries.
+ */
+struct ul_sharing_state {
+	uint32_t access_mask;
+	uint32_t share_access;
+	bool conflict;
+};
+
+static bool ul_mask_conflict(uint32_t new_access, uint32_t existing_access, uint32_t access_mask,
+			     uint32_t new_share, uint32_t existing_share, uint32_t share_mask)
+{
+	return ((new_access & access_mask) && !(existing_share & share_mask)) ||
+	       ((existing_access & access_mask) && !(new_share & share_mask));
+}
+
+static bool ul_sharing_fn(struct share_mode_entry *e, bool *modified, void *private_data)
+{
+	struct ul_sharing_state *s = private_data;
+	const uint32_t conflicting = SEC_FILE_WRITE_DATA | SEC_FILE_APPEND_DATA | SEC_FILE_READ_DATA |
+				     SEC_FILE_EXECUTE | SEC_STD_DELETE;
+
+	if (server_id_is_disconnected(&e->pid) || (e->access_mask & conflicting) == 0 ||
+	    (s->access_mask & conflicting) == 0) {
+		return false;
+	}
+	if (ul_mask_conflict(s->access_mask, e->access_mask, SEC_FILE_WRITE_DATA | SEC_FILE_APPEND_DATA,
+			     s->share_access, e->share_access, FILE_SHARE_WRITE) ||
+	    ul_mask_conflict(s->access_mask, e->access_mask, SEC_FILE_READ_DATA | SEC_FILE_EXECUTE,
+			     s->share_access, e->share_access, FILE_SHARE_READ) ||
+	    ul_mask_conflict(s->access_mask, e->access_mask, SEC_STD_DELETE,
+			     s->share_access, e->share_access, FILE_SHARE_DELETE)) {
+		if (!share_entry_stale_pid(e)) {
+			s->conflict = true;
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool ul_sharing_violation(const struct file_id *fid, uint32_t access_mask,
+				 uint32_t share_access)
+{
+	struct ul_sharing_state s = { .access_mask = access_mask, .share_access = share_access };
+	struct share_mode_lock *lck = get_existing_share_mode_lock(talloc_tos(), *fid);
+
+	if (lck == NULL) {
+		return false;
+	}
+	share_mode_forall_entries(lck, ul_sharing_fn, &s);
+	TALLOC_FREE(lck);
+	return s.conflict;
+}
+
 static bool ul_stat_open(uint32_t access_mask)
 {
 	return (access_mask & ~(SEC_FILE_READ_ATTRIBUTE | SEC_FILE_WRITE_ATTRIBUTE |
@@ -1019,8 +1112,17 @@ static NTSTATUS ul_create_file(struct vfs_handle_struct *handle,
 
 		fid = vfs_file_id_from_sbuf(handle->conn, &smb_fname->st);
 		ul_make_file_id(&fid, ufid);
+		if (!(flags & UNILOCK_OPEN_STAT) &&
+		    ul_sharing_violation(&fid, access_mask, share_access)) {
+			DBG_DEBUG("%s: sharing violation ahead: smbd breaks H itself\n",
+				  smb_fname_str_dbg(smb_fname));
+			goto next;
+		}
 		st = ul_api_file_open(db, ufid, open_id, kind, flags, requested, lease,
 				      smb_fname->st.st_ex_size, &w, &res);
+		DBG_DEBUG("%s: unilock_file_open(kind %u, flags 0x%x, requested 0x%x): %s, "
+			  "state 0x%x%s\n", smb_fname_str_dbg(smb_fname), kind, flags, requested,
+			  unilock_strerror(st), res.state, res.breaking ? " (breaking)" : "");
 		if (st == UNILOCK_PENDING) {
 			struct timeval limit = timeval_set(OPLOCK_BREAK_TIMEOUT * 2, 0);
 
@@ -1088,13 +1190,26 @@ static NTSTATUS ul_create_file(struct vfs_handle_struct *handle,
 	{
 		uint32_t granted = ul_smbd_state(fsp, &breaking);
 
-		if (!recorded || (kind != UNILOCK_LEASE_KIND_NONE && granted != res.state)) {
+		/*
+		 * A lease granted none: smbd keeps the lease (at none), and the key's next open
+		 * joins it (smb2.lease.upgrade2: "" then RW gives RW); today's libunilock records no
+		 * lease for a new key granted none, so that open would count as another key's and
+		 * keep W from its own next open. Recorded as a stat open (it does not prevent W);
+		 * its triggers (the breaks of the first ask) have already run.
+		 */
+		bool none_lease = kind == UNILOCK_LEASE_KIND_LEASE && granted == 0;
+
+		if (!recorded || none_lease ||
+		    (kind != UNILOCK_LEASE_KIND_NONE && granted != res.state)) {
 			/*
 			 * A new file, or smbd granted less than unilock (its own rules: an SMB
 			 * holder it broke, a share without oplocks): record what smbd granted.
 			 */
 			if (recorded) {
 				ul_api_file_close(db, ufid, open_id);
+			}
+			if (none_lease) {
+				flags |= UNILOCK_OPEN_STAT;
 			}
 			ul_make_file_id(&fsp->file_id, ufid);
 			if (fsp->oplock_type != LEASE_OPLOCK) {
@@ -1125,7 +1240,7 @@ static NTSTATUS ul_create_file(struct vfs_handle_struct *handle,
 		talloc_set_destructor(o, ul_open_destructor);
 		ext = VFS_FETCH_FSP_EXTENSION(handle, fsp);
 		if (ext == NULL) {
-			ext = VFS_ADD_FSP_EXTENSION(handle, fsp, struct ul_fsp_ext, NULL);
+			ext = VFS_ADD_FSP_EXTENSION(handle, fsp, struct ul_fsp_ext, ul_fsp_ext_free);
 		}
 		if (ext == NULL) {
 			ul_api_file_close(db, ufid, open_id);
@@ -1153,15 +1268,11 @@ static int ul_close(struct vfs_handle_struct *handle, struct files_struct *fsp)
 	struct ul_sweep s = { 0 };
 	size_t i;
 
-	if (db != NULL && ext != NULL && ext->uo != NULL) {
-		ul_api_file_close(db, ext->uo->ufid, ext->uo->open_id);
-		TALLOC_FREE(ext->uo);
-	}
 	if (db != NULL && ext != NULL && ext->held > 0) {
 		/* brl_close_fnum should have unlocked everything; release what is left. */
 		ul_make_file_id(&fsp->file_id, ufid);
 		s.client = db->client;
-		s.fnum = fsp->fnum;
+		s.fnum = ul_lock_open_id(handle, fsp, fsp->fnum);
 		s.mem_ctx = talloc_tos();
 		unilock_list_locks(db->ul, ufid, sizeof(ufid), ul_sweep_visit, &s, NULL);
 		for (i = 0; i < s.n; i++) {
