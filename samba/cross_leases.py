@@ -193,6 +193,8 @@ def main():
     ap.add_argument("--fast-db")
     ap.add_argument("--fast-share-dir")
     ap.add_argument("--fast-timeout", type=int, default=2000)
+    ap.add_argument("--dh-share", help="a share where durable handles work (check 4)")
+    ap.add_argument("--dh-share-dir")
     a = ap.parse_args()
     if a.mode == "stock":
         stock_leases(a)

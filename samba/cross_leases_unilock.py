@@ -119,6 +119,9 @@ def run(a, m):
         p.f.close()
     c1.close()
 
+    if a.dh_share:
+        run_durable(a, m, nlm)
+
     if a.fast_share:
         print("== 1b. the write proceeds after the break timeout if the SMB client never acks", flush=True)
         nlm2 = xp.Nlm(a.nlm, a.fast_db)
@@ -170,3 +173,98 @@ def run_oplocks(a, m, nlm):
           "%.0f ms after the ack" % ((t_done - t_ack) * 1000))
     f1.close()
     c1.close()
+
+
+def run_durable(a, m, nlm):
+    """Check 4: a durable handle reconnecting in a new smbd process keeps its lock for the NLM side."""
+    from smbprotocol.create_contexts import (SMB2CreateContextRequest, SMB2CreateDurableHandleReconnect,
+                                             SMB2CreateDurableHandleRequest)
+    from smbprotocol.file_info import FileAttributes
+    from smbprotocol.open import (CreateDisposition, CreateOptions, FilePipePrinterAccessMask,
+                                  ImpersonationLevel, Open, ShareAccess)
+    check = m.check
+    print("== 4. a durable handle keeps its lock, seen by the NLM side, across a reconnect in a new smbd",
+          flush=True)
+
+    def ctx(structure):
+        c = SMB2CreateContextRequest()
+        c["buffer_name"] = structure.NAME
+        c["buffer_data"] = structure
+        return c
+
+    def create(cl, fname, contexts):
+        f = Open(cl.tree, fname)
+        r = f.create(ImpersonationLevel.Impersonation,
+                     FilePipePrinterAccessMask.GENERIC_READ | FilePipePrinterAccessMask.GENERIC_WRITE,
+                     FileAttributes.FILE_ATTRIBUTE_NORMAL,
+                     ShareAccess.FILE_SHARE_READ | ShareAccess.FILE_SHARE_WRITE | ShareAccess.FILE_SHARE_DELETE,
+                     CreateDisposition.FILE_OPEN_IF, CreateOptions.FILE_NON_DIRECTORY_FILE,
+                     create_contexts=contexts, oplock_level=m.OPLOCK_BATCH)
+        return f, r
+
+    share, a.share = a.share, a.dh_share
+    fname = "xl-durable.dat"
+    path = os.path.join(a.dh_share_dir, fname)
+    ca = m.Client(a, "ca")
+    fa, r = create(ca, fname, [ctx(SMB2CreateDurableHandleRequest())])
+    check("smb: durable open (v1, Batch oplock) granted", fa.oplock_level == m.OPLOCK_BATCH and
+          any(type(c).__name__ == "SMB2CreateDurableHandleResponse" for c in (r or [])),
+          "oplock %s, contexts %s" % (m.oplock_str(fa.oplock_level), [type(c).__name__ for c in (r or [])]))
+    s = xp.smb_lock(fa, 0, 10, xp.EX | xp.FI)
+    check("smb: exclusive [0,+10) granted", s == 0, xp.st(s))
+    nlm.cmd("file %s" % path)
+    r = nlm.cmd("test nlm:hostA svid-9 sh 0 10")
+    check("nlm: TEST sees the durable handle's lock", r.startswith("CONFLICT client=smbdh:"), r)
+    holder = r.split()[1] if r.startswith("CONFLICT") else ""
+    old_pid = smbd_pid_of(ca)
+    ca.conn.transport.close()  # the connection is cut: no close, no logoff
+    ok, seen = True, 0
+    t_end = time.monotonic() + 10.0
+    gone_at = None
+    while time.monotonic() < t_end:
+        if gone_at is None and old_pid and not os.path.exists("/proc/%d" % old_pid):
+            gone_at = time.monotonic()
+        if gone_at is not None and time.monotonic() > gone_at + 2.0:
+            break  # the old process is gone, and unilock's dead-process check has run since
+        r = nlm.cmd("test nlm:hostA svid-9 sh 0 10")
+        seen += 1
+        if not (r.startswith("CONFLICT") and holder in r):
+            ok = False
+            break
+        time.sleep(0.25)
+    check("nlm: the lock stays while the client is away and its smbd process (pid %s) exits" % old_pid,
+          ok and gone_at is not None, "%d TESTs, the last 2 s after the exit: %s" % (seen, r))
+    cb = m.Client(a, "cb")
+    fb, r = create(cb, fname, [ctx(_reconnect(SMB2CreateDurableHandleReconnect, fa.file_id))])
+    check("smb: the durable handle reconnects in a new smbd process", fb.file_id[:8] == fa.file_id[:8],
+          "file id %s" % (fb.file_id.hex() if isinstance(fb.file_id, bytes) else fb.file_id))
+    r = nlm.cmd("test nlm:hostA svid-9 sh 0 10")
+    check("nlm: TEST still sees the lock after the reconnect", r.startswith("CONFLICT") and holder in r, r)
+    s = xp.smb_lock(fb, 0, 10, xp.UN)
+    check("smb: unlock through the reconnected handle", s == 0, xp.st(s))
+    r = nlm.cmd("test nlm:hostA svid-9 sh 0 10")
+    check("nlm: the lock is gone after that unlock", r == "OK", r)
+    fb.close()
+    cb.close()
+    a.share = share
+
+
+def smbd_pid_of(cl):
+    """The smbd process serving this client's connection (from ss -tnp), or None."""
+    import subprocess
+    try:
+        port = cl.conn.transport._sock.getsockname()[1]
+        out = subprocess.run(["ss", "-Htnp", "state", "established"], capture_output=True, text=True).stdout
+    except (OSError, AttributeError):
+        return None
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) >= 5 and f[3].endswith(":%d" % port) and "smbd" in line and "pid=" in line:
+            return int(line.split("pid=")[1].split(",")[0])
+    return None
+
+
+def _reconnect(cls, file_id):
+    s = cls()
+    s["data"] = file_id
+    return s

@@ -47,6 +47,7 @@
 #include "smbd/smbd.h"
 #include "locking/share_mode_lock.h"
 #include "librpc/gen_ndr/open_files.h"
+#include "librpc/gen_ndr/smbXsrv.h"
 #include "lib/global_contexts.h"
 #include "messages.h"
 #include "lib/util/server_id.h"
@@ -74,6 +75,7 @@ struct ul_db {
 	struct ul_defer *defers;	/* SMB2 CREATEs deferred until UNILOCK_EVENT_BREAKS_DONE */
 	uint64_t next_open_id;
 	bool leases;			/* unilock:leases */
+	bool dh_kept;			/* a durable handle was disconnected: no unilock_close at exit */
 };
 
 /* One armed watch per file per handle: bounded by the number of files with conflicts. */
@@ -93,6 +95,7 @@ struct ul_open {
 	struct ul_db *db;
 	struct files_struct *fsp;
 	uint8_t ufid[UNILOCK_FILE_ID_CANONICAL_LEN];
+	char client[64];		/* db->client, or the durable handle's "smbdh:..." */
 	uint64_t open_id;
 	uint32_t kind;			/* UNILOCK_LEASE_KIND_* */
 	uint8_t key[16];		/* the lease key unilock knows (for oplocks: the one it made) */
@@ -130,6 +133,8 @@ struct deferred_open_record {
 struct ul_fsp_ext {
 	uint64_t held;
 	struct ul_open *uo;
+	char dh_client[64];		/* durable handle: "smbdh:<persistent id>", registered */
+	bool dh_disconnecting;		/* inside durable_disconnect: keep the locks */
 };
 
 static struct ul_db *ul_dbs;
@@ -153,7 +158,8 @@ static void ul_log(void *user_data, uint32_t level, const char *message)
 	}
 }
 
-static void ul_api_file_close(struct ul_db *db, const uint8_t *ufid, uint64_t open_id);
+static void ul_api_file_close(struct ul_db *db, const char *client, const uint8_t *ufid,
+			      uint64_t open_id);
 
 /*
  * The fsp goes (file_free): its unilock open goes with it. Not close_fn: smbd frees some fsps
@@ -169,7 +175,7 @@ static void ul_fsp_ext_free(void *p)
 	}
 	ext->uo = NULL;
 	if (o->db->ul != NULL && o->db->pid == getpid()) {
-		ul_api_file_close(o->db, o->ufid, o->open_id);
+		ul_api_file_close(o->db, o->client, o->ufid, o->open_id);
 	}
 	TALLOC_FREE(o);
 }
@@ -247,6 +253,14 @@ static void ul_atexit(void)
 
 	for (db = ul_dbs; db != NULL; db = db->next) {
 		if (db->ul != NULL && db->pid == getpid()) {
+			if (db->dh_kept) {
+				/*
+				 * unilock_close would release the durable handles' locks too; left
+				 * to the library's dead-process check, this process's clients are
+				 * disconnected instead, and the durable ones (TTL) keep theirs.
+				 */
+				continue;
+			}
 			TALLOC_FREE(db->fde);
 			unilock_close(db->ul);
 			db->ul = NULL;
@@ -445,6 +459,151 @@ static uint64_t ul_lock_open_id(struct vfs_handle_struct *handle, struct files_s
 	return fnum;
 }
 
+/*
+ * Durable handles. smbd keeps a durable open's byte-range locks when its connection goes and the
+ * client reconnects it in a new smbd process (smb2.durable-open, -v2-open). Their unilock owner must
+ * outlive the old process: the client is "smbdh:<the open's persistent id>" (unique on the server,
+ * the same before and after the reconnect), registered with the durable timeout as its TTL, and the
+ * open id is the persistent id (fnum changes). The old process dying then is a disconnect with a
+ * TTL: the locks stay until the reconnect (ul_durable_reconnect re-registers and rebinds them to the
+ * new process) or the timeout.
+ */
+static bool ul_durable(struct files_struct *fsp)
+{
+	return fsp->op != NULL && fsp->op->global != NULL && fsp->op->global->durable;
+}
+
+static void ul_dh_client(uint64_t persistent_id, char *buf, size_t len)
+{
+	snprintf(buf, len, "smbdh:%016llx", (unsigned long long)persistent_id);
+}
+
+static uint64_t ul_dh_ttl_ms(const struct smbXsrv_open_global0 *g)
+{
+	return g->durable_timeout_msec ? g->durable_timeout_msec : 60000;
+}
+
+static void ul_lock_owner(struct vfs_handle_struct *handle, struct ul_db *db,
+			  struct files_struct *fsp, const uint64_t *smblctx, uint64_t fnum,
+			  struct unilock_owner *o)
+{
+	struct ul_fsp_ext *ext = NULL;
+
+	ext = VFS_FETCH_FSP_EXTENSION(handle, fsp);
+	if (ext != NULL && ext->uo != NULL && strncmp(ext->uo->client, "smbdh:", 6) == 0) {
+		/* Recorded under its durable identity at create (a durable request). */
+		if (ext->dh_client[0] == '\0' && ul_durable(fsp)) {
+			snprintf(ext->dh_client, sizeof(ext->dh_client), "%s", ext->uo->client);
+			unilock_client_register(db->ul, ext->dh_client, "smb", NULL,
+						ul_dh_ttl_ms(fsp->op->global));
+		}
+		o->client = ext->uo->client;
+		o->owner = (const uint8_t *)smblctx;
+		o->owner_len = sizeof(*smblctx);
+		o->open_id = ext->uo->open_id;
+		return;
+	}
+	if (!ul_durable(fsp)) {
+		ul_owner(db, smblctx, ul_lock_open_id(handle, fsp, fnum), o);
+		return;
+	}
+	if (ext == NULL) {
+		ext = VFS_ADD_FSP_EXTENSION(handle, fsp, struct ul_fsp_ext, ul_fsp_ext_free);
+	}
+	if (ext == NULL) {
+		ul_owner(db, smblctx, ul_lock_open_id(handle, fsp, fnum), o);
+		return;
+	}
+	if (ext->dh_client[0] == '\0') {
+		unilock_status st;
+
+		ul_dh_client(fsp->op->global->open_persistent_id, ext->dh_client,
+			     sizeof(ext->dh_client));
+		st = unilock_client_register(db->ul, ext->dh_client, "smb", NULL,
+					     ul_dh_ttl_ms(fsp->op->global));
+		DBG_DEBUG("%s: durable owner %s: %s\n", fsp_str_dbg(fsp), ext->dh_client,
+			  unilock_strerror(st));
+	}
+	o->client = ext->dh_client;
+	o->owner = (const uint8_t *)smblctx;
+	o->owner_len = sizeof(*smblctx);
+	o->open_id = fsp->op->global->open_persistent_id;
+}
+
+static NTSTATUS ul_durable_disconnect(struct vfs_handle_struct *handle, struct files_struct *fsp,
+				      const DATA_BLOB old_cookie, TALLOC_CTX *mem_ctx,
+				      DATA_BLOB *new_cookie)
+{
+	struct ul_fsp_ext *ext = VFS_FETCH_FSP_EXTENSION(handle, fsp);
+	NTSTATUS status;
+
+	if (ext != NULL) {
+		struct ul_db *db = ul_handle_db(handle);
+
+		ext->dh_disconnecting = true;	/* ul_close must not sweep the locks smbd keeps */
+		if (db != NULL && ext->uo != NULL && strncmp(ext->uo->client, "smbdh:", 6) == 0 &&
+		    fsp->op != NULL && fsp->op->global != NULL) {
+			/* Its locks and lease outlive this process until the reconnect or timeout. */
+			unilock_status st = unilock_client_register(db->ul, ext->uo->client, "smb", NULL,
+								    ul_dh_ttl_ms(fsp->op->global));
+
+			DBG_NOTICE("%s: durable handle disconnected: %s kept for %ju ms (%s)\n",
+				   fsp_str_dbg(fsp), ext->uo->client,
+				   (uintmax_t)ul_dh_ttl_ms(fsp->op->global), unilock_strerror(st));
+			db->dh_kept = true;
+			ext->uo->fsp = NULL;
+			ext->uo = NULL;	/* not closed in unilock when the fsp goes */
+		}
+	}
+	status = SMB_VFS_NEXT_DURABLE_DISCONNECT(handle, fsp, old_cookie, mem_ctx, new_cookie);
+	if (!NT_STATUS_IS_OK(status) && ext != NULL) {
+		ext->dh_disconnecting = false;
+	}
+	return status;
+}
+
+static NTSTATUS ul_durable_reconnect(struct vfs_handle_struct *handle, struct smb_request *smb1req,
+				     struct smbXsrv_open *op, const DATA_BLOB old_cookie,
+				     TALLOC_CTX *mem_ctx, struct files_struct **fsp,
+				     DATA_BLOB *new_cookie)
+{
+	struct ul_db *db = ul_handle_db(handle);
+	uint8_t ufid[UNILOCK_FILE_ID_CANONICAL_LEN];
+	struct ul_fsp_ext *ext = NULL;
+	char client[48];
+	size_t rebound = 0;
+	unilock_status st;
+	NTSTATUS status;
+
+	status = SMB_VFS_NEXT_DURABLE_RECONNECT(handle, smb1req, op, old_cookie, mem_ctx, fsp,
+						new_cookie);
+	if (!NT_STATUS_IS_OK(status) || db == NULL || *fsp == NULL || op->global == NULL) {
+		return status;
+	}
+	ul_dh_client(op->global->open_persistent_id, client, sizeof(client));
+	/* Registering again cancels the TTL release the old process's exit started. */
+	st = unilock_client_register(db->ul, client, "smb", NULL, ul_dh_ttl_ms(op->global));
+	if (st != UNILOCK_OK) {
+		DBG_WARNING("unilock_client_register(%s): %s\n", client, unilock_strerror(st));
+	}
+	ul_make_file_id(&(*fsp)->file_id, ufid);
+	become_root();
+	st = unilock_rebind_open(db->ul, ufid, sizeof(ufid), client, op->global->open_persistent_id,
+				 &rebound);
+	unbecome_root();
+	DBG_NOTICE("%s: durable handle reconnected: %zu unilock owners/opens of %s rebound to this "
+		   "process (%s)\n", fsp_str_dbg(*fsp), rebound, client, unilock_strerror(st));
+	ext = VFS_FETCH_FSP_EXTENSION(handle, *fsp);
+	if (ext == NULL) {
+		ext = VFS_ADD_FSP_EXTENSION(handle, *fsp, struct ul_fsp_ext, ul_fsp_ext_free);
+	}
+	if (ext != NULL) {
+		snprintf(ext->dh_client, sizeof(ext->dh_client), "%s", client);
+		ext->held = 1;	/* unknown: let the close-path sweep look */
+	}
+	return status;
+}
+
 /* Wake smbd's waiters on this file the next time one of its unilock locks goes away. */
 static void ul_arm_watch(struct ul_db *db, const struct file_id *fid, const uint8_t *ufid)
 {
@@ -540,7 +699,7 @@ static NTSTATUS ul_brl_lock_windows(struct vfs_handle_struct *handle,
 	}
 
 	ul_make_file_id(&fsp->file_id, ufid);
-	ul_owner(db, &smblctx, ul_lock_open_id(handle, fsp, plock->fnum), &owner);
+	ul_lock_owner(handle, db, fsp, &smblctx, plock->fnum, &owner);
 	req.flavour = UNILOCK_WINDOWS;
 	req.type = (plock->lock_type == WRITE_LOCK) ? UNILOCK_EXCLUSIVE : UNILOCK_SHARED;
 	req.offset = plock->start;
@@ -607,7 +766,7 @@ static bool ul_brl_unlock_windows(struct vfs_handle_struct *handle,
 		return ok;
 	}
 	ul_make_file_id(&fsp->file_id, ufid);
-	ul_owner(db, &smblctx, ul_lock_open_id(handle, fsp, plock->fnum), &owner);
+	ul_lock_owner(handle, db, fsp, &smblctx, plock->fnum, &owner);
 	st = unilock_unlock(db->ul, ufid, sizeof(ufid), &owner, UNILOCK_WINDOWS,
 			    plock->start, plock->size);
 	if (st == UNILOCK_OK) {
@@ -654,7 +813,7 @@ static bool ul_strict_lock_check(struct vfs_handle_struct *handle,
 	}
 
 	ul_make_file_id(&fsp->file_id, ufid);
-	ul_owner(db, &smblctx, ul_lock_open_id(handle, fsp, plock->fnum), &owner);
+	ul_lock_owner(handle, db, fsp, &smblctx, plock->fnum, &owner);
 	st = unilock_check_io(db->ul, ufid, sizeof(ufid), &owner,
 			      plock->lock_type == WRITE_LOCK ? UNILOCK_WRITE : UNILOCK_READ,
 			      plock->start, plock->size);
@@ -712,7 +871,8 @@ static int32_t ul_sweep_visit(void *user_data, const struct unilock_lock_info *l
  * otherwise runs as the SMB user, whose wake-ups would wait for the once-a-second mailbox check.
  * --------------------------------------------------------------------------------------------- */
 
-static unilock_status ul_api_file_open(struct ul_db *db, const uint8_t *ufid, uint64_t open_id,
+static unilock_status ul_api_file_open(struct ul_db *db, const char *client,
+				       const uint8_t *ufid, uint64_t open_id,
 				       uint32_t kind, uint32_t flags, uint32_t requested,
 				       const struct smb2_lease *lease, uint64_t file_size,
 				       const struct unilock_wait *wait, struct unilock_open_result *out)
@@ -733,29 +893,30 @@ static unilock_status ul_api_file_open(struct ul_db *db, const uint8_t *ufid, ui
 	}
 	memset(out, 0, sizeof(*out));
 	become_root();
-	st = unilock_file_open(db->ul, ufid, UNILOCK_FILE_ID_CANONICAL_LEN, db->client, open_id,
+	st = unilock_file_open(db->ul, ufid, UNILOCK_FILE_ID_CANONICAL_LEN, client, open_id,
 			       &req, wait, out);
 	unbecome_root();
 	return st;
 }
 
-static void ul_api_file_close(struct ul_db *db, const uint8_t *ufid, uint64_t open_id)
+static void ul_api_file_close(struct ul_db *db, const char *client, const uint8_t *ufid,
+			      uint64_t open_id)
 {
 	unilock_status st;
 
 	become_root();
-	st = unilock_file_close(db->ul, ufid, UNILOCK_FILE_ID_CANONICAL_LEN, db->client, open_id);
+	st = unilock_file_close(db->ul, ufid, UNILOCK_FILE_ID_CANONICAL_LEN, client, open_id);
 	unbecome_root();
 	DBG_DEBUG("unilock_file_close(%ju): %s\n", (uintmax_t)open_id, unilock_strerror(st));
 }
 
-static unilock_status ul_api_lease_ack(struct ul_db *db, const uint8_t *ufid, const uint8_t *key,
-				       uint32_t state)
+static unilock_status ul_api_lease_ack(struct ul_db *db, const char *client, const uint8_t *ufid,
+				       const uint8_t *key, uint32_t state)
 {
 	unilock_status st;
 
 	become_root();
-	st = unilock_lease_ack(db->ul, ufid, UNILOCK_FILE_ID_CANONICAL_LEN, db->client, key, state);
+	st = unilock_lease_ack(db->ul, ufid, UNILOCK_FILE_ID_CANONICAL_LEN, client, key, state);
 	unbecome_root();
 	return st;
 }
@@ -819,7 +980,7 @@ static void ul_ack_poll(struct tevent_context *ev, struct tevent_timer *te,
 		return;
 	}
 	o->granted = state;
-	st = ul_api_lease_ack(o->db, o->ufid, o->key, state);
+	st = ul_api_lease_ack(o->db, o->client, o->ufid, o->key, state);
 	DBG_DEBUG("%s: break to 0x%x acknowledged at 0x%x: unilock %s\n", fsp_str_dbg(o->fsp),
 		  o->break_to, state, unilock_strerror(st));
 }
@@ -1066,7 +1227,9 @@ static NTSTATUS ul_create_file(struct vfs_handle_struct *handle,
 	uint32_t kind = UNILOCK_LEASE_KIND_NONE;
 	uint32_t requested = 0;
 	uint32_t flags = 0;
+	uint32_t access_mask_eff = access_mask;
 	uint64_t open_id = 0;
+	char rec_client[64];
 	bool existed, recorded = false;
 	struct file_id fid;
 	struct ul_open *o = NULL;
@@ -1092,17 +1255,34 @@ static NTSTATUS ul_create_file(struct vfs_handle_struct *handle,
 		kind = UNILOCK_LEASE_KIND_OPLOCK;
 		requested = ul_oplock_state(oplock_request);
 	}
-	if (ul_stat_open(access_mask)) {
-		flags |= UNILOCK_OPEN_STAT;
+	/*
+	 * smbd resolves MAXIMUM_ALLOWED and the generic bits only inside the open
+	 * (smbd_calculate_access_mask): count them as what they may give.
+	 */
+	if (access_mask & (SEC_FLAG_MAXIMUM_ALLOWED | SEC_GENERIC_ALL)) {
+		access_mask_eff |= SEC_RIGHTS_FILE_ALL;
 	}
-	if (access_mask & (SEC_FILE_WRITE_DATA | SEC_FILE_APPEND_DATA)) {
-		flags |= UNILOCK_OPEN_WRITE;
+	if (access_mask & SEC_GENERIC_READ) {
+		access_mask_eff |= SEC_RIGHTS_FILE_READ;
+	}
+	if (access_mask & SEC_GENERIC_WRITE) {
+		access_mask_eff |= SEC_RIGHTS_FILE_WRITE;
+	}
+	if (access_mask & SEC_GENERIC_EXECUTE) {
+		access_mask_eff |= SEC_RIGHTS_FILE_EXECUTE;
 	}
 	if (create_disposition == FILE_OVERWRITE || create_disposition == FILE_OVERWRITE_IF ||
 	    create_disposition == FILE_SUPERSEDE) {
+		/* Never a stat open (smbd: is_oplock_stat_open() is not asked for these). */
 		flags |= UNILOCK_OPEN_OVERWRITE;
+	} else if (ul_stat_open(access_mask_eff)) {
+		flags |= UNILOCK_OPEN_STAT;
+	}
+	if (access_mask_eff & (SEC_FILE_WRITE_DATA | SEC_FILE_APPEND_DATA)) {
+		flags |= UNILOCK_OPEN_WRITE;
 	}
 	open_id = (1ULL << 62) | ++db->next_open_id;
+	snprintf(rec_client, sizeof(rec_client), "%s", db->client);
 
 	if (existed) {
 		/* Ask unilock first: it breaks other protocols' (and processes') leases. */
@@ -1113,12 +1293,12 @@ static NTSTATUS ul_create_file(struct vfs_handle_struct *handle,
 		fid = vfs_file_id_from_sbuf(handle->conn, &smb_fname->st);
 		ul_make_file_id(&fid, ufid);
 		if (!(flags & UNILOCK_OPEN_STAT) &&
-		    ul_sharing_violation(&fid, access_mask, share_access)) {
+		    ul_sharing_violation(&fid, access_mask_eff, share_access)) {
 			DBG_DEBUG("%s: sharing violation ahead: smbd breaks H itself\n",
 				  smb_fname_str_dbg(smb_fname));
 			goto next;
 		}
-		st = ul_api_file_open(db, ufid, open_id, kind, flags, requested, lease,
+		st = ul_api_file_open(db, db->client, ufid, open_id, kind, flags, requested, lease,
 				      smb_fname->st.st_ex_size, &w, &res);
 		DBG_DEBUG("%s: unilock_file_open(kind %u, flags 0x%x, requested 0x%x): %s, "
 			  "state 0x%x%s\n", smb_fname_str_dbg(smb_fname), kind, flags, requested,
@@ -1142,7 +1322,7 @@ static NTSTATUS ul_create_file(struct vfs_handle_struct *handle,
 			/* Could not defer, or timed out: open as a plain open. */
 			kind = UNILOCK_LEASE_KIND_NONE;
 			requested = 0;
-			st = ul_api_file_open(db, ufid, open_id, kind, flags & ~UNILOCK_OPEN_WRITE, 0,
+			st = ul_api_file_open(db, db->client, ufid, open_id, kind, flags & ~UNILOCK_OPEN_WRITE, 0,
 					      NULL, smb_fname->st.st_ex_size, NULL, &res);
 		}
 		if (st == UNILOCK_OK) {
@@ -1176,14 +1356,14 @@ static NTSTATUS ul_create_file(struct vfs_handle_struct *handle,
 					  in_context_blobs, out_context_blobs);
 	if (!NT_STATUS_IS_OK(status)) {
 		if (recorded) {
-			ul_api_file_close(db, ufid, open_id);
+			ul_api_file_close(db, rec_client, ufid, open_id);
 		}
 		return status;
 	}
 	fsp = *result;
 	if (fsp == NULL || fsp->fsp_flags.is_directory || fsp->fh == NULL) {
 		if (recorded) {
-			ul_api_file_close(db, ufid, open_id);
+			ul_api_file_close(db, rec_client, ufid, open_id);
 		}
 		return status;
 	}
@@ -1198,24 +1378,37 @@ static NTSTATUS ul_create_file(struct vfs_handle_struct *handle,
 		 * its triggers (the breaks of the first ask) have already run.
 		 */
 		bool none_lease = kind == UNILOCK_LEASE_KIND_LEASE && granted == 0;
+		/*
+		 * A durable handle request: the open is recorded under the durable identity
+		 * (see ul_lock_owner), so its locks find their own lease and it can move to the
+		 * process that reconnects it.
+		 */
+		bool dh = fsp->op != NULL && fsp->op->global != NULL && in_context_blobs != NULL &&
+			  (smb2_create_blob_find(in_context_blobs, SMB2_CREATE_TAG_DHNQ) != NULL ||
+			   smb2_create_blob_find(in_context_blobs, SMB2_CREATE_TAG_DH2Q) != NULL);
 
-		if (!recorded || none_lease ||
+		if (!recorded || none_lease || dh ||
 		    (kind != UNILOCK_LEASE_KIND_NONE && granted != res.state)) {
 			/*
 			 * A new file, or smbd granted less than unilock (its own rules: an SMB
 			 * holder it broke, a share without oplocks): record what smbd granted.
 			 */
 			if (recorded) {
-				ul_api_file_close(db, ufid, open_id);
+				ul_api_file_close(db, rec_client, ufid, open_id);
 			}
 			if (none_lease) {
 				flags |= UNILOCK_OPEN_STAT;
+			}
+			if (dh) {
+				ul_dh_client(fsp->op->global->open_persistent_id, rec_client,
+					     sizeof(rec_client));
+				open_id = fsp->op->global->open_persistent_id;
 			}
 			ul_make_file_id(&fsp->file_id, ufid);
 			if (fsp->oplock_type != LEASE_OPLOCK) {
 				kind = granted ? UNILOCK_LEASE_KIND_OPLOCK : UNILOCK_LEASE_KIND_NONE;
 			}
-			st = ul_api_file_open(db, ufid, open_id, kind, flags, granted,
+			st = ul_api_file_open(db, rec_client, ufid, open_id, kind, flags, granted,
 					      fsp->oplock_type == LEASE_OPLOCK ? lease : NULL,
 					      0, NULL, &res);
 			if (st != UNILOCK_OK) {
@@ -1226,13 +1419,14 @@ static NTSTATUS ul_create_file(struct vfs_handle_struct *handle,
 		}
 		o = talloc_zero(db, struct ul_open);
 		if (o == NULL) {
-			ul_api_file_close(db, ufid, open_id);
+			ul_api_file_close(db, rec_client, ufid, open_id);
 			return status;
 		}
 		o->db = db;
 		o->fsp = fsp;
 		memcpy(o->ufid, ufid, sizeof(o->ufid));
 		o->open_id = open_id;
+		snprintf(o->client, sizeof(o->client), "%s", rec_client);
 		o->kind = kind;
 		memcpy(o->key, res.lease_key, sizeof(o->key));
 		o->granted = granted;
@@ -1243,7 +1437,7 @@ static NTSTATUS ul_create_file(struct vfs_handle_struct *handle,
 			ext = VFS_ADD_FSP_EXTENSION(handle, fsp, struct ul_fsp_ext, ul_fsp_ext_free);
 		}
 		if (ext == NULL) {
-			ul_api_file_close(db, ufid, open_id);
+			ul_api_file_close(db, rec_client, ufid, open_id);
 			TALLOC_FREE(o);
 			return status;
 		}
@@ -1268,16 +1462,16 @@ static int ul_close(struct vfs_handle_struct *handle, struct files_struct *fsp)
 	struct ul_sweep s = { 0 };
 	size_t i;
 
-	if (db != NULL && ext != NULL && ext->held > 0) {
+	if (db != NULL && ext != NULL && ext->held > 0 && !ext->dh_disconnecting) {
 		/* brl_close_fnum should have unlocked everything; release what is left. */
 		ul_make_file_id(&fsp->file_id, ufid);
-		s.client = db->client;
+		s.client = ext->dh_client[0] != '\0' ? ext->dh_client : db->client;
 		s.fnum = ul_lock_open_id(handle, fsp, fsp->fnum);
 		s.mem_ctx = talloc_tos();
 		unilock_list_locks(db->ul, ufid, sizeof(ufid), ul_sweep_visit, &s, NULL);
 		for (i = 0; i < s.n; i++) {
 			struct unilock_owner o = {
-				.client = db->client,
+				.client = s.client,
 				.owner = s.found[i].owner,
 				.owner_len = s.found[i].owner_len,
 				.open_id = s.found[i].open_id,
@@ -1298,6 +1492,8 @@ static int ul_close(struct vfs_handle_struct *handle, struct files_struct *fsp)
 static struct vfs_fn_pointers vfs_unilock_fns = {
 	.connect_fn = ul_connect,
 	.create_file_fn = ul_create_file,
+	.durable_disconnect_fn = ul_durable_disconnect,
+	.durable_reconnect_fn = ul_durable_reconnect,
 	.close_fn = ul_close,
 	.brl_lock_windows_fn = ul_brl_lock_windows,
 	.brl_unlock_windows_fn = ul_brl_unlock_windows,
