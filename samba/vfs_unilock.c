@@ -1178,14 +1178,25 @@ static bool ul_sharing_fn(struct share_mode_entry *e, bool *modified, void *priv
 	return false;
 }
 
-static bool ul_sharing_violation(const struct file_id *fid, uint32_t access_mask,
-				 uint32_t share_access)
+/*
+ * Also: a pending delete (delete-on-close set by an open still there) makes smbd answer
+ * DELETE_PENDING before any break (smb2.oplock.doc): the same, the open goes straight to smbd.
+ */
+static bool ul_smbd_refuses_first(connection_struct *conn, const struct smb_filename *smb_fname,
+				  const struct file_id *fid, uint32_t access_mask,
+				  uint32_t share_access)
 {
 	struct ul_sharing_state s = { .access_mask = access_mask, .share_access = share_access };
 	struct share_mode_lock *lck = get_existing_share_mode_lock(talloc_tos(), *fid);
+	uint32_t name_hash = 0;
 
 	if (lck == NULL) {
 		return false;
+	}
+	if (NT_STATUS_IS_OK(file_name_hash(conn, smb_fname_str_dbg(smb_fname), &name_hash)) &&
+	    is_delete_on_close_set(lck, name_hash)) {
+		TALLOC_FREE(lck);
+		return true;
 	}
 	share_mode_forall_entries(lck, ul_sharing_fn, &s);
 	TALLOC_FREE(lck);
@@ -1293,8 +1304,9 @@ static NTSTATUS ul_create_file(struct vfs_handle_struct *handle,
 		fid = vfs_file_id_from_sbuf(handle->conn, &smb_fname->st);
 		ul_make_file_id(&fid, ufid);
 		if (!(flags & UNILOCK_OPEN_STAT) &&
-		    ul_sharing_violation(&fid, access_mask_eff, share_access)) {
-			DBG_DEBUG("%s: sharing violation ahead: smbd breaks H itself\n",
+		    ul_smbd_refuses_first(handle->conn, smb_fname, &fid, access_mask_eff,
+					  share_access)) {
+			DBG_DEBUG("%s: sharing violation or delete pending ahead: smbd answers itself\n",
 				  smb_fname_str_dbg(smb_fname));
 			goto next;
 		}
