@@ -119,6 +119,26 @@ def run(a, m):
         p.f.close()
     c1.close()
 
+    print("== 3b. an NFSv4 read delegation is recalled by the SMB client's first write", flush=True)
+    fname = "xl-rdeleg.dat"
+    with open(os.path.join(a.share_dir, fname), "wb") as fh:
+        fh.write(b"r" * 4096)
+    os.chmod(os.path.join(a.share_dir, fname), 0o666)
+    nlm.cmd("file %s/%s" % (a.share_dir, fname))
+    r = nlm.cmd("open nfs4:client3 301 read deleg r")
+    check("nfs: read delegation granted", r.startswith("OK state=1"), r)
+    c1 = m.Client(a, "c1")
+    f1 = c1.open(fname)
+    e, _ = wait_event(nlm, "lease_break", 300)
+    check("nfs: an SMB open for write leaves the read delegation alone", e is None, str(e))
+    f1.write(b"w" * 10, 0)
+    e, _ = wait_event(nlm, "lease_break", 3000)
+    check("nfs: the SMB client's write recalls it (to none)",
+          e is not None and "client=nfs4:client3" in e and "break_to=0" in e, str(e))
+    nlm.cmd("close nfs4:client3 301")
+    f1.close()
+    c1.close()
+
     if a.dh_share:
         run_durable(a, m, nlm)
 

@@ -1,5 +1,6 @@
 /*
- * vfs_unilock: a Samba VFS module that makes unilock the authority for SMB byte-range locks.
+ * vfs_unilock: a Samba VFS module that makes unilock the authority for SMB byte-range locks, and
+ * for SMB2 leases and oplocks against every other unilock user (NFS/NLM servers, other programs).
  *
  * Built for Samba 4.17 (VFS interface version 47, Debian bookworm's smbd); see samba/build.sh.
  *
@@ -28,6 +29,15 @@
  *   strict_lock_check  unilock_check_io, then the next module.
  *   close              a safety net: if unilock still holds locks of the open (it should not:
  *                      brl_close_fnum unlocked them), they are released.
+ *   create_file        leases and oplocks (see "Leases and oplocks" below): unilock_file_open
+ *                      first, smbd gets a request capped to the grant, what smbd granted is
+ *                      recorded; UNILOCK_PENDING defers the CREATE until UNILOCK_EVENT_BREAKS_DONE.
+ *   durable_disconnect, durable_reconnect
+ *                      a durable handle's unilock state outlives its smbd process and moves to the
+ *                      process that reconnects it (see ul_lock_owner).
+ *
+ * Breaks unilock raises for an open of this process (UNILOCK_EVENT_LEASE_BREAK) go into smbd's own
+ * machinery (MSG_SMB_BREAK_REQUEST to this process); acks are learned from the fsp (ul_ack_poll).
  *
  * Owners: client = "smb:<pid>.<unique_id>" (this smbd process's server_id: one SMB client
  * connection), owner bytes = the lock context's smblctx (8 bytes; for SMB2 the open's persistent
@@ -41,6 +51,11 @@
  *   unilock:durability  sync | process | batch          (default: process)
  *   unilock:grace       grace period after a whole-server restart, ms (default 0: none, ended
  *                       at once: SMB clients do not reclaim byte-range locks)
+ *   unilock:leases      yes (default) | no: leases and oplocks through unilock (no: smbd's alone,
+ *                       as before; other protocols then do not break SMB leases)
+ *   unilock:break timeout  unilock's lease break timeout, ms (default 35000, smbd's
+ *                       OPLOCK_BREAK_TIMEOUT): how long a foreign requester waits for an SMB
+ *                       client that does not acknowledge a break
  */
 
 #include "includes.h"
@@ -135,6 +150,7 @@ struct ul_fsp_ext {
 	struct ul_open *uo;
 	char dh_client[64];		/* durable handle: "smbdh:<persistent id>", registered */
 	bool dh_disconnecting;		/* inside durable_disconnect: keep the locks */
+	bool wrote;			/* the first write's break trigger has run */
 };
 
 static struct ul_db *ul_dbs;
@@ -784,6 +800,36 @@ static bool ul_brl_unlock_windows(struct vfs_handle_struct *handle,
 	return ok;
 }
 
+/*
+ * The first write through an open breaks other protocols' R leases and read delegations (the open
+ * itself only took W away from them): unilock_break_trigger(WRITE), once per open. Later ones
+ * cannot meet a new foreign R holder: unilock grants no delegation or R setlease next to an SMB
+ * open for write. smbd asks strict_lock_check before every write (and skips it only for an open
+ * with a W lease, which no foreign holder can share). SMB holders are broken by smbd itself as
+ * well; the second break finds the lease already lower and is skipped.
+ */
+static void ul_first_write(struct vfs_handle_struct *handle, struct ul_db *db,
+			   struct files_struct *fsp)
+{
+	struct ul_fsp_ext *ext = VFS_FETCH_FSP_EXTENSION(handle, fsp);
+	struct ul_open *o = ext != NULL ? ext->uo : NULL;
+	unilock_status st;
+
+	if (o == NULL || ext->wrote) {
+		return;
+	}
+	ext->wrote = true;
+	become_root();
+	st = unilock_break_trigger(db->ul, o->ufid, sizeof(o->ufid), o->client,
+				   o->kind == UNILOCK_LEASE_KIND_NONE ? NULL : o->key,
+				   UNILOCK_TRIGGER_WRITE, NULL, NULL);
+	unbecome_root();
+	if (st != UNILOCK_OK) {
+		DBG_DEBUG("%s: first write: unilock_break_trigger: %s\n", fsp_str_dbg(fsp),
+			  unilock_strerror(st));
+	}
+}
+
 static bool ul_strict_lock_check(struct vfs_handle_struct *handle,
 				 struct files_struct *fsp,
 				 struct lock_struct *plock)
@@ -795,6 +841,9 @@ static bool ul_strict_lock_check(struct vfs_handle_struct *handle,
 	int strict_locking;
 	unilock_status st;
 
+	if (db != NULL && plock->lock_type == WRITE_LOCK) {
+		ul_first_write(handle, db, fsp);
+	}
 	if (db == NULL || plock->size == 0 || !lp_locking(fsp->conn->params)) {
 		return SMB_VFS_NEXT_STRICT_LOCK_CHECK(handle, fsp, plock);
 	}
