@@ -68,6 +68,7 @@
 #include "lib/util/server_id.h"
 #include "smbd/fd_handle.h"
 #include "locking/proto.h"
+#include "locking/leases_db.h"
 #include "../libcli/smb/smb2_constants.h"
 
 #include <unilock.h>
@@ -118,7 +119,12 @@ struct ul_open {
 	struct tevent_timer *ack_te;	/* polling for the client's ack of a break */
 	uint32_t break_to;
 	unsigned ack_polls;
+	bool have_break_epoch;
+	uint32_t break_epoch;		/* unilock's epoch of the last break event */
 };
+
+/* smbd/globals.h (which needs more of smbd's generated headers than a module has): */
+void send_break_message_smb2(files_struct *fsp, uint32_t break_from, uint32_t break_to);
 
 /* An SMB2 CREATE deferred because unilock answered UNILOCK_PENDING. */
 struct ul_defer {
@@ -567,8 +573,13 @@ static NTSTATUS ul_durable_disconnect(struct vfs_handle_struct *handle, struct f
 				   fsp_str_dbg(fsp), ext->uo->client,
 				   (uintmax_t)ul_dh_ttl_ms(fsp->op->global), unilock_strerror(st));
 			db->dh_kept = true;
-			ext->uo->fsp = NULL;
-			ext->uo = NULL;	/* not closed in unilock when the fsp goes */
+			{
+				/* Forgotten here, not closed in unilock: it outlives the fsp. */
+				struct ul_open *o = ext->uo;
+
+				ext->uo = NULL;
+				TALLOC_FREE(o);
+			}
 		}
 	}
 	status = SMB_VFS_NEXT_DURABLE_DISCONNECT(handle, fsp, old_cookie, mem_ctx, new_cookie);
@@ -1035,6 +1046,55 @@ static void ul_ack_poll(struct tevent_context *ev, struct tevent_timer *te,
 }
 
 /*
+ * "Break while breaking": a trigger that needed a lower state came while the lease was breaking
+ * (e.g. an overwriting open deferred by the module, smb2.lease.v2_breaking3); after the client's ack
+ * unilock breaks the lease one step further with the same epoch. smbd itself does this inside
+ * downgrade_lease() (breaking_to_required lowered by the deferred open, the next step sent with the
+ * same epoch), but it never saw the deferred open, and a MSG_SMB_BREAK_REQUEST now would start a new
+ * break with epoch + 1. So the module does what downgrade_lease does: the lease record goes on
+ * breaking to the new state, same epoch, and the break goes to the client (send_break_message_smb2).
+ */
+static bool ul_break_continues(struct ul_db *db, struct ul_open *o, const struct unilock_event *ev)
+{
+	struct files_struct *fsp = o->fsp;
+	struct share_mode_lock *lck = NULL;
+	struct ul_open *x = NULL;
+	uint32_t cur, to = ev->break_to;
+	bool breaking = false, ack = ev->ack_required != 0;
+	NTSTATUS status;
+
+	if (!o->have_break_epoch || ev->epoch != o->break_epoch ||
+	    fsp->oplock_type != LEASE_OPLOCK || fsp->lease == NULL) {
+		return false;
+	}
+	cur = ul_smbd_state(fsp, &breaking);
+	if (breaking || (cur & ~to) == 0) {
+		return false;	/* smbd is still at it, or already there: the normal path */
+	}
+	lck = get_existing_share_mode_lock(talloc_tos(), fsp->file_id);
+	if (lck == NULL) {
+		return false;
+	}
+	status = leases_db_set(fsp_client_guid(fsp), &fsp->lease->lease.lease_key,
+			       ack ? cur : to, ack, ack ? to : 0, ack ? to : 0,
+			       fsp->lease->lease.lease_version, fsp->lease->lease.lease_epoch);
+	if (!NT_STATUS_IS_OK(status)) {
+		TALLOC_FREE(lck);
+		return false;
+	}
+	for (x = db->opens; x != NULL; x = x->next) {
+		if (x->fsp != NULL && memcmp(x->key, o->key, sizeof(x->key)) == 0 &&
+		    memcmp(x->ufid, o->ufid, sizeof(x->ufid)) == 0) {
+			fsp_lease_update(x->fsp);
+		}
+	}
+	TALLOC_FREE(lck);
+	send_break_message_smb2(fsp, cur, to);
+	DBG_DEBUG("%s: unilock break continues 0x%x -> 0x%x, same epoch\n", fsp_str_dbg(fsp), cur, to);
+	return true;
+}
+
+/*
  * A break unilock raised (an NFS write or open, another smbd, any unilock user): delivered into
  * smbd's own machinery, MSG_SMB_BREAK_REQUEST to this very process, which process_oplock_break_message
  * handles for leases (breaking-to state, epoch, smbd_smb2_send_lease_break, its 35 s timeout) as well
@@ -1050,12 +1110,18 @@ static void ul_lease_break(struct ul_db *db, const struct unilock_event *ev)
 		DBG_DEBUG("lease break for an open this process no longer has\n");
 		return;
 	}
+	if (ul_break_continues(db, o, ev)) {
+		goto armed;
+	}
 	e.pid = messaging_server_id(global_messaging_context());
 	e.share_file_id = fh_get_gen_id(o->fsp->fh);
 	status = send_break_message(global_messaging_context(), &o->fsp->file_id, &e,
 				    (uint16_t)ev->break_to);
 	DBG_DEBUG("%s: unilock break 0x%x -> 0x%x%s: %s\n", fsp_str_dbg(o->fsp), ev->lease_state,
 		  ev->break_to, ev->ack_required ? " (ack required)" : "", nt_errstr(status));
+armed:
+	o->have_break_epoch = true;
+	o->break_epoch = ev->epoch;
 	if (!ev->ack_required) {
 		return;
 	}
