@@ -182,6 +182,13 @@ static void ul_log(void *user_data, uint32_t level, const char *message)
 
 static void ul_api_file_close(struct ul_db *db, const char *client, const uint8_t *ufid,
 			      uint64_t open_id);
+static unilock_status ul_api_file_open(struct ul_db *db, const char *client,
+				       const uint8_t *ufid, uint64_t open_id,
+				       uint32_t kind, uint32_t flags, uint32_t requested,
+				       const struct smb2_lease *lease, uint64_t file_size,
+				       const struct unilock_wait *wait, struct unilock_open_result *out);
+static uint32_t ul_smbd_state(struct files_struct *fsp, bool *breaking);
+static int ul_open_destructor(struct ul_open *o);
 
 /*
  * The fsp goes (file_free): its unilock open goes with it. Not close_fn: smbd frees some fsps
@@ -574,10 +581,17 @@ static NTSTATUS ul_durable_disconnect(struct vfs_handle_struct *handle, struct f
 				   (uintmax_t)ul_dh_ttl_ms(fsp->op->global), unilock_strerror(st));
 			db->dh_kept = true;
 			{
-				/* Forgotten here, not closed in unilock: it outlives the fsp. */
+				/*
+				 * The open and its lease or oplock go; the locks stay. smbd does
+				 * not hold a disconnected handle's oplock or lease against new
+				 * opens either: the next open gets Batch (smb2.durable-open.oplock,
+				 * .lease) and the handle can no longer be reconnected. A reconnect
+				 * records the open again (ul_durable_reconnect).
+				 */
 				struct ul_open *o = ext->uo;
 
 				ext->uo = NULL;
+				ul_api_file_close(db, o->client, o->ufid, o->open_id);
 				TALLOC_FREE(o);
 			}
 		}
@@ -627,6 +641,37 @@ static NTSTATUS ul_durable_reconnect(struct vfs_handle_struct *handle, struct sm
 	if (ext != NULL) {
 		snprintf(ext->dh_client, sizeof(ext->dh_client), "%s", client);
 		ext->held = 1;	/* unknown: let the close-path sweep look */
+	}
+	if (ext != NULL && ext->uo == NULL) {
+		/* The open and its lease or oplock, as smbd restored them. */
+		struct files_struct *f = *fsp;
+		struct unilock_open_result res;
+		bool breaking = false;
+		uint32_t granted = ul_smbd_state(f, &breaking);
+		uint32_t kind = f->oplock_type == LEASE_OPLOCK ? UNILOCK_LEASE_KIND_LEASE :
+				granted ? UNILOCK_LEASE_KIND_OPLOCK : UNILOCK_LEASE_KIND_NONE;
+		struct ul_open *o = NULL;
+
+		st = ul_api_file_open(db, client, ufid, op->global->open_persistent_id, kind,
+				      UNILOCK_OPEN_WRITE, granted,
+				      kind == UNILOCK_LEASE_KIND_LEASE ? &f->lease->lease : NULL,
+				      0, NULL, &res);
+		o = st == UNILOCK_OK ? talloc_zero(db, struct ul_open) : NULL;
+		if (o != NULL) {
+			o->db = db;
+			o->fsp = f;
+			memcpy(o->ufid, ufid, sizeof(o->ufid));
+			snprintf(o->client, sizeof(o->client), "%s", client);
+			o->open_id = op->global->open_persistent_id;
+			o->kind = kind;
+			memcpy(o->key, res.lease_key, sizeof(o->key));
+			o->granted = granted;
+			DLIST_ADD(db->opens, o);
+			talloc_set_destructor(o, ul_open_destructor);
+			ext->uo = o;
+		}
+		DBG_DEBUG("%s: reconnected open recorded (0x%x): %s\n", fsp_str_dbg(f), granted,
+			  unilock_strerror(st));
 	}
 	return status;
 }
