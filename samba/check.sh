@@ -225,12 +225,10 @@ subset() { s=$1; shift; for n in "$@"; do printf ' %s.%s' "$s" "$n"; done; }
 # 90 s of the 3 minutes) and a few more slow ones. lock1: a byte-range lock breaks a lease.
 lease_subset="request nobreakself statopen statopen2 statopen4 upgrade upgrade2 upgrade3 break_twice
 	multibreak breaking1 breaking2 breaking3 breaking6 lock1 v2_epoch1 v2_epoch2 v2_epoch3 v2_complex2
-	duplicate_create duplicate_open rename_wait"
+	duplicate_create duplicate_open rename_wait v2_breaking3"
 [ -n "${UNILOCK_SAMBA_LEASE_TESTS:-}" ] && suites_mode=subset lease_subset=$UNILOCK_SAMBA_LEASE_TESTS
 oplock_subset="exclusive1 exclusive2 exclusive5 exclusive6 batch3 batch4 batch5 batch7 batch8 batch13 batch19 batch23
 	doc brl2 brl3 levelii501 levelii502"
-durable_subset="open-oplock open-lease reopen1 reopen1a reopen2 reopen2-lease reopen2-lease-v2 reopen4 lock-oplock lock-lease"
-durable_v2_subset="create-blob open-oplock open-lease reopen1 reopen1a reopen2 reopen2-lease reopen2-lease-v2"
 
 if [ "${UNILOCK_SAMBA_TORTURE:-1}" = 1 ]; then
 	pair smb2.lock plain unilock smb2.lock
@@ -245,10 +243,9 @@ if [ "${UNILOCK_SAMBA_TORTURE:-1}" = 1 ]; then
 		if [ -z "${UNILOCK_SAMBA_LEASE_TESTS:-}" ]; then
 			# shellcheck disable=SC2086
 			pair smb2.oplock plain unilock $(subset smb2.oplock $oplock_subset)
-			# shellcheck disable=SC2086
-			pair smb2.durable-open plain-dh unilock-dh $(subset smb2.durable-open $durable_subset)
-			# shellcheck disable=SC2086
-			pair smb2.durable-v2-open plain-dh unilock-dh $(subset smb2.durable-v2-open $durable_v2_subset)
+			# The durable suites take 2-3 s each: whole.
+			pair smb2.durable-open plain-dh unilock-dh smb2.durable-open
+			pair smb2.durable-v2-open plain-dh unilock-dh smb2.durable-v2-open
 		fi
 	fi
 fi
