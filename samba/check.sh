@@ -6,19 +6,25 @@
 #     private mount namespace (unshare -m) where a copy of MODULESDIR/vfs holding unilock.so and a
 #     passwd file holding the test user are bind-mounted (nothing on the system is changed);
 #     one smbd serves two shares: [plain] (stock smbd) and [unilock] (vfs objects = unilock ...);
-#  3. smbtorture smb2.lock against both shares: the module must give the same result as stock smbd
-#     (per test) with no failure;
-#  4. smbtorture smb2.lease against [unilock] (all of it by default, about 3 minutes): no failure
-#     other than Samba 4.17's known failures statopen3 and unlink;
-#  5. the cross-protocol test (samba/cross_protocol.py + cross_protocol.c, SMB2 client smbprotocol
-#     from PyPI in a venv under the cache directory);
-#  6. stops smbd and removes the temporary directory (kept on failure).
+#     one smbd serves [plain] (stock smbd) and [unilock] (vfs objects = unilock ...), and the pairs
+#     [plain-dh]/[unilock-dh] (posix locking = no: durable handles work) and [unilock-fast] (a 2 s
+#     unilock:break timeout); a second smbd with smb2 leases = no (a global option) for oplocks;
+#  3. smbtorture smb2.lock, smb2.lease, smb2.oplock against [plain] and [unilock], smb2.durable-open
+#     and smb2.durable-v2-open against [plain-dh] and [unilock-dh]: the module must give the same
+#     result as stock smbd, test by test, with no more smbd panics;
+#  4. the lease and oplock checks with SMB2 clients that see their breaks (samba/cross_leases.py,
+#     samba/smb2_breaks.py): stock smbd's facts, then the cross-protocol checks through the module;
+#  5. the byte-range-lock cross-protocol test (samba/cross_protocol.py + cross_protocol.c, SMB2 client
+#     smbprotocol from PyPI in a venv under the cache directory);
+#  6. stops both smbds and removes the temporary directory (kept on failure).
 # It installs no system package: samba/deps.sh does (as root).
 #
 # Environment:
 #   UNILOCK_SAMBA_CACHE     cache directory (default /tmp/unilock-samba; see samba/build.sh)
-#   UNILOCK_SAMBA_LEASE     full (default) | subset | none: how much of smb2.lease to run
-#   UNILOCK_SAMBA_BASELINE_LEASE=1   also run smb2.lease against [plain] and compare
+#   UNILOCK_SAMBA_SUITES    full (default) | subset | none: the five suites whole; the subset CI runs
+#                           (about 3 minutes); smb2.lock only. UNILOCK_SAMBA_LEASE is the old name.
+#   UNILOCK_SAMBA_LEASE_TESTS  "t1 t2 ...": only these smb2.lease tests (development)
+#   UNILOCK_SAMBA_TORTURE=0 no smbtorture at all (development)
 #   UNILOCK_SAMBA_EXTRA     more smbtorture suites (e.g. "smb2.durable-open smb2.rw") to run against
 #                           both shares: each must give the same per-test result with the module
 #   UNILOCK_SAMBA_EXTRA_SHARES  the share pair for them: "plain unilock" (default) or
