@@ -118,7 +118,7 @@ fi
 
 # --- 3. generated headers ---------------------------------------------------------------------------
 step "generated headers"
-targets="PIDL_MISC,PIDL_SECURITY,PIDL_SERVER_ID,PIDL_FILE_ID,PIDL_SMB2_LEASE_STRUCT,PIDL_SMB_ACL,PIDL_MESSAGING,s3_param_proto_h,param_local.h,ntstatus_generated,werror_generated"
+targets="PIDL_MISC,PIDL_OPEN_FILES,PIDL_SMBXSRV,PIDL_AUTH,PIDL_KRB5PAC,PIDL_LSA,PIDL_SAMR,PIDL_NETLOGON,PIDL_XATTR,PIDL_SECURITY,PIDL_SERVER_ID,PIDL_FILE_ID,PIDL_SMB2_LEASE_STRUCT,PIDL_SMB_ACL,PIDL_MESSAGING,s3_param_proto_h,param_local.h,ntstatus_generated,werror_generated"
 if [ ! -f "$src/.unilock-headers" ] || [ "$(cat "$src/.unilock-headers")" != "$targets" ]; then
 	(cd "$src" && PYTHONHASHSEED=1 PYTHON=/usr/bin/python3 buildtools/bin/waf build "--targets=$targets") >"$cache/headers.log" 2>&1 ||
 		{ tail -n 30 "$cache/headers.log" >&2; die "generating headers failed (log: $cache/headers.log)"; }
@@ -147,7 +147,7 @@ $cc -c -fPIC -O2 -g -Wall -Werror=implicit-function-declaration \
 # Samba's private libraries have no development links: name them by file.
 $cc -shared -o "$out/unilock.so.tmp" "$out/vfs_unilock.o" -Wl,--no-undefined \
 	-L"$privlibs" -L"$samba_libs" -Wl,-rpath-link,"$privlibs" \
-	-l:libsmbd-base-samba4.so.0 -l:libsmbd-shim-samba4.so.0 -l:libsamba-debug-samba4.so.0 \
+	-l:libsmbd-base-samba4.so.0 -l:libsmbd-shim-samba4.so.0 -l:libcli-smb-common-samba4.so.0 -l:libsamba-debug-samba4.so.0 \
 	-l:libsamba3-util-samba4.so.0 -l:libsmbconf.so.0 -l:libsamba-util.so.0 -l:libsamba-errors.so.1 \
 	-l:libtalloc.so.2 -l:libtevent.so.0 \
 	-L"$libdir" -lunilock -Wl,-rpath,"$libdir"

@@ -14,6 +14,12 @@
  *   release CLIENT OWNER                        -> OK <n>
  *   list                                        -> LOCKS <n> then one "LOCK <holder>" line each
  *   wait MS                                     -> EVENT <type> <id> status=<n> ... lines, then WAITED <n>
+ *   trigger CLIENT write|truncate wait|nowait   -> OK | PENDING <id> | ERR <status> (unilock_break_trigger)
+ *   open CLIENT OPENID write|read [deleg r|w]   -> OK state=<bits> key=<hex> | ERR <status>: an NFSv4
+ *                                                  OPEN (cannot wait: busy while breaks go on), with an
+ *                                                  optional delegation request
+ *   close CLIENT OPENID                          -> OK | ERR <status>
+ *   delegreturn CLIENT KEYHEX                    -> OK | ERR <status>
  *   quit
  * <holder> is "client=C flavour=posix|windows type=sh|ex offset=O length=L open=ID owner=HEX".
  * LENGTH "eof" is UNILOCK_TO_EOF.
@@ -45,10 +51,42 @@ static void print_holder(const struct unilock_lock_info *h)
 	}
 }
 
+static void print_key(const uint8_t *k)
+{
+	for (int i = 0; i < 16; i++) {
+		printf("%02x", k[i]);
+	}
+}
+
+static int parse_key(const char *hex, uint8_t *k)
+{
+	if (hex == NULL || strlen(hex) != 32) {
+		return -1;
+	}
+	for (int i = 0; i < 16; i++) {
+		unsigned v;
+		if (sscanf(hex + 2 * i, "%2x", &v) != 1) {
+			return -1;
+		}
+		k[i] = (uint8_t)v;
+	}
+	return 0;
+}
+
 static void on_event(void *user_data, const struct unilock_event *ev)
 {
 	(void)user_data;
 	events_seen++;
+	if (ev->type == UNILOCK_EVENT_LEASE_BREAK || ev->type == UNILOCK_EVENT_LEASE_REVOKED ||
+	    ev->type == UNILOCK_EVENT_BREAKS_DONE) {
+		printf("EVENT %s %" PRIu64 " status=%u client=%s key=",
+		       ev->type == UNILOCK_EVENT_LEASE_BREAK ? "lease_break" :
+		       ev->type == UNILOCK_EVENT_LEASE_REVOKED ? "lease_revoked" : "breaks_done",
+		       ev->request_id, (unsigned)ev->status, ev->client ? ev->client : "");
+		print_key(ev->lease_key);
+		printf(" state=%u break_to=%u ack=%u\n", ev->lease_state, ev->break_to, ev->ack_required);
+		return;
+	}
 	printf("EVENT %s %" PRIu64 " status=%u (%s) client=%s offset=%" PRIu64 " length=%" PRIu64 "\n",
 	       ev->type == UNILOCK_EVENT_LOCK ? "lock" : ev->type == UNILOCK_EVENT_WATCH ? "watch" : "other",
 	       ev->request_id, (unsigned)ev->status, unilock_strerror(ev->status),
@@ -208,6 +246,60 @@ int main(int argc, char **argv)
 			} else {
 				printf("ERR %s\n", unilock_strerror(st));
 			}
+		} else if (strcmp(cmd, "trigger") == 0) {
+			struct unilock_wait w = { .token = 7, .user_data = NULL, .timeout_ms = 0 };
+			uint64_t id = 0;
+			uint32_t trig = a[1] && strcmp(a[1], "truncate") == 0 ? UNILOCK_TRIGGER_TRUNCATE : UNILOCK_TRIGGER_WRITE;
+			int can_wait = a[2] && strcmp(a[2], "wait") == 0;
+			if (a[0] == NULL) {
+				printf("ERR syntax\n");
+				continue;
+			}
+			st = unilock_break_trigger(ul, fid, sizeof(fid), a[0], NULL, trig, can_wait ? &w : NULL, &id);
+			if (st == UNILOCK_OK) {
+				printf("OK\n");
+			} else if (st == UNILOCK_PENDING) {
+				printf("PENDING %" PRIu64 "\n", id);
+			} else {
+				printf("ERR %s\n", unilock_strerror(st));
+			}
+		} else if (strcmp(cmd, "open") == 0) {
+			struct unilock_open_req req;
+			struct unilock_open_result res;
+			if (a[0] == NULL || a[1] == NULL || a[2] == NULL) {
+				printf("ERR syntax\n");
+				continue;
+			}
+			memset(&req, 0, sizeof(req));
+			memset(&res, 0, sizeof(res));
+			req.flags = strcmp(a[2], "write") == 0 ? UNILOCK_OPEN_WRITE : 0;
+			if (a[3] && strcmp(a[3], "deleg") == 0) {
+				req.lease_kind = UNILOCK_LEASE_KIND_DELEGATION;
+				req.requested = a[4] && strcmp(a[4], "w") == 0 ? UNILOCK_LEASE_W | UNILOCK_LEASE_R : UNILOCK_LEASE_R;
+			}
+			st = unilock_file_open(ul, fid, sizeof(fid), a[0], strtoull(a[1], NULL, 0), &req, NULL, &res);
+			if (st == UNILOCK_OK) {
+				printf("OK state=%u key=", res.state);
+				print_key(res.lease_key);
+				printf("\n");
+			} else {
+				printf("ERR %s\n", unilock_strerror(st));
+			}
+		} else if (strcmp(cmd, "close") == 0) {
+			if (a[0] == NULL || a[1] == NULL) {
+				printf("ERR syntax\n");
+				continue;
+			}
+			st = unilock_file_close(ul, fid, sizeof(fid), a[0], strtoull(a[1], NULL, 0));
+			printf(st == UNILOCK_OK ? "OK\n" : "ERR %s\n", unilock_strerror(st));
+		} else if (strcmp(cmd, "delegreturn") == 0) {
+			uint8_t k[16];
+			if (a[0] == NULL || parse_key(a[1], k) != 0) {
+				printf("ERR syntax\n");
+				continue;
+			}
+			st = unilock_lease_release(ul, fid, sizeof(fid), a[0], k);
+			printf(st == UNILOCK_OK ? "OK\n" : "ERR %s\n", unilock_strerror(st));
 		} else if (strcmp(cmd, "list") == 0) {
 			size_t n = 0;
 			unilock_list_locks(ul, fid, sizeof(fid), NULL, NULL, &n);
