@@ -131,10 +131,6 @@ nulldir="$src/src/FSAL/Stackable_FSALs/FSAL_NULL"
 cflags="-fPIC -O2 -g -D_GNU_SOURCE=1 -D__USE_GNU -DHAS_DOFF -D_FILE_OFFSET_BITS=64
 	-I$bld/include -I$src/src/include -I$src/src/include/os/linux -I/usr/include/ntirpc
 	-I$nulldir -I$repo/include"
-# A libunilock header that has unilock_open_req_init (the open request carries its size) needs it.
-if grep -q 'unilock_open_req_init' "$repo/include/unilock.h"; then
-	cflags="$cflags -DUL_HAVE_OPEN_REQ_INIT"
-fi
 objs=""
 for f in export handle file xattrs; do
 	# shellcheck disable=SC2086
@@ -160,8 +156,7 @@ step "cross_protocol"
 $cc -O2 -g -Wall -Wextra -o "$out/cross_protocol" "$repo/samba/cross_protocol.c" \
 	-I"$repo/include" -L"$libdir" -lunilock -Wl,-rpath,"$libdir"
 # ganesha/lease_holder.c: an SMB-style lease held through unilock (an NFS write must break it).
-# shellcheck disable=SC2086
-$cc -O2 -g -Wall -Wextra $(echo "$cflags" | grep -o -- '-DUL_HAVE_OPEN_REQ_INIT' || true) \
+$cc -O2 -g -Wall -Wextra \
 	-o "$out/lease_holder" "$repo/ganesha/lease_holder.c" \
 	-I"$repo/include" -L"$libdir" -lunilock -Wl,-rpath,"$libdir"
 

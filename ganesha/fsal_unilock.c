@@ -691,17 +691,10 @@ static fsal_status_t ul_lock_op2(struct fsal_obj_handle *obj, struct state_t *st
 	return fsalstat(ERR_FSAL_INVAL, 0);
 }
 
-/*
- * A zeroed open request. Newer libunilock headers give the struct a size field and an init call
- * (build.sh defines UL_HAVE_OPEN_REQ_INIT when the header declares unilock_open_req_init).
- */
+/* An open request with its size and defaults (the struct is size-prefixed). */
 static void ul_open_req_init(struct unilock_open_req *req)
 {
-#ifdef UL_HAVE_OPEN_REQ_INIT
 	unilock_open_req_init(req);
-#else
-	memset(req, 0, sizeof(*req));
-#endif
 }
 
 /* ---- delegations ----------------------------------------------------------------------------- */

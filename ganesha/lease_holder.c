@@ -87,11 +87,7 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	for (int i = 0; i < 16; i++)
 		key[i] = (uint8_t)(rand() ^ getpid() ^ (i * 37));
-#ifdef UL_HAVE_OPEN_REQ_INIT
-	unilock_open_req_init(&req);	/* newer headers: the struct carries its size */
-#else
-	memset(&req, 0, sizeof(req));
-#endif
+	unilock_open_req_init(&req);
 	memset(&res, 0, sizeof(res));
 	req.lease_kind = UNILOCK_LEASE_KIND_LEASE;
 	req.flags = UNILOCK_OPEN_WRITE;

@@ -270,7 +270,7 @@ int main(int argc, char **argv)
 				printf("ERR syntax\n");
 				continue;
 			}
-			memset(&req, 0, sizeof(req));
+			unilock_open_req_init(&req);
 			memset(&res, 0, sizeof(res));
 			req.flags = strcmp(a[2], "write") == 0 ? UNILOCK_OPEN_WRITE : 0;
 			if (a[3] && strcmp(a[3], "deleg") == 0) {
