@@ -869,7 +869,10 @@ impl Manager {
             let fs = fs.unwrap();
             self.check_file_limit(fs)?;
             fs.brl_trigger(&ctx, o)?;
-            fs.lock_blocking(&ctx, id, o, req, &range, wait.token, wait.user_data)
+            let r = fs.lock_blocking(&ctx, id, o, req, &range, wait.token, wait.user_data);
+            // Granted at once, a POSIX downgrade removes locks and may let waiters in (as `lock`).
+            fs.settle(&ctx);
+            r
         });
         match &r {
             Ok(Queued::Pending(pid, _)) if *pid == id && wait.timeout_ms > 0 => {
