@@ -216,6 +216,11 @@ impl FileState {
             self.dirty = true;
             self.released = true;
         }
+        if !changes.added.is_empty() && !self.waiters.is_empty() {
+            // A new lock's owner now blocks some waiters: their wait-for edges must be refreshed (by
+            // `settle`), or a deadlock through it goes unseen.
+            self.dirty = true;
+        }
         for n in &changes.added {
             self.owners.add_refs(n.owner, 1);
         }

@@ -75,3 +75,25 @@ fn downgrade_through_lock_blocking_wakes_waiters() {
     assert!(ev.iter().any(|e| e.kind == EventKind::LockDone && e.request_id == id && e.result.is_ok()), "B not granted: {ev:?}");
     assert_eq!(r.m.list(b"f").unwrap().len(), 2);
 }
+
+/// Item 2: an owner granted a lock after a waiter queued is one of that waiter's blockers: the
+/// wait-for graph must see it, or a cycle through it is missed and both wait forever.
+#[test]
+fn lock_granted_after_a_waiter_queued_is_in_the_wait_for_graph() {
+    let r = rig();
+    let (a, b, c) = (own(b"a"), own(b"b"), own(b"c"));
+    r.m.lock(b"f2", &a, &px(X, 0, 10)).unwrap();
+    r.m.lock(b"f0", &c, &px(S, 0, 10)).unwrap();
+    pending(r.m.lock_blocking(b"f0", &a, &px(X, 0, 10), &wait(1))); // A waits for C
+    r.m.lock(b"f0", &b, &px(S, 0, 10)).unwrap(); // non-blocking, granted: A now waits for B too
+    assert_eq!(r.m.lock_blocking(b"f2", &b, &px(X, 0, 10), &wait(2)), Err(Error::Deadlock));
+    // The same with a Windows lock as the late one.
+    let d = OwnerRef { client: b"d", owner: b"o", open_id: 7 };
+    r.m.lock(b"g2", &a, &px(X, 0, 10)).unwrap();
+    r.m.lock(b"g0", &c, &px(S, 0, 10)).unwrap();
+    pending(r.m.lock_blocking(b"g0", &a, &px(X, 5, 10), &wait(3)));
+    let w = LockReq { flavour: Flavour::Windows, kind: S, offset: 12, length: 1 };
+    r.m.lock(b"g0", &d, &w).unwrap();
+    let w2 = LockReq { flavour: Flavour::Windows, kind: X, offset: 0, length: 1 };
+    assert_eq!(r.m.lock_blocking(b"g2", &d, &w2, &wait(5)), Err(Error::Deadlock));
+}
