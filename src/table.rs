@@ -1066,6 +1066,8 @@ impl FileState {
         self.leases_dirty = self.persist;
         let (notes, waits) = self.leases.trigger(req, trigger, ctx.events.now_ms());
         self.send_notes(ctx, notes);
+        // The trigger may have pruned a lease that was still being broken: its waiters are done.
+        self.settle_leases(ctx);
         if waits.is_empty() {
             return Ok(LeaseAnswer::Ready(Grant { state: 0, epoch: 0, breaking: false }));
         }
@@ -1158,6 +1160,8 @@ impl FileState {
             return Ok(LeaseAnswer::Ready(Grant { state: 0, epoch: 0, breaking: false }));
         }
         self.leases.attach(&r, &g);
+        // Attaching may have changed a lease that others wait on (a same-key open): settle them.
+        self.settle_leases(ctx);
         Ok(LeaseAnswer::Ready(g))
     }
 
@@ -1198,10 +1202,9 @@ impl FileState {
     pub fn expire_leases(&mut self, ctx: &Ctx) {
         self.leases_dirty = self.persist;
         let notes = self.leases.expire(ctx.events.now_ms());
-        if !notes.is_empty() {
-            self.send_notes(ctx, notes);
-            self.settle_leases(ctx);
-        }
+        self.send_notes(ctx, notes);
+        // Also when nothing expired now: a wait whose lease went some other way ends here at the latest.
+        self.settle_leases(ctx);
     }
 
     /// Cancels a lease waiter by id; true if it was here.

@@ -97,3 +97,48 @@ fn lock_granted_after_a_waiter_queued_is_in_the_wait_for_graph() {
     let w2 = LockReq { flavour: Flavour::Windows, kind: X, offset: 0, length: 1 };
     assert_eq!(r.m.lock_blocking(b"g2", &d, &w2, &wait(5)), Err(Error::Deadlock));
 }
+
+fn deleg(requested: u8, write: bool) -> OpenSpec {
+    OpenSpec {
+        kind: Some(lease::Kind::Delegation),
+        key: [7; 16],
+        requested,
+        version: 1,
+        epoch: 0,
+        stat: false,
+        write,
+        overwrite: false,
+        dir: false,
+        sharing_violation: false,
+        reclaim: false,
+        file_size: 0,
+        timeout_ms: 0,
+    }
+}
+
+/// Item 3: a lease that is still being broken and goes away on a path that is neither an ack nor a
+/// timeout (here pruned by the byte-range-lock trigger after a same-client reopen) must end the
+/// waits on it.
+#[test]
+fn break_wait_ends_when_the_breaking_lease_is_pruned() {
+    let r = rig();
+    let g = r.m.open_file(b"f", b"nfs:n", 1, &deleg(lease::R | lease::H, false), None).unwrap();
+    assert_eq!(g, LeaseAnswer::Ready(lease::Grant { state: lease::R | lease::H, epoch: 0, breaking: false }));
+    let w = WaitSpec { token: 9, user_data: 0, timeout_ms: 0 };
+    let id = match r.m.lease_trigger(b"f", b"smb:x", None, Trigger::DeleteRename, Some(&w)) {
+        Ok(LeaseAnswer::Pending(id)) => id,
+        other => panic!("{other:?}"),
+    };
+    let ev = r.pump();
+    assert!(ev.iter().any(|e| e.kind == EventKind::LeaseBreak), "{ev:?}");
+    r.m.open_file(b"f", b"nfs:n", 2, &deleg(0, true), None).unwrap();
+    let _ = r.m.lock(b"f", &own(b"nfs:n"), &px(X, 0, 1));
+    let mut done = r.pump().iter().any(|e| e.kind == EventKind::BreaksDone && e.request_id == id);
+    if !done {
+        // Still waiting: then an ack or the timeout must end it.
+        let _ = r.m.lease_ack(b"f", b"nfs:n", &[7; 16], 0);
+        r.clock.advance(5000);
+        done = r.pump().iter().any(|e| e.kind == EventKind::BreaksDone && e.request_id == id);
+    }
+    assert!(done, "the trigger's wait never ended");
+}
