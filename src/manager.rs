@@ -814,7 +814,8 @@ impl Manager {
     }
 
     /// A blocking lock request (SPEC.md §3): `Queued::Granted`, or `Queued::Pending(id, holder)` and a
-    /// completion event later. Re-submitting the same token for the same owner is idempotent.
+    /// completion event later. Re-submitting the same request with the same token is idempotent; the token
+    /// with another request is a new request.
     pub fn lock_blocking(&self, file: &[u8], o: &OwnerRef, req: &LockReq, wait: &WaitSpec) -> Result<Queued> {
         self.lock_blocking_with(file, o, req, wait, LockFlags::default())
     }

@@ -47,6 +47,16 @@ pub struct WaitMeta {
     pub length: u64,
 }
 
+/// A blocking request that was granted, as remembered for an idempotent re-submission: the whole
+/// request (the interned owner stands for client, owner, open id and flavour), not the token alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct GrantedReq {
+    owner: OwnerIdx,
+    token: u64,
+    kind: LockType,
+    range: Range,
+}
+
 /// A one-shot watch of the file's locks.
 #[derive(Debug)]
 pub struct Watch {
@@ -77,9 +87,9 @@ pub struct FileState {
     waiters: Vec<Waiter>,
     meta: Vec<WaitMeta>,
     watchers: Vec<Watch>,
-    /// (owner, token) of blocking requests already granted: re-submitting the token is idempotent.
-    /// Cleared when the owner loses a lock on this file.
-    granted: Vec<(OwnerIdx, u64)>,
+    /// Blocking requests already granted: re-submitting the same request with its token is
+    /// idempotent. Cleared when the owner loses a lock on this file.
+    granted: Vec<GrantedReq>,
     /// A lock or an earlier waiter went away since the queue was last looked at.
     dirty: bool,
     /// A lock was removed or shrunk since the watches were last looked at.
@@ -209,7 +219,7 @@ impl FileState {
             let o = self.locks.get(id).owner;
             self.owners.add_refs(o, -1);
             if !self.granted.is_empty() {
-                self.granted.retain(|(g, _)| *g != o);
+                self.granted.retain(|g| g.owner != o);
             }
         }
         if !changes.removed.is_empty() {
@@ -491,17 +501,21 @@ impl FileState {
     ) -> Result<Queued> {
         let owner = self.owners.intern(req.flavour, o);
         self.owners.claim(owner, self.me);
-        if let Some(i) = self.waiters.iter().zip(&self.meta).position(|(w, m)| w.owner == owner && m.token == token) {
+        // Idempotent only for the same request (owner, flavour, type, range) with the same token; the
+        // token with anything else is a new request.
+        let same = |w: &Waiter| w.owner == owner && w.kind == req.kind && w.range == *range;
+        if let Some(i) = self.waiters.iter().zip(&self.meta).position(|(w, m)| same(w) && m.token == token) {
             return Ok(Queued::Pending(self.waiters[i].id, None));
         }
-        if self.granted.contains(&(owner, token)) {
+        let this = GrantedReq { owner, token, kind: req.kind, range: *range };
+        if self.granted.contains(&this) {
             return Ok(Queued::Granted);
         }
         let w = Waiter { id, owner, flavour: req.flavour, kind: req.kind, range: *range };
         match wait::blocked_by(&self.locks, &self.waiters, owner, w.flavour, w.kind, range) {
             None => {
                 self.lock(o, req.flavour, req.kind, range)?;
-                self.granted.push((owner, token));
+                self.granted.push(this);
                 Ok(Queued::Granted)
             }
             Some(b) => {
@@ -610,10 +624,10 @@ impl FileState {
             };
             let changes = decision.expect("no held lock conflicts with a waiter found unblocked");
             let ev = self.event_for(i, Ok(()));
-            let owner = w.owner;
+            let (owner, kind, range) = (w.owner, w.kind, w.range);
             self.commit(&changes);
             let (_, m) = self.take_waiter(i);
-            self.granted.push((owner, m.token));
+            self.granted.push(GrantedReq { owner, token: m.token, kind, range });
             ctx.metrics.waited(ctx.events.now_ms().saturating_sub(m.since));
             ctx.complete(ev);
             // A grant that replaced locks (a POSIX downgrade) may unblock earlier waiters: look again
@@ -727,7 +741,7 @@ impl FileState {
     pub fn encode(&self) -> Vec<u8> {
         use crate::codec::W;
         let mut w = W(Vec::with_capacity(256));
-        w.u8(1); // format version
+        w.u8(2); // format version (2: granted requests with type and range)
         let owners: Vec<(OwnerIdx, &crate::owners::OwnerEntry)> = self.owners.live_entries().collect();
         w.u64(owners.len() as u64);
         for (i, e) in &owners {
@@ -768,9 +782,12 @@ impl FileState {
             w.u64(x.proc);
         }
         w.u64(self.granted.len() as u64);
-        for (o, t) in &self.granted {
-            w.u64(o.0 as u64);
-            w.u64(*t);
+        for g in &self.granted {
+            w.u64(g.owner.0 as u64);
+            w.u64(g.token);
+            w.u8(g.kind as u8);
+            w.u64(g.range.start);
+            w.u128(g.range.end);
         }
         w.u64(self.leases.leases.len() as u64);
         for l in &self.leases.leases {
@@ -823,7 +840,8 @@ impl FileState {
     pub fn decode(file: &[u8], bytes: &[u8], persist: bool) -> Option<FileState> {
         use crate::codec::R;
         let mut r = R { b: bytes };
-        if r.u8()? != 1 {
+        let version = r.u8()?;
+        if version != 1 && version != 2 {
             return None;
         }
         let mut fs = FileState::blank(file, persist);
@@ -870,8 +888,15 @@ impl FileState {
             fs.watchers.push(Watch { id: r.u64()?, token: r.u64()?, user_data: r.u64()? as usize, proc: r.u64()? });
         }
         for _ in 0..r.u64()? {
-            let o = *map.get(&r.u64()?)?;
-            fs.granted.push((o, r.u64()?));
+            let owner = *map.get(&r.u64()?)?;
+            let token = r.u64()?;
+            // Version 1 kept only (owner, token): such entries cannot be matched to a whole request
+            // and are dropped (a re-submission is then decided as a new request).
+            if version == 2 {
+                let k = kind(r.u8()?);
+                let range = Range::new(r.u64()?, r.u128()?);
+                fs.granted.push(GrantedReq { owner, token, kind: k, range });
+            }
         }
         for _ in 0..r.u64()? {
             let client: Box<[u8]> = r.bytes()?.into();
