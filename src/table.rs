@@ -650,12 +650,14 @@ impl FileState {
 
     /// Removes a waiting request or watch by id (cancel); true if it was here.
     pub fn cancel(&mut self, ctx: &Ctx, id: u64) -> bool {
-        if let Some(i) = self.waiters.iter().position(|w| w.id == id) {
+        // Request ids are per process: in shared mode another process's request may have the same id.
+        let me = self.me;
+        if let Some(i) = self.waiters.iter().zip(&self.meta).position(|(w, m)| w.id == id && m.proc == me) {
             self.take_waiter(i);
             ctx.forget(id);
             return true;
         }
-        if let Some(i) = self.watchers.iter().position(|w| w.id == id) {
+        if let Some(i) = self.watchers.iter().position(|w| w.id == id && w.proc == me) {
             self.watchers.remove(i);
             ctx.forget(id);
             return true;
@@ -665,7 +667,8 @@ impl FileState {
 
     /// Ends a waiting request with an error event (timeout); true if it was here.
     pub fn fail(&mut self, ctx: &Ctx, id: u64, err: Error) -> bool {
-        match self.waiters.iter().position(|w| w.id == id) {
+        let me = self.me;
+        match self.waiters.iter().zip(&self.meta).position(|(w, m)| w.id == id && m.proc == me) {
             Some(i) => {
                 let ev = self.event_for(i, Err(err));
                 self.take_waiter(i);
@@ -1234,7 +1237,8 @@ impl FileState {
 
     /// Cancels a lease waiter by id; true if it was here.
     fn cancel_lease_waiter(&mut self, ctx: &Ctx, id: u64) -> bool {
-        match self.lease_waiters.iter().position(|w| w.id == id) {
+        let me = self.me;
+        match self.lease_waiters.iter().position(|w| w.id == id && w.proc == me) {
             Some(i) => {
                 self.lease_waiters.remove(i);
                 ctx.forget(id);

@@ -142,3 +142,47 @@ fn break_wait_ends_when_the_breaking_lease_is_pruned() {
     }
     assert!(done, "the trigger's wait never ended");
 }
+
+/// Found by tests/driver.rs: in shared mode request ids are per process, so two processes' waiters on
+/// one file may have the same id; a cancel (or a timeout) in one process must end its own request,
+/// not the other process's.
+#[test]
+fn shared_mode_cancel_ends_the_request_of_its_own_process() {
+    let dir = std::env::temp_dir().join(format!("unilock-waits-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("shared.db").to_string_lossy().into_owned();
+    let open = || {
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let m = Manager::new(Settings {
+            loop_mode: true,
+            shared: true,
+            db_path: Some(path.clone()),
+            callback: Some(Box::new(move |e: &Event| {
+                let _ = tx.lock().unwrap().send(e.clone());
+            })),
+            ..Default::default()
+        })
+        .unwrap();
+        (m, rx)
+    };
+    let ((p0, r0), (p1, r1)) = (open(), open());
+    let (a, b, c) = (own(b"a"), own(b"b"), own(b"c"));
+    p0.lock(b"f", &a, &px(S, 15, 2)).unwrap();
+    let id0 = pending(p0.lock_blocking(b"f", &b, &px(X, 14, 2), &wait(1)));
+    let id1 = pending(p1.lock_blocking(b"f", &c, &px(S, 8, 7), &wait(2)));
+    assert_eq!(id0, id1, "both processes number their requests from 1");
+    assert_eq!(p1.cancel(id1), Ok(unilock::requests::CancelOutcome::Cancelled));
+    p0.process_events();
+    p1.process_events();
+    assert!(r0.try_iter().chain(r1.try_iter()).next().is_none(), "no request was granted or ended");
+    // The waiter of process 0 is still there: it is granted when A goes.
+    p0.unlock(b"f", &a, Flavour::Posix, 15, 2).unwrap();
+    p0.process_events();
+    let ev: Vec<Event> = r0.try_iter().collect();
+    assert!(ev.iter().any(|e| e.request_id == id0 && e.result.is_ok()), "{ev:?}");
+    p0.leave();
+    p1.leave();
+    drop((p0, p1));
+    let _ = std::fs::remove_dir_all(&dir);
+}
