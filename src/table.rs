@@ -480,9 +480,15 @@ impl FileState {
 
     /// The wait-for edges of this file's waiting requests: (request id, waiting owner, the owners it
     /// waits for). Shared mode rebuilds the whole graph from every file before a blocking request.
+    /// Request ids are per process: the id of another process's request is mixed with its process, so
+    /// two processes' requests on one file never share an edge set (one would replace the other).
     pub fn wait_edges(&self) -> Vec<(u64, OwnerKey, Vec<OwnerKey>)> {
         (0..self.waiters.len())
-            .map(|i| (self.waiters[i].id, self.meta[i].key.clone(), self.blocker_keys(i, &self.waiters[i])))
+            .map(|i| {
+                let (id, proc) = (self.waiters[i].id, self.meta[i].proc);
+                let id = if proc == self.me { id } else { (id ^ proc.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1 << 63 };
+                (id, self.meta[i].key.clone(), self.blocker_keys(i, &self.waiters[i]))
+            })
             .collect()
     }
 
