@@ -23,7 +23,7 @@
 //! client is broken; the model then expects no change).
 //!
 //! Running: `cargo test --release --test driver` runs the bounded campaign of `make check` (about
-//! 150 000 steps in memory, 20 000 on a database, 15 000 in shared mode). `UNILOCK_FUZZ_STEPS=<n>`
+//! 150 000 steps in memory, 15 000 on a database, 15 000 in shared mode). `UNILOCK_FUZZ_STEPS=<n>`
 //! runs about n steps on every backend (a long campaign: `UNILOCK_FUZZ_STEPS=5000000`);
 //! `UNILOCK_FUZZ_SEED=<n>` changes the seed (default 14); add `-- --nocapture` to see the steps run.
 
@@ -1014,5 +1014,5 @@ macro_rules! campaign {
 
 // The bounded campaign: about 20 s on a loaded 2-core machine for the three together.
 campaign!(driver_memory, Backend::Memory, 150_000);
-campaign!(driver_database, Backend::Database, 20_000);
+campaign!(driver_database, Backend::Database, 15_000);
 campaign!(driver_shared, Backend::Shared, 15_000);
