@@ -169,6 +169,44 @@ static void test_loop_mode_grant_without_threads(void **state)
     unilock_close(ul);
 }
 
+/* Issue 13 item 5: a token is idempotent only for the same request. H1's token 7, granted for [0,1),
+ * with another range is a new request: it is granted only if the lock is really taken, and then H2
+ * must wait for it. A pending token with another range is a new request too. */
+static void test_token_reused_for_another_range(void **state)
+{
+    (void)state;
+    struct recorder r;
+    rec_init(&r);
+    unilock *ul = open_mode(UNILOCK_EVENTS_LOOP, &r);
+    unilock_owner h1 = owner("nlm:h1", "1"), h2 = owner("nlm:h2", "2");
+    unilock_lock_req first = { UNILOCK_POSIX, UNILOCK_EXCLUSIVE, 0, 1, 0 };
+    unilock_lock_req other = { UNILOCK_POSIX, UNILOCK_EXCLUSIVE, 100, 1, 0 };
+    unilock_wait w7 = { 7, NULL, 0 };
+    uint64_t id = 0, id2 = 0;
+    assert_int_equal(unilock_lock_blocking(ul, FILE_A, 5, &h1, &first, &w7, &id, NULL), UNILOCK_OK);
+    assert_int_equal(unilock_lock_blocking(ul, FILE_A, 5, &h1, &other, &w7, &id, NULL), UNILOCK_OK);
+    unilock_lock_info holder;
+    memset(&holder, 0, sizeof holder);
+    assert_int_equal(unilock_test(ul, FILE_A, 5, &h2, &other, &holder), UNILOCK_E_CONFLICT);
+    assert_string_equal(holder.client, "nlm:h1");
+    unilock_wait w9 = { 9, NULL, 0 };
+    assert_int_equal(unilock_lock_blocking(ul, FILE_A, 5, &h2, &other, &w9, &id, NULL), UNILOCK_PENDING);
+    /* The same type for another range, and another type for the same range: new requests too. */
+    unilock_lock_req far = { UNILOCK_POSIX, UNILOCK_EXCLUSIVE, 200, 1, 0 };
+    assert_int_equal(unilock_lock_blocking(ul, FILE_A, 5, &h2, &far, &w9, &id2, NULL), UNILOCK_OK);
+    unilock_lock_req first_shared = { UNILOCK_POSIX, UNILOCK_SHARED, 0, 1, 0 };
+    assert_int_equal(unilock_lock_blocking(ul, FILE_A, 5, &h2, &first_shared, &w9, &id2, NULL), UNILOCK_PENDING);
+    assert_true(id2 != id);
+    /* The identical request is still idempotent. */
+    uint64_t again = 0;
+    assert_int_equal(unilock_lock_blocking(ul, FILE_A, 5, &h2, &other, &w9, &again, NULL), UNILOCK_PENDING);
+    assert_int_equal(again, id);
+    size_t n = 0;
+    assert_int_equal(unilock_list_locks(ul, FILE_A, 5, NULL, NULL, &n), UNILOCK_OK);
+    assert_int_equal(n, 3); /* h1 [0,1) and [100,101), h2 [200,201) */
+    unilock_close(ul);
+}
+
 static void test_loop_mode_timeout(void **state)
 {
     (void)state;
@@ -339,6 +377,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loop_mode_grant_without_threads),
+        cmocka_unit_test(test_token_reused_for_another_range),
         cmocka_unit_test(test_loop_mode_timeout),
         cmocka_unit_test(test_thread_mode_delivers_on_library_thread),
         cmocka_unit_test(test_cancel_outcomes_and_deadlock),

@@ -837,9 +837,11 @@ typedef struct unilock_lock_req {
  */
 typedef struct unilock_wait {
   /**
-   * The caller's token, echoed in the completion. Re-submitting the same token for the same owner
-   * and file is idempotent: `UNILOCK_PENDING` with the same request id while it waits,
-   * `UNILOCK_OK` once granted (until the owner loses a lock on the file).
+   * The caller's token, echoed in the completion. Re-submitting the same request (file, owner, open
+   * id for a Windows lock, flavour, type, offset and length) with the same token is idempotent:
+   * `UNILOCK_PENDING` with the same request id while it waits, `UNILOCK_OK` once granted (until the
+   * owner loses a lock on the file). The token with any other request is a new request, decided on
+   * its own and queued separately: `UNILOCK_OK` always means the lock asked for is held.
    */
   uint64_t token;
   /**

@@ -813,7 +813,8 @@ impl Manager {
     }
 
     /// A blocking lock request (SPEC.md §3): `Queued::Granted`, or `Queued::Pending(id, holder)` and a
-    /// completion event later. Re-submitting the same token for the same owner is idempotent.
+    /// completion event later. Re-submitting the same request with the same token is idempotent; the token
+    /// with another request is a new request.
     pub fn lock_blocking(&self, file: &[u8], o: &OwnerRef, req: &LockReq, wait: &WaitSpec) -> Result<Queued> {
         self.lock_blocking_with(file, o, req, wait, LockFlags::default())
     }
@@ -868,7 +869,10 @@ impl Manager {
             let fs = fs.unwrap();
             self.check_file_limit(fs)?;
             fs.brl_trigger(&ctx, o)?;
-            fs.lock_blocking(&ctx, id, o, req, &range, wait.token, wait.user_data)
+            let r = fs.lock_blocking(&ctx, id, o, req, &range, wait.token, wait.user_data);
+            // Granted at once, a POSIX downgrade removes locks and may let waiters in (as `lock`).
+            fs.settle(&ctx);
+            r
         });
         match &r {
             Ok(Queued::Pending(pid, _)) if *pid == id && wait.timeout_ms > 0 => {

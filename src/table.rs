@@ -62,6 +62,16 @@ pub struct WaitMeta {
     pub length: u64,
 }
 
+/// A blocking request that was granted, as remembered for an idempotent re-submission: the whole
+/// request (the interned owner stands for client, owner, open id and flavour), not the token alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct GrantedReq {
+    owner: OwnerIdx,
+    token: u64,
+    kind: LockType,
+    range: Range,
+}
+
 /// A one-shot watch of the file's locks.
 #[derive(Debug)]
 pub struct Watch {
@@ -92,9 +102,9 @@ pub struct FileState {
     waiters: Vec<Waiter>,
     meta: Vec<WaitMeta>,
     watchers: Vec<Watch>,
-    /// (owner, token) of blocking requests already granted: re-submitting the token is idempotent.
-    /// Cleared when the owner loses a lock on this file.
-    granted: Vec<(OwnerIdx, u64)>,
+    /// Blocking requests already granted: re-submitting the same request with its token is
+    /// idempotent. Cleared when the owner loses a lock on this file.
+    granted: Vec<GrantedReq>,
     /// A lock or an earlier waiter went away since the queue was last looked at.
     dirty: bool,
     /// A lock was removed or shrunk since the watches were last looked at.
@@ -228,12 +238,17 @@ impl FileState {
             let o = self.locks.get(id).owner;
             self.owners.add_refs(o, -1);
             if !self.granted.is_empty() {
-                self.granted.retain(|(g, _)| *g != o);
+                self.granted.retain(|g| g.owner != o);
             }
         }
         if !changes.removed.is_empty() {
             self.dirty = true;
             self.released = true;
+        }
+        if !changes.added.is_empty() && !self.waiters.is_empty() {
+            // A new lock's owner now blocks some waiters: their wait-for edges must be refreshed (by
+            // `settle`), or a deadlock through it goes unseen.
+            self.dirty = true;
         }
         for n in &changes.added {
             self.owners.add_refs(n.owner, 1);
@@ -479,9 +494,15 @@ impl FileState {
 
     /// The wait-for edges of this file's waiting requests: (request id, waiting owner, the owners it
     /// waits for). Shared mode rebuilds the whole graph from every file before a blocking request.
+    /// Request ids are per process: the id of another process's request is mixed with its process, so
+    /// two processes' requests on one file never share an edge set (one would replace the other).
     pub fn wait_edges(&self) -> Vec<(u64, OwnerKey, Vec<OwnerKey>)> {
         (0..self.waiters.len())
-            .map(|i| (self.waiters[i].id, self.meta[i].key.clone(), self.blocker_keys(i, &self.waiters[i])))
+            .map(|i| {
+                let (id, proc) = (self.waiters[i].id, self.meta[i].proc);
+                let id = if proc == self.me { id } else { (id ^ proc.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1 << 63 };
+                (id, self.meta[i].key.clone(), self.blocker_keys(i, &self.waiters[i]))
+            })
             .collect()
     }
 
@@ -500,17 +521,21 @@ impl FileState {
     ) -> Result<Queued> {
         let owner = self.owners.intern(req.flavour, o);
         self.owners.claim(owner, self.me);
-        if let Some(i) = self.waiters.iter().zip(&self.meta).position(|(w, m)| w.owner == owner && m.token == token) {
+        // Idempotent only for the same request (owner, flavour, type, range) with the same token; the
+        // token with anything else is a new request.
+        let same = |w: &Waiter| w.owner == owner && w.kind == req.kind && w.range == *range;
+        if let Some(i) = self.waiters.iter().zip(&self.meta).position(|(w, m)| same(w) && m.token == token) {
             return Ok(Queued::Pending(self.waiters[i].id, None));
         }
-        if self.granted.contains(&(owner, token)) {
+        let this = GrantedReq { owner, token, kind: req.kind, range: *range };
+        if self.granted.contains(&this) {
             return Ok(Queued::Granted);
         }
         let w = Waiter { id, owner, flavour: req.flavour, kind: req.kind, range: *range };
         match wait::blocked_by(&self.locks, &self.waiters, owner, w.flavour, w.kind, range) {
             None => {
                 self.lock(o, req.flavour, req.kind, range)?;
-                self.granted.push((owner, token));
+                self.granted.push(this);
                 Ok(Queued::Granted)
             }
             Some(b) => {
@@ -619,10 +644,10 @@ impl FileState {
             };
             let changes = decision.expect("no held lock conflicts with a waiter found unblocked");
             let ev = self.event_for(i, Ok(()));
-            let owner = w.owner;
+            let (owner, kind, range) = (w.owner, w.kind, w.range);
             self.commit(&changes);
             let (_, m) = self.take_waiter(i);
-            self.granted.push((owner, m.token));
+            self.granted.push(GrantedReq { owner, token: m.token, kind, range });
             ctx.metrics.waited(ctx.events.now_ms().saturating_sub(m.since));
             ctx.complete(ev);
             // A grant that replaced locks (a POSIX downgrade) may unblock earlier waiters: look again
@@ -645,12 +670,14 @@ impl FileState {
 
     /// Removes a waiting request or watch by id (cancel); true if it was here.
     pub fn cancel(&mut self, ctx: &Ctx, id: u64) -> bool {
-        if let Some(i) = self.waiters.iter().position(|w| w.id == id) {
+        // Request ids are per process: in shared mode another process's request may have the same id.
+        let me = self.me;
+        if let Some(i) = self.waiters.iter().zip(&self.meta).position(|(w, m)| w.id == id && m.proc == me) {
             self.take_waiter(i);
             ctx.forget(id);
             return true;
         }
-        if let Some(i) = self.watchers.iter().position(|w| w.id == id) {
+        if let Some(i) = self.watchers.iter().position(|w| w.id == id && w.proc == me) {
             self.watchers.remove(i);
             ctx.forget(id);
             return true;
@@ -660,7 +687,8 @@ impl FileState {
 
     /// Ends a waiting request with an error event (timeout); true if it was here.
     pub fn fail(&mut self, ctx: &Ctx, id: u64, err: Error) -> bool {
-        match self.waiters.iter().position(|w| w.id == id) {
+        let me = self.me;
+        match self.waiters.iter().zip(&self.meta).position(|(w, m)| w.id == id && m.proc == me) {
             Some(i) => {
                 let ev = self.event_for(i, Err(err));
                 self.take_waiter(i);
@@ -736,7 +764,8 @@ impl FileState {
     pub fn encode(&self) -> Vec<u8> {
         use crate::codec::W;
         let mut w = W(Vec::with_capacity(256));
-        w.u8(2); // format version (2: leases carry their parent key)
+        w.u8(2); // format version (2: leases carry their parent key, granted requests their type and
+                 // range, flavour and lock type their wire encoding)
         let owners: Vec<(OwnerIdx, &crate::owners::OwnerEntry)> = self.owners.live_entries().collect();
         w.u64(owners.len() as u64);
         for (i, e) in &owners {
@@ -777,9 +806,12 @@ impl FileState {
             w.u64(x.proc);
         }
         w.u64(self.granted.len() as u64);
-        for (o, t) in &self.granted {
-            w.u64(o.0 as u64);
-            w.u64(*t);
+        for g in &self.granted {
+            w.u64(g.owner.0 as u64);
+            w.u64(g.token);
+            w.u8(g.kind as u8);
+            w.u64(g.range.start);
+            w.u128(g.range.end);
         }
         w.u64(self.leases.leases.len() as u64);
         for l in &self.leases.leases {
@@ -889,8 +921,15 @@ impl FileState {
             fs.watchers.push(Watch { id: r.u64()?, token: r.u64()?, user_data: r.u64()? as usize, proc: r.u64()? });
         }
         for _ in 0..r.u64()? {
-            let o = *map.get(&r.u64()?)?;
-            fs.granted.push((o, r.u64()?));
+            let owner = *map.get(&r.u64()?)?;
+            let token = r.u64()?;
+            // Version 1 kept only (owner, token): such entries cannot be matched to a whole request
+            // and are dropped (a re-submission is then decided as a new request).
+            if !v1 {
+                let k = kind(r.u8()?)?;
+                let range = Range::new(r.u64()?, r.u128()?);
+                fs.granted.push(GrantedReq { owner, token, kind: k, range });
+            }
         }
         for _ in 0..r.u64()? {
             let client: Box<[u8]> = r.bytes()?.into();
@@ -1093,6 +1132,8 @@ impl FileState {
         self.leases_dirty = self.persist;
         let (notes, waits) = self.leases.trigger(req, trigger, ctx.events.now_ms());
         self.send_notes(ctx, notes);
+        // The trigger may have pruned a lease that was still being broken: its waiters are done.
+        self.settle_leases(ctx);
         if waits.is_empty() {
             return Ok(LeaseAnswer::Ready(Grant { state: 0, epoch: 0, breaking: false, ..Grant::NONE }));
         }
@@ -1186,6 +1227,8 @@ impl FileState {
             return Ok(LeaseAnswer::Ready(Grant { state: 0, epoch: 0, breaking: false, ..Grant::NONE }));
         }
         self.leases.attach(&r, &g);
+        // Attaching may have changed a lease that others wait on (a same-key open): settle them.
+        self.settle_leases(ctx);
         Ok(LeaseAnswer::Ready(g))
     }
 
@@ -1226,15 +1269,15 @@ impl FileState {
     pub fn expire_leases(&mut self, ctx: &Ctx) {
         self.leases_dirty = self.persist;
         let notes = self.leases.expire(ctx.events.now_ms());
-        if !notes.is_empty() {
-            self.send_notes(ctx, notes);
-            self.settle_leases(ctx);
-        }
+        self.send_notes(ctx, notes);
+        // Also when nothing expired now: a wait whose lease went some other way ends here at the latest.
+        self.settle_leases(ctx);
     }
 
     /// Cancels a lease waiter by id; true if it was here.
     fn cancel_lease_waiter(&mut self, ctx: &Ctx, id: u64) -> bool {
-        match self.lease_waiters.iter().position(|w| w.id == id) {
+        let me = self.me;
+        match self.lease_waiters.iter().position(|w| w.id == id && w.proc == me) {
             Some(i) => {
                 self.lease_waiters.remove(i);
                 ctx.forget(id);

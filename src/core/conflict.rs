@@ -5,6 +5,11 @@
 //! that rule alone. Windows adds rules for an owner's own locks (MS-FSA 2.1.5.7, Samba `brl_conflict`):
 //! an exclusive request conflicts with *any* overlapping lock of the same owner, while a shared request
 //! may stack on the owner's own shared or exclusive locks.
+//!
+//! POSIX adds one rule for the merge (see `core::posix`): a POSIX request that touches a same-type lock
+//! of its owner at X merges with it into one lock that contains X strictly, so it is refused by another
+//! owner's zero-length lock at X whenever that lock's type conflicts with it. Without this rule the
+//! merged lock and the zero-length lock would both be held and conflict by the overlap rule above.
 
 use super::lockset::{LockId, LockSet};
 use super::range::{overlaps, Range};
@@ -43,9 +48,69 @@ pub fn find_conflict(
     }
     // Shared locks conflict only with an exclusive request.
     if kind == LockType::Exclusive {
-        return set.shared().find(lo, hi, other);
+        if let Some(id) = set.shared().find(lo, hi, other) {
+            return Some(id);
+        }
+    }
+    if flavour == Flavour::Posix {
+        let mut hit = None;
+        for_each_seam_conflict(set, owner, kind, range, |id| {
+            if hit.is_none() {
+                hit = Some(id);
+            }
+        });
+        return hit;
     }
     None
+}
+
+/// The POSIX merge rule: calls `f` for every zero-length lock of another owner that sits where the
+/// request touches a same-type lock of its owner (its start, or its end) and whose type conflicts
+/// with `kind`. The merged lock would contain such a lock strictly.
+pub fn for_each_seam_conflict(set: &LockSet, owner: OwnerIdx, kind: LockType, range: &Range, mut f: impl FnMut(LockId)) {
+    if range.is_empty() {
+        return;
+    }
+    let mut seams: [Option<u64>; 2] = [None, None];
+    if range.start > 0 {
+        let at = range.start as u128;
+        let touches = set.of_owner(owner).find(at - 1, at, |id| {
+            let l = set.get(id);
+            l.flavour == Flavour::Posix && l.kind == kind && l.range.end == at
+        });
+        if touches.is_some() {
+            seams[0] = Some(range.start);
+        }
+    }
+    if range.end < super::range::SPACE_END {
+        let at = range.end;
+        let touches = set.of_owner(owner).find(at, at + 1, |id| {
+            let l = set.get(id);
+            l.flavour == Flavour::Posix && l.kind == kind && l.range.start as u128 == at
+        });
+        if touches.is_some() {
+            seams[1] = Some(at as u64);
+        }
+    }
+    for x in seams.into_iter().flatten() {
+        let (lo, hi) = (x as u128, x as u128 + 1);
+        let zero = |id: LockId| {
+            let l = set.get(id);
+            l.owner != owner && l.range.is_empty() && l.range.start == x
+        };
+        set.exclusive().for_each_overlapping(lo, hi, |id| {
+            if zero(id) {
+                f(id)
+            }
+        });
+        if kind == LockType::Exclusive {
+            set.shared().for_each_overlapping(lo, hi, |id| {
+                if zero(id) {
+                    f(id)
+                }
+            });
+        }
+    }
 }
 
 /// Calls `f` for every held lock of *another* owner that conflicts with the request (exhaustive: the
@@ -54,7 +119,7 @@ pub fn find_conflict(
 pub fn for_each_conflict(
     set: &LockSet,
     owner: OwnerIdx,
-    _flavour: Flavour,
+    flavour: Flavour,
     kind: LockType,
     range: &Range,
     mut f: impl FnMut(LockId),
@@ -69,6 +134,9 @@ pub fn for_each_conflict(
     set.exclusive().for_each_overlapping(lo, hi, &mut other);
     if kind == LockType::Exclusive {
         set.shared().for_each_overlapping(lo, hi, &mut other);
+    }
+    if flavour == Flavour::Posix {
+        for_each_seam_conflict(set, owner, kind, range, f);
     }
 }
 

@@ -5,6 +5,14 @@
 //! Order, as in `posix_lock_inode`: (1) look for a conflicting lock of another owner and refuse;
 //! (2) walk the owner's locks that overlap or touch the request; (3) same-type neighbours merge into the
 //! new lock; (4) different-type locks that overlap are cut, keeping their left and right remnants.
+//!
+//! Merging across another owner's zero-length (Windows) lock at the seam: Samba's `brl_lock_posix`
+//! merges, because a zero-length lock covers no byte. unilock merges too, except when the merged lock
+//! would contain the zero-length lock strictly and their types conflict (SPEC.md §2–3: a zero-length
+//! lock at X overlaps a range strictly around X): then the request is refused with the zero-length lock
+//! as the holder (`conflict::for_each_seam_conflict`, so a test, a non-blocking lock and a waiting one
+//! all agree). The table never holds two conflicting locks, and an owner's same-type POSIX locks still
+//! never touch, so the result does not depend on the order the locks came in.
 
 use super::conflict::find_conflict;
 use super::lockset::{LockId, LockSet};
@@ -144,16 +152,38 @@ mod tests {
     }
 
     #[test]
-    fn merge_across_another_owners_zero_length_lock_like_samba() {
-        // Touching same-type locks merge even across another owner's zero-length lock at the seam
-        // (Samba's brl_lock_posix does the same): a zero-length lock locks no byte, and the request
-        // itself did not conflict with it.
+    fn merge_across_another_owners_zero_length_lock_only_without_conflict() {
+        // Touching same-type locks merge across another owner's zero-length lock at the seam, as
+        // Samba's brl_lock_posix does, when the merged lock does not conflict with it: shared over shared.
         let mut s = LockSet::new();
         take(&mut s, A, Shared, r(2, 6)).unwrap();
-        let c = crate::core::windows::lock(&s, B, Exclusive, &Range::new(6, 6)).unwrap();
+        let c = crate::core::windows::lock(&s, B, Shared, &Range::new(6, 6)).unwrap();
         s.apply(&c);
         take(&mut s, A, Shared, r(6, 7)).unwrap();
         assert_eq!(owned(&s, A), vec![(2, 7, Shared)]);
+        // Exclusive zero-length lock at the seam: the merged shared lock [2,7) would contain it
+        // strictly and conflict, so the request is refused with it as the holder (and test agrees).
+        let mut s = LockSet::new();
+        take(&mut s, A, Shared, r(2, 6)).unwrap();
+        let c = crate::core::windows::lock(&s, B, Exclusive, &Range::new(6, 6)).unwrap();
+        let ids = s.apply(&c);
+        assert_eq!(lock(&s, A, Shared, &r(6, 7)), Err(Denied::Conflict(ids[0])));
+        assert_eq!(test(&s, A, Shared, &r(6, 7)), Some(ids[0]));
+        // A request of the other type does not merge, so it is granted.
+        take(&mut s, A, Exclusive, r(6, 7)).unwrap();
+        assert_eq!(owned(&s, A), vec![(2, 6, Shared), (6, 7, Exclusive)]);
+        // Issue 14 item 13: exclusive [119,124) + zero-length shared at 119, then [111,119) exclusive.
+        let mut s = LockSet::new();
+        take(&mut s, A, Exclusive, r(119, 124)).unwrap();
+        let ids = s.apply(&crate::core::windows::lock(&s, B, Shared, &Range::new(119, 119)).unwrap());
+        assert_eq!(lock(&s, A, Exclusive, &r(111, 119)), Err(Denied::Conflict(ids[0])));
+        assert_eq!(owned(&s, A), vec![(119, 124, Exclusive)]);
+        // The same at the request's start, and a to-EOF request (no seam at its end).
+        take(&mut s, A, Exclusive, r(100, 110)).unwrap();
+        s.apply(&crate::core::windows::lock(&s, B, Exclusive, &Range::new(110, 110)).unwrap());
+        assert!(lock(&s, A, Exclusive, &r(110, 115)).is_err());
+        take(&mut s, A, Shared, r(110, 115)).unwrap();
+        take(&mut s, A, Exclusive, r(200, SPACE_END)).unwrap();
     }
 
     #[test]
