@@ -4,6 +4,10 @@
 
 use std::collections::HashMap;
 
+/// A registration refused: the adapter already has its most connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimit;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientRec {
     pub adapter: String,
@@ -44,13 +48,13 @@ impl Clients {
     }
 
     /// Registers (or re-registers) a client. Idempotent; a registration cancels a pending TTL
-    /// release. `Err(())` if the adapter's connection limit is reached.
-    pub fn register(&mut self, id: &[u8], adapter: &str, address: &str, ttl_ms: u64) -> Result<(), ()> {
+    /// release. `Err(ConnectionLimit)` if the adapter's connection limit is reached.
+    pub fn register(&mut self, id: &[u8], adapter: &str, address: &str, ttl_ms: u64) -> Result<(), ConnectionLimit> {
         let already = self.map.get(id).map(|c| c.connected && c.adapter == adapter).unwrap_or(false);
         if !already {
             if let Some(&max) = self.limits.get(adapter) {
                 if self.connected(adapter) >= max {
-                    return Err(());
+                    return Err(ConnectionLimit);
                 }
             }
         }
@@ -114,14 +118,14 @@ mod tests {
         assert_eq!(c.register(b"a", "smb", "10.0.0.1", 0), Ok(()));
         assert_eq!(c.register(b"a", "smb", "10.0.0.1", 0), Ok(()), "idempotent");
         assert_eq!(c.register(b"b", "smb", "", 5000), Ok(()));
-        assert_eq!(c.register(b"c", "smb", "", 0), Err(()));
+        assert_eq!(c.register(b"c", "smb", "", 0), Err(ConnectionLimit));
         assert_eq!(c.register(b"c", "nfs", "", 0), Ok(()), "limits are per adapter");
         assert_eq!(c.disconnect(b"a", 0), Some(Disconnect::Now));
         assert_eq!(c.disconnect(b"b", 100), Some(Disconnect::At(5100)));
         assert_eq!(c.register(b"c2", "smb", "", 0), Ok(()), "b no longer counts as connected");
         assert!(!c.expire(b"b", 5099));
         assert_eq!(c.register(b"d", "smb", "", 0), Ok(()));
-        assert_eq!(c.register(b"b", "smb", "", 5000), Err(()), "full again");
+        assert_eq!(c.register(b"b", "smb", "", 5000), Err(ConnectionLimit), "full again");
         c.set_limit("smb", 0);
         assert_eq!(c.register(b"b", "smb", "", 5000), Ok(()), "reconnect cancels the TTL");
         assert!(!c.expire(b"b", 10_000));

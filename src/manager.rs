@@ -74,7 +74,7 @@ pub struct Manager {
     /// Requests refused because they would deadlock.
     pub deadlocks: AtomicU64,
     /// (client, lease key) → the file it leases (a key belongs to one file per client).
-    lease_files: Mutex<std::collections::HashMap<(Box<[u8]>, Key), Box<[u8]>>>,
+    lease_files: Mutex<std::collections::HashMap<lease::LeaseRef, Box<[u8]>>>,
     /// Default lease break timeout (ms).
     pub break_timeout_ms: u64,
     /// Directory leases are offered (a server such as Samba 4.17 that offers none turns this off).
@@ -346,9 +346,10 @@ impl Manager {
                     }
                     None => f(None),
                 })
-                .inspect_err(|e| {
+                .map_err(|e| {
                     self.store_errors.fetch_add(1, Ordering::Relaxed);
                     log::error!("unilock: shared database: {e:?}");
+                    e
                 });
         }
         Ok(self.local_file(file, create, f))

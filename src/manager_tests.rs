@@ -392,7 +392,7 @@ fn restart_enters_grace_and_checks_reclaims() {
     let (a, b) = (own(b"nlm:a", b"svid1"), own(b"nfs4:b", b"lo"));
     {
         let (m, _rx) = db_rig(&path, Durability::Sync, clock.clone());
-        assert_eq!(m.grace_status().0, false, "a fresh database has no grace");
+        assert!(!m.grace_status().0, "a fresh database has no grace");
         m.lock(F, &a, &px(LockType::Exclusive, 0, 100)).unwrap();
         m.lock(F, &b, &px(LockType::Shared, 200, 10)).unwrap();
         let spec = OpenSpec {

@@ -52,6 +52,9 @@ const OWNERS: [&[u8]; 2] = [b"o0", b"o1"];
 const D: usize = 24;
 const BREAK_MS: u64 = 100;
 
+/// A granted blocking request remembered for idempotent re-submission: (token, kind, range).
+type Remembered = (u64, LockType, R);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct Who {
     client: usize,
@@ -380,7 +383,7 @@ struct World {
     files: Vec<FileModel>,
     waiters: Vec<MWaiter>,
     /// (file, owner) → granted (token, kind, range) remembered for idempotent re-submission.
-    granted: HashMap<(usize, Oid), Vec<(u64, LockType, R)>>,
+    granted: HashMap<(usize, Oid), Vec<Remembered>>,
     sent: Vec<Sent>,
     next_token: u64,
     timer_seq: u64,
@@ -550,8 +553,7 @@ impl World {
     /// Grants every waiter that can proceed, in order; returns the granted (manager, id).
     fn settle(&mut self) -> Vec<(usize, u64)> {
         let mut out = Vec::new();
-        loop {
-            let Some(i) = (0..self.waiters.len()).find(|&i| !self.blocked(i)) else { break };
+        while let Some(i) = (0..self.waiters.len()).find(|&i| !self.blocked(i)) {
             let w = self.waiters.remove(i);
             self.take(w.file, &w.who, w.flavour, w.kind, w.r);
             self.granted.entry((w.file, oid(&w.who, w.flavour))).or_default().push((w.token, w.kind, w.r));
@@ -620,7 +622,7 @@ impl World {
                 let req = LockReq { flavour: s.flavour, kind: s.kind, offset: s.off, length: s.len };
                 let spec = WaitSpec { token: s.token, user_data: 0, timeout_ms: 0 };
                 let waiting = self.waiters.iter().find(|w| w.file == s.file && oid(&w.who, w.flavour) == o && w.kind == s.kind && w.r == r && w.token == s.token).map(|w| w.id);
-                let remembered = self.granted.get(&(s.file, o)).map_or(false, |v| v.contains(&(s.token, s.kind, r)));
+                let remembered = self.granted.get(&(s.file, o)).is_some_and(|v| v.contains(&(s.token, s.kind, r)));
                 if let Some(id) = waiting {
                     let got = self.mgrs[s.mgr].lock_blocking(FILES[s.file], &s.who.r(), &req, &spec);
                     match got {
@@ -878,7 +880,7 @@ impl World {
                     .waiters
                     .iter()
                     .enumerate()
-                    .filter(|(_, w)| w.mgr == m && w.deadline.map_or(false, |d| d.0 <= now))
+                    .filter(|(_, w)| w.mgr == m && w.deadline.is_some_and(|d| d.0 <= now))
                     .min_by_key(|(_, w)| w.deadline)
                     .map(|(i, _)| i);
                 let Some(i) = due else { break };

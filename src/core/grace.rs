@@ -136,9 +136,9 @@ impl PrevLocks {
             open_id,
             start: range.start,
             end_lo: range.end as u64,
-            flags: (flavour == Flavour::Windows) as u8 * WINDOWS
-                | (kind == LockType::Exclusive) as u8 * EXCLUSIVE
-                | ((range.end >> 64) != 0) as u8 * END_HI,
+            flags: ((flavour == Flavour::Windows) as u8 * WINDOWS)
+                | ((kind == LockType::Exclusive) as u8 * EXCLUSIVE)
+                | (((range.end >> 64) != 0) as u8 * END_HI),
         };
         let fl = match self.files.get_mut(file) {
             Some(fl) => fl,
@@ -195,6 +195,9 @@ pub struct PrevLease {
 /// What grace end releases, per client: (locks, leases) never reclaimed.
 pub type Unreclaimed = BTreeMap<Box<[u8]>, (u64, u64)>;
 
+/// A pre-restart lease: (file, client, key).
+type LeaseName = (Box<[u8]>, Box<[u8]>, [u8; 16]);
+
 #[derive(Debug, Default)]
 pub struct Grace {
     pub active: bool,
@@ -202,7 +205,7 @@ pub struct Grace {
     pub expected: BTreeSet<Box<[u8]>>,
     pub done: BTreeSet<Box<[u8]>>,
     locks: PrevLocks,
-    leases: std::collections::HashMap<(Box<[u8]>, Box<[u8]>, [u8; 16]), PrevLease>,
+    leases: std::collections::HashMap<LeaseName, PrevLease>,
     /// Explicitly started grace: expected clients may reclaim what no record contradicts.
     trust_expected: bool,
 }
@@ -239,6 +242,7 @@ impl Grace {
     }
 
     /// A lock reclaim is valid if one pre-restart lock of the same owner and type covers it.
+    #[allow(clippy::too_many_arguments)] // the whole identity of a lock: file, owner (3 parts), flavour, type, range
     pub fn reclaim_lock(
         &mut self,
         file: &[u8],

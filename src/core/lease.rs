@@ -22,6 +22,9 @@ pub const RWH: u8 = R | H | W;
 
 pub type Key = [u8; 16];
 
+/// A lease named by its holder: (client, key).
+pub type LeaseRef = (Box<[u8]>, Key);
+
 /// The discriminant is the one wire encoding (store, shared-state codec, mailbox), read back with
 /// `TryFrom<u8>`, which refuses unknown bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -257,7 +260,7 @@ impl FileLeases {
 
     /// Applies `trigger` by `req`: starts every break it needs and returns the notes to send and the
     /// keys of the breaks the requester must wait for (empty: it may proceed now).
-    pub fn trigger(&mut self, req: &Requester, trigger: Trigger, now: u64) -> (Vec<Note>, Vec<(Box<[u8]>, Key)>) {
+    pub fn trigger(&mut self, req: &Requester, trigger: Trigger, now: u64) -> (Vec<Note>, Vec<LeaseRef>) {
         let mut notes = Vec::new();
         let mut wait = Vec::new();
         for i in 0..self.leases.len() {
@@ -370,7 +373,9 @@ impl FileLeases {
             self.leases.iter().enumerate().filter(move |(i, _)| Some(*i) != own)
         };
         let other_opens = self.opens.iter().filter(|o| {
-            !o.stat && !(*o.client == *r.client && o.open_id == r.open_id) && !(o.lease.is_some() && o.lease == own_key && *o.client == *r.client)
+            let this_open = *o.client == *r.client && o.open_id == r.open_id;
+            let own_lease = o.lease.is_some() && o.lease == own_key && *o.client == *r.client;
+            !o.stat && !this_open && !own_lease
         });
         let other_open_count = other_opens.clone().count();
         if r.brl_below_eof && !r.overwrite {
@@ -962,7 +967,7 @@ mod tests {
         assert!(matches!(&n[..], [Note::Break { from: RWH, to: 0x03, .. }]));
         assert_eq!(wait.len(), 1);
         // Same key during the break: joins, reports RWH with break in progress.
-        assert_eq!(f.grant(&req(b"c1", 2, K1, 0)).breaking, true);
+        assert!(f.grant(&req(b"c1", 2, K1, 0)).breaking);
         // The overwrite sends nothing new (the break in progress is lowered) and waits (W).
         let (n, wait) = f.trigger(&who(b"c3", None), Trigger::Overwrite, 0);
         assert!(n.is_empty());

@@ -187,7 +187,7 @@ mod tests {
         // Held locks alone would allow a shared lock, but the earlier exclusive waiter comes first.
         let r = Range::new(5, 6);
         assert_eq!(blocked_by(&set, &[], OwnerIdx(2), Flavour::Posix, LockType::Shared, &r), None);
-        assert_eq!(blocked_by(&set, &[w.clone()], OwnerIdx(2), Flavour::Posix, LockType::Shared, &r), Some(Blocker::Queued(0)));
+        assert_eq!(blocked_by(&set, std::slice::from_ref(&w), OwnerIdx(2), Flavour::Posix, LockType::Shared, &r), Some(Blocker::Queued(0)));
         let owners = blocking_owners(&set, &[w], OwnerIdx(2), Flavour::Posix, LockType::Exclusive, &r);
         assert_eq!(owners, vec![OwnerIdx(0), OwnerIdx(1)]);
     }

@@ -185,31 +185,6 @@ fn read_config(cfg: &unilock_config) -> Result<unilock_config, &'static str> {
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_sizes_end_on_field_boundaries() {
-        let ours = std::mem::size_of::<unilock_config>();
-        assert_eq!(*FIELD_ENDS.last().unwrap(), ours, "FIELD_ENDS must list every field");
-        for s in [8, 12, 16, 24, 32, 40, 48, 52, 56, 64, 72, 80, 88, 96] {
-            assert!(size_known(s), "size {s}");
-        }
-        // Inside event_fn, event_user_data, db_path and the u64 fields.
-        for s in [20, 28, 36, 44, 60, 92] {
-            assert!(!size_known(s), "size {s}");
-        }
-        let mut c = unilock_config::default();
-        for s in [20, 44] {
-            c.size = s;
-            assert!(read_config(&c).is_err(), "size {s}");
-        }
-        c.size = usize::MAX;
-        assert!(read_config(&c).is_err());
-    }
-}
-
 /// Opens a lock manager.
 ///
 /// `cfg`: configuration made with `unilock_config_init`, or NULL for all defaults; read only during
@@ -386,5 +361,30 @@ pub extern "C" fn unilock_debug_panic() -> unilock_status {
             panic!("unilock_debug_panic");
         }
         unilock_status::UNILOCK_OK
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_sizes_end_on_field_boundaries() {
+        let ours = std::mem::size_of::<unilock_config>();
+        assert_eq!(*FIELD_ENDS.last().unwrap(), ours, "FIELD_ENDS must list every field");
+        for s in [8, 12, 16, 24, 32, 40, 48, 52, 56, 64, 72, 80, 88, 96] {
+            assert!(size_known(s), "size {s}");
+        }
+        // Inside event_fn, event_user_data, db_path and the u64 fields.
+        for s in [20, 28, 36, 44, 60, 92] {
+            assert!(!size_known(s), "size {s}");
+        }
+        let mut c = unilock_config::default();
+        for s in [20, 44] {
+            c.size = s;
+            assert!(read_config(&c).is_err(), "size {s}");
+        }
+        c.size = usize::MAX;
+        assert!(read_config(&c).is_err());
     }
 }
