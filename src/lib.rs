@@ -3,29 +3,29 @@
 //! Layout: `core` (pure lock semantics) ← `table` (sharded in-memory state) ← `ffi` (the C ABI).
 
 /// cbindgen:ignore
+pub mod clients;
+/// cbindgen:ignore
+pub mod clock;
+/// cbindgen:ignore
+pub mod codec;
+/// cbindgen:ignore
 pub mod core;
 /// cbindgen:ignore
 pub mod error;
 /// cbindgen:ignore
-pub mod owners;
-/// cbindgen:ignore
-pub mod table;
-/// cbindgen:ignore
-pub mod manager;
+pub mod events;
 pub mod ffi;
 /// cbindgen:ignore
-pub mod clock;
-/// cbindgen:ignore
-pub mod events;
-/// cbindgen:ignore
-pub mod requests;
-/// cbindgen:ignore
-pub mod store;
+pub mod manager;
 /// cbindgen:ignore
 pub mod metrics;
 /// cbindgen:ignore
-pub mod clients;
+pub mod owners;
 /// cbindgen:ignore
-pub mod codec;
+pub mod requests;
 /// cbindgen:ignore
 pub mod shared;
+/// cbindgen:ignore
+pub mod store;
+/// cbindgen:ignore
+pub mod table;

@@ -2,14 +2,14 @@
 //! call into the table per request. The FFI layer converts C arguments and calls these methods.
 
 use crate::clock::{Clock, SystemClock};
+use crate::core::grace::Grace;
+use crate::core::lease::{self, Key, Requester, Trigger};
 use crate::core::wait::WaitGraph;
 use crate::core::{Access, Flavour, LockType, Range};
 use crate::error::{Error, Holder, Result};
 use crate::events::{Events, TimerKind};
 use crate::owners::OwnerRef;
-use crate::requests::{CancelOutcome, Ctx, Event, OwnerKey, Outcome, ReqState, Requests};
-use crate::core::grace::Grace;
-use crate::core::lease::{self, Key, Requester, Trigger};
+use crate::requests::{CancelOutcome, Ctx, Event, Outcome, OwnerKey, ReqState, Requests};
 use crate::store::{Durability, Store};
 use crate::table::{check_file_id, check_owner, LeaseAnswer, OpenSpec, Queued, Table};
 use parking_lot::Mutex;
@@ -152,10 +152,11 @@ impl Manager {
             let Some(path) = &settings.db_path else {
                 return Err(Error::Invalid("shared mode needs a database path"));
             };
-            let (sh, rec) = crate::shared::Shared::open(path, settings.durability.unwrap_or(Durability::Process)).map_err(|e| {
-                log::error!("unilock: cannot join the shared database {path}: {e:?}");
-                e
-            })?;
+            let (sh, rec) = crate::shared::Shared::open(path, settings.durability.unwrap_or(Durability::Process))
+                .map_err(|e| {
+                    log::error!("unilock: cannot join the shared database {path}: {e:?}");
+                    e
+                })?;
             events.add_fd(sh.fd()).map_err(|_| Error::Resource("event descriptors"))?;
             if let Some(mut rec) = rec {
                 Self::start_recovered_grace(&mut grace, &events, &mut rec, grace_ms);
@@ -166,10 +167,11 @@ impl Manager {
         let store = match (&settings.db_path, settings.shared) {
             (None, _) | (Some(_), true) => None,
             (Some(path), false) => {
-                let (store, mut rec) = Store::open(path, settings.durability.unwrap_or(Durability::Sync)).map_err(|e| {
-                    log::error!("unilock: cannot use database {path}: {}", e.0);
-                    Error::Store(e.0)
-                })?;
+                let (store, mut rec) =
+                    Store::open(path, settings.durability.unwrap_or(Durability::Sync)).map_err(|e| {
+                        log::error!("unilock: cannot use database {path}: {}", e.0);
+                        Error::Store(e.0)
+                    })?;
                 if Self::start_recovered_grace(&mut grace, &events, &mut rec, grace_ms) {
                     if let Err(e) = store.set_grace(&rec.clients, grace_ms) {
                         log::warn!("unilock: cannot record the grace period: {}", e.0);
@@ -216,7 +218,12 @@ impl Manager {
     }
 
     /// Starts grace with the state found at a restart; false if there was none.
-    fn start_recovered_grace(grace: &mut Grace, events: &Events<Event>, rec: &mut crate::store::Recovered, grace_ms: u64) -> bool {
+    fn start_recovered_grace(
+        grace: &mut Grace,
+        events: &Events<Event>,
+        rec: &mut crate::store::Recovered,
+        grace_ms: u64,
+    ) -> bool {
         if rec.locks.is_empty() && rec.leases.is_empty() {
             return false;
         }
@@ -258,7 +265,8 @@ impl Manager {
                     let files = sh.files_of(p).unwrap_or_default();
                     let mut clients = Vec::new();
                     for f in &files {
-                        clients.extend(self.file(f, false, |fs| fs.map(|fs| fs.clients_of_proc(p)).unwrap_or_default()));
+                        clients
+                            .extend(self.file(f, false, |fs| fs.map(|fs| fs.clients_of_proc(p)).unwrap_or_default()));
                     }
                     let ttl = sh.max_ttl(&clients).unwrap_or(0);
                     if ttl > 0 {
@@ -299,8 +307,11 @@ impl Manager {
     pub fn process_gone(&self, pid: u32, start: u64) -> Result<usize> {
         let Some(sh) = &self.shared else { return Err(Error::Invalid("not in shared mode")) };
         let procs = sh.procs()?;
-        let gone: Vec<u64> =
-            procs.into_iter().filter(|(p, id)| *p != sh.me && id.pid == pid && (start == 0 || id.start == start)).map(|(p, _)| p).collect();
+        let gone: Vec<u64> = procs
+            .into_iter()
+            .filter(|(p, id)| *p != sh.me && id.pid == pid && (start == 0 || id.start == start))
+            .map(|(p, _)| p)
+            .collect();
         for p in &gone {
             self.drop_proc(*p);
         }
@@ -320,7 +331,12 @@ impl Manager {
     /// Runs `f` on a file under its shard lock, then hands the file's journal to the store. When the
     /// shared database fails, the operation's own error type carries `UNILOCK_E_STORE`
     /// (`StoreFallback`); calls whose answer is not a `Result` use `try_file`.
-    fn file<R: StoreFallback>(&self, file: &[u8], create: bool, f: impl FnOnce(Option<&mut crate::table::FileState>) -> R) -> R {
+    fn file<R: StoreFallback>(
+        &self,
+        file: &[u8],
+        create: bool,
+        f: impl FnOnce(Option<&mut crate::table::FileState>) -> R,
+    ) -> R {
         if self.shared.is_none() {
             return self.local_file(file, create, f);
         }
@@ -332,7 +348,12 @@ impl Manager {
 
     /// `file`, with the shared database's failure as an error: a call that could not consult the
     /// table must never answer "granted" or "nothing there".
-    fn try_file<R>(&self, file: &[u8], create: bool, f: impl FnOnce(Option<&mut crate::table::FileState>) -> R) -> Result<R> {
+    fn try_file<R>(
+        &self,
+        file: &[u8],
+        create: bool,
+        f: impl FnOnce(Option<&mut crate::table::FileState>) -> R,
+    ) -> Result<R> {
         if let Some(sh) = &self.shared {
             let ctx = self.ctx();
             return sh
@@ -413,7 +434,9 @@ impl Manager {
             self.metrics.limit(crate::metrics::LimitKind::Total);
             return Err(Error::Limit(crate::metrics::LimitKind::Total));
         }
-        if self.max_per_client > 0 && count(self.client_locks.lock().get(client).copied().unwrap_or(0)) >= self.max_per_client {
+        if self.max_per_client > 0
+            && count(self.client_locks.lock().get(client).copied().unwrap_or(0)) >= self.max_per_client
+        {
             self.metrics.limit(crate::metrics::LimitKind::Client);
             return Err(Error::Limit(crate::metrics::LimitKind::Client));
         }
@@ -656,7 +679,11 @@ impl Manager {
         Ctx {
             me: self.shared.as_ref().map(|s| s.me).unwrap_or(0),
             outbox: self.shared.as_ref().map(|_| &self.outbox),
-            metrics: &self.metrics, requests: &self.requests, graph: &self.graph, events: &self.events }
+            metrics: &self.metrics,
+            requests: &self.requests,
+            graph: &self.graph,
+            events: &self.events,
+        }
     }
 
     /// Thread mode: starts the library thread that runs timers and delivers events.
@@ -844,7 +871,14 @@ impl Manager {
         r
     }
 
-    fn lock_blocking_inner(&self, file: &[u8], o: &OwnerRef, req: &LockReq, wait: &WaitSpec, flags: LockFlags) -> Result<Queued> {
+    fn lock_blocking_inner(
+        &self,
+        file: &[u8],
+        o: &OwnerRef,
+        req: &LockReq,
+        wait: &WaitSpec,
+        flags: LockFlags,
+    ) -> Result<Queued> {
         // Shared mode: the deadlock check must see every process's waits (rebuilt in the transaction).
         struct Flag(bool);
         impl Drop for Flag {
@@ -878,7 +912,8 @@ impl Manager {
         match &r {
             Ok(Queued::Pending(pid, _)) if *pid == id && wait.timeout_ms > 0 => {
                 // Saturating: a timeout of UINT64_MAX is a wait without end (its deadline never comes).
-                self.events.add_timer(self.events.now_ms().saturating_add(wait.timeout_ms), TimerKind::RequestTimeout(id));
+                self.events
+                    .add_timer(self.events.now_ms().saturating_add(wait.timeout_ms), TimerKind::RequestTimeout(id));
             }
             Err(Error::Deadlock) => {
                 self.deadlocks.fetch_add(1, Ordering::Relaxed);
@@ -1037,7 +1072,8 @@ impl Manager {
             Some(f) if **f != *file => f.clone(),
             _ => return Ok(()),
         };
-        let still = self.try_file(&other, false, |fs| fs.map(|fs| fs.leases.find(client, key).is_some()).unwrap_or(false))?;
+        let still =
+            self.try_file(&other, false, |fs| fs.map(|fs| fs.leases.find(client, key).is_some()).unwrap_or(false))?;
         if still {
             return Err(Error::Invalid("lease key already leases another file"));
         }
@@ -1111,7 +1147,9 @@ impl Manager {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let w = wait.map(|w| (id, w.token, w.user_data));
         let ctx = self.ctx();
-        self.file(file, true, |fs| fs.unwrap().lease_trigger(&ctx, &Requester { client, key, retry: false }, trigger, w))
+        self.file(file, true, |fs| {
+            fs.unwrap().lease_trigger(&ctx, &Requester { client, key, retry: false }, trigger, w)
+        })
     }
 
     /// Cancels every waiting request of an open (its Windows and POSIX owners) on a file; no events are
@@ -1176,7 +1214,10 @@ impl Manager {
                 let before = fs.lock_count();
                 let r = fs.unlock(o, flavour, &range);
                 // A POSIX unlock may split one lock in two: count locks that went, never negative.
-                self.metrics.release(crate::metrics::Release::Explicit, before.saturating_sub(fs.lock_count()).max(r.is_ok() as usize) as u64);
+                self.metrics.release(
+                    crate::metrics::Release::Explicit,
+                    before.saturating_sub(fs.lock_count()).max(r.is_ok() as usize) as u64,
+                );
                 fs.settle(&ctx);
                 r
             }

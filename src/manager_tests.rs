@@ -5,8 +5,8 @@
 use super::*;
 use crate::clock::ManualClock;
 use crate::core::lease;
-use crate::table::{LeaseAnswer, OpenSpec};
 use crate::requests::EventKind;
+use crate::table::{LeaseAnswer, OpenSpec};
 use std::sync::mpsc;
 
 const F: &[u8] = b"file-1";
@@ -159,7 +159,7 @@ fn deadlocks_are_refused_over_the_whole_graph() {
     r.m.lock(G, &b, &px(LockType::Exclusive, 0, 1)).unwrap();
     pending(r.wait(G, &a, px(LockType::Exclusive, 0, 1), 1)); // a waits for b
     assert_eq!(r.wait(F, &b, px(LockType::Exclusive, 0, 1), 2), Err(Error::Deadlock)); // b -> a -> b
-    // Three owners across three files.
+                                                                                       // Three owners across three files.
     let h: &[u8] = b"file-3";
     r.m.lock(h, &c, &px(LockType::Exclusive, 0, 1)).unwrap();
     pending(r.wait(h, &b, px(LockType::Exclusive, 0, 1), 3)); // b waits for c
@@ -187,7 +187,10 @@ fn close_and_client_release_end_or_wake_waiters() {
     assert_eq!(r.wait(F, &c, px(LockType::Exclusive, 20, 1), 2), Ok(Queued::Granted)); // not blocked
     r.m.release_open(F, &b).unwrap(); // b's open closes while it waits
     let ev = r.pump();
-    assert_eq!(ev.iter().map(|e| (e.request_id, e.result.clone())).collect::<Vec<_>>(), vec![(idb, Err(Error::RangeNotLocked))]);
+    assert_eq!(
+        ev.iter().map(|e| (e.request_id, e.result.clone())).collect::<Vec<_>>(),
+        vec![(idb, Err(Error::RangeNotLocked))]
+    );
     let idb = pending(r.wait(F, &b, px(LockType::Exclusive, 0, 10), 3));
     assert_eq!(r.m.release_client(b"a"), Ok(1));
     assert_eq!(r.pump().iter().map(|e| e.request_id).collect::<Vec<_>>(), vec![idb]);
@@ -488,7 +491,11 @@ fn restart_during_unfinished_grace_merges_the_previous_state() {
     let (active, _, expected, _) = m.grace_status();
     assert!(active);
     assert_eq!(expected, 2);
-    assert_eq!(m.lock_with(F, &b, &px(LockType::Shared, 200, 10), reclaim()), Ok(()), "b's lock survives the unfinished grace");
+    assert_eq!(
+        m.lock_with(F, &b, &px(LockType::Shared, 200, 10), reclaim()),
+        Ok(()),
+        "b's lock survives the unfinished grace"
+    );
     assert_eq!(m.lock_with(F, &a, &px(LockType::Exclusive, 10, 20), reclaim()), Ok(()));
     clock.advance(1000);
     m.process_events();
@@ -538,7 +545,10 @@ fn grace_ends_early_when_every_expected_client_is_done() {
     m.grace_start(vec![b"nfs4:y"[..].into()], 500).unwrap();
     assert!(m.grace_status().0);
     assert_eq!(m.lock_with(F, &own(b"nfs4:y", b"o"), &px(LockType::Exclusive, 5, 1), reclaim()), Ok(()));
-    assert_eq!(m.lock_with(F, &own(b"nfs4:z", b"o"), &px(LockType::Exclusive, 6, 1), reclaim()), Err(Error::ReclaimDenied));
+    assert_eq!(
+        m.lock_with(F, &own(b"nfs4:z", b"o"), &px(LockType::Exclusive, 6, 1), reclaim()),
+        Err(Error::ReclaimDenied)
+    );
 }
 
 #[test]
@@ -566,7 +576,12 @@ fn corrupt_and_newer_databases_are_refused_untouched() {
     std::fs::write(&path, vec![0x5Au8; 8192]).unwrap();
     let before = std::fs::read(&path).unwrap();
     let clock = Arc::new(ManualClock::default());
-    let r = Manager::new(Settings { db_path: Some(path.clone()), clock: Some(clock.clone()), loop_mode: true, ..Default::default() });
+    let r = Manager::new(Settings {
+        db_path: Some(path.clone()),
+        clock: Some(clock.clone()),
+        loop_mode: true,
+        ..Default::default()
+    });
     assert!(matches!(r, Err(Error::Store(_))), "{:?}", r.err());
     assert_eq!(std::fs::read(&path).unwrap(), before);
 
@@ -576,7 +591,12 @@ fn corrupt_and_newer_databases_are_refused_untouched() {
         c.execute_batch("CREATE TABLE x(y); PRAGMA user_version = 99;").unwrap();
     }
     let before = std::fs::read(&path).unwrap();
-    let r = Manager::new(Settings { db_path: Some(path.clone()), clock: Some(clock), loop_mode: true, ..Default::default() });
+    let r = Manager::new(Settings {
+        db_path: Some(path.clone()),
+        clock: Some(clock),
+        loop_mode: true,
+        ..Default::default()
+    });
     match r {
         Err(Error::Store(msg)) => assert!(msg.contains("newer"), "{msg}"),
         other => panic!("{:?}", other.err()),
@@ -719,7 +739,12 @@ fn shared_mode_one_table_for_two_processes() {
         other => panic!("{other:?}"),
     }
     // A blocked lock in B is granted when A releases.
-    let id = pending(b.lock_blocking(F, &ob, &px(LockType::Shared, 5, 1), &WaitSpec { token: 9, user_data: 0, timeout_ms: 0 }));
+    let id = pending(b.lock_blocking(
+        F,
+        &ob,
+        &px(LockType::Shared, 5, 1),
+        &WaitSpec { token: 9, user_data: 0, timeout_ms: 0 },
+    ));
     a.unlock(F, &oa, Flavour::Posix, 0, 10).unwrap();
     assert!(drain(&a, &ra).is_empty(), "the grant is not A's");
     let ev = drain(&b, &rb);
@@ -750,11 +775,16 @@ fn shared_mode_one_table_for_two_processes() {
     };
     let ev = drain(&a, &ra);
     assert_eq!(ev.len(), 1);
-    assert_eq!((ev[0].kind, ev[0].lease.state, ev[0].lease.break_to), (EventKind::LeaseBreak, lease::RWH, lease::R | lease::H));
+    assert_eq!(
+        (ev[0].kind, ev[0].lease.state, ev[0].lease.break_to),
+        (EventKind::LeaseBreak, lease::RWH, lease::R | lease::H)
+    );
     a.lease_ack(G, b"smb:a", &[1; 16], lease::R | lease::H).unwrap();
     let ev = drain(&b, &rb);
     assert_eq!(ev.iter().map(|e| (e.kind, e.request_id)).collect::<Vec<_>>(), vec![(EventKind::BreaksDone, pid)]);
-    assert!(matches!(b.open_file(G, b"smb:b", 2, &spec(2), Some(&w)), Ok(LeaseAnswer::Ready(g)) if g.state == lease::R | lease::H));
+    assert!(
+        matches!(b.open_file(G, b"smb:b", 2, &spec(2), Some(&w)), Ok(LeaseAnswer::Ready(g)) if g.state == lease::R | lease::H)
+    );
     // A process that leaves releases its state; a waiter of the other process proceeds.
     a.lock(G, &oa, &px(LockType::Exclusive, 0, 1)).unwrap();
     let id = pending(b.lock_blocking(G, &ob, &px(LockType::Exclusive, 0, 1), &w));

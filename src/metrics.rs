@@ -196,7 +196,11 @@ pub fn prometheus(t: &Totals, g: &Gauges) -> String {
     for (f, fname) in ["posix", "windows"].iter().enumerate() {
         for (k, kname) in ["shared", "exclusive"].iter().enumerate() {
             for (r, rname) in OUTCOMES.iter().enumerate() {
-                let _ = writeln!(o, "unilock_lock_acquisitions_total{{flavour=\"{fname}\",type=\"{kname}\",result=\"{rname}\"}} {}", t.acquire[f][k][r]);
+                let _ = writeln!(
+                    o,
+                    "unilock_lock_acquisitions_total{{flavour=\"{fname}\",type=\"{kname}\",result=\"{rname}\"}} {}",
+                    t.acquire[f][k][r]
+                );
             }
         }
     }
@@ -273,7 +277,9 @@ mod tests {
         assert_eq!(t.acquire[0][0][0], 8000);
         assert_eq!(t.wait_buckets[2], 8);
         let text = prometheus(&t, &Gauges::default());
-        assert!(text.contains("unilock_lock_acquisitions_total{flavour=\"posix\",type=\"shared\",result=\"granted\"} 8000"));
+        assert!(
+            text.contains("unilock_lock_acquisitions_total{flavour=\"posix\",type=\"shared\",result=\"granted\"} 8000")
+        );
         assert!(text.contains("unilock_lock_wait_seconds_bucket{le=\"0.01\"} 8"));
     }
 }

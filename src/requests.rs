@@ -163,7 +163,8 @@ impl Ctx<'_> {
                 return;
             }
         }
-        let outcome = if ev.kind == EventKind::LockDone && ev.result.is_ok() { Outcome::Granted } else { Outcome::Ended };
+        let outcome =
+            if ev.kind == EventKind::LockDone && ev.result.is_ok() { Outcome::Granted } else { Outcome::Ended };
         if ev.request_id == 0 {
             // A notification (lease break, revocation): not a request, nothing to cancel.
             self.events.push_all([ev]);

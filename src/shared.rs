@@ -125,10 +125,12 @@ impl Shared {
         let me = tx.last_insert_rowid() as u64;
         let sock_path = dir.join(format!("{me}.sock"));
         let _ = std::fs::remove_file(&sock_path);
-        let sock = UnixDatagram::bind(&sock_path).map_err(|e| Error::Store(format!("cannot bind {}: {e}", sock_path.display())))?;
+        let sock = UnixDatagram::bind(&sock_path)
+            .map_err(|e| Error::Store(format!("cannot bind {}: {e}", sock_path.display())))?;
         let _ = std::fs::set_permissions(&sock_path, std::fs::Permissions::from_mode(0o666));
         sock.set_nonblocking(true).map_err(|e| Error::Store(e.to_string()))?;
-        tx.execute("UPDATE procs SET socket = ?1 WHERE proc = ?2", params![sock_path.to_string_lossy(), me as i64]).map_err(err)?;
+        tx.execute("UPDATE procs SET socket = ?1 WHERE proc = ?2", params![sock_path.to_string_lossy(), me as i64])
+            .map_err(err)?;
         tx.commit().map_err(err)?;
         // Another process holding the write lock keeps it for tens of microseconds: retry by yielding
         // rather than with SQLite's default sleeps of 1, 2, 5 ms (bounded: about 10 s in all).
@@ -148,7 +150,11 @@ impl Shared {
                 let mut st = tx.prepare("SELECT pid, start, boot FROM procs WHERE proc != ?1").map_err(err)?;
                 let rows = st
                     .query_map(params![me as i64], |r| {
-                        Ok(ProcIdent { pid: r.get::<_, i64>(0)? as u32, start: r.get::<_, i64>(1)? as u64, boot: r.get(2)? })
+                        Ok(ProcIdent {
+                            pid: r.get::<_, i64>(0)? as u32,
+                            start: r.get::<_, i64>(1)? as u64,
+                            boot: r.get(2)?,
+                        })
                     })
                     .map_err(err)?;
                 rows.filter_map(|r| r.ok()).collect()
@@ -178,7 +184,10 @@ impl Shared {
         let mut st = conn.prepare("SELECT proc, pid, start, boot FROM procs").map_err(err)?;
         let rows = st
             .query_map([], |r| {
-                Ok((r.get::<_, i64>(0)? as u64, ProcIdent { pid: r.get::<_, i64>(1)? as u32, start: r.get::<_, i64>(2)? as u64, boot: r.get(3)? }))
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    ProcIdent { pid: r.get::<_, i64>(1)? as u32, start: r.get::<_, i64>(2)? as u64, boot: r.get(3)? },
+                ))
             })
             .map_err(err)?;
         rows.collect::<std::result::Result<Vec<_>, _>>().map_err(err)
@@ -186,7 +195,13 @@ impl Shared {
 
     /// Runs `f` on the state of `file` inside one immediate transaction and writes the result back;
     /// events for other processes go to their mailboxes and they are woken after the commit.
-    pub fn with_file<T>(&self, file: &[u8], create: bool, ctx: &Ctx, f: impl FnOnce(Option<&mut FileState>) -> T) -> Result<T> {
+    pub fn with_file<T>(
+        &self,
+        file: &[u8],
+        create: bool,
+        ctx: &Ctx,
+        f: impl FnOnce(Option<&mut FileState>) -> T,
+    ) -> Result<T> {
         let mut conn = self.conn.lock();
         // BEGIN IMMEDIATE: take the write lock now, so two processes never decide on stale state.
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(err)?;
@@ -195,7 +210,8 @@ impl Shared {
             .and_then(|mut st| st.query_row(params![file], |r| r.get(0)).optional())
             .map_err(err)?;
         let mut fs = match blob {
-            Some(b) => FileState::decode(file, &b, true).ok_or_else(|| Error::Store("a shared file state is corrupt".into()))?,
+            Some(b) => FileState::decode(file, &b, true)
+                .ok_or_else(|| Error::Store("a shared file state is corrupt".into()))?,
             None if create => FileState::blank(file, true),
             None => {
                 drop(tx);
@@ -208,7 +224,8 @@ impl Shared {
             // edges of every process, read in this same transaction so no concurrent wait slips by.
             // Only files with waiters have edges, kept in step by every commit (below).
             let mut g = crate::core::wait::WaitGraph::default();
-            let mut st = tx.prepare_cached("SELECT file, id, who, blockers FROM shared_waits WHERE file != ?1").map_err(err)?;
+            let mut st =
+                tx.prepare_cached("SELECT file, id, who, blockers FROM shared_waits WHERE file != ?1").map_err(err)?;
             let rows = st
                 .query_map(params![file], |r| {
                     Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?, r.get::<_, Vec<u8>>(3)?))
@@ -216,7 +233,8 @@ impl Shared {
                 .map_err(err)?;
             for row in rows {
                 let (f2, id, who, blockers) = row.map_err(err)?;
-                let blockers = decode_keys(&blockers).ok_or_else(|| Error::Store("a shared wait edge is corrupt".into()))?;
+                let blockers =
+                    decode_keys(&blockers).ok_or_else(|| Error::Store("a shared wait edge is corrupt".into()))?;
                 // Request ids are per process: make them unique across the graph.
                 g.set((id as u64) ^ ((f2.len() as u64) << 56) ^ hash_bytes(&f2), who.into_boxed_slice(), blockers);
             }
@@ -237,7 +255,9 @@ impl Shared {
             write_wait_edges(&tx, file, &fs)?;
         }
         if fs.is_empty_state() {
-            tx.prepare_cached("DELETE FROM shared_files WHERE file = ?1").and_then(|mut st| st.execute(params![file])).map_err(err)?;
+            tx.prepare_cached("DELETE FROM shared_files WHERE file = ?1")
+                .and_then(|mut st| st.execute(params![file]))
+                .map_err(err)?;
         } else {
             tx.prepare_cached("INSERT OR REPLACE INTO shared_files(file, state) VALUES (?1, ?2)")
                 .and_then(|mut st| st.execute(params![file, fs.encode()]))
@@ -246,8 +266,11 @@ impl Shared {
         // The index of which processes have state here changes rarely: rewrite it only then.
         let procs_after = fs.procs();
         if procs_after != procs_before {
-            tx.prepare_cached("DELETE FROM shared_procs WHERE file = ?1").and_then(|mut st| st.execute(params![file])).map_err(err)?;
-            let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO shared_procs(file, proc) VALUES (?1, ?2)").map_err(err)?;
+            tx.prepare_cached("DELETE FROM shared_procs WHERE file = ?1")
+                .and_then(|mut st| st.execute(params![file]))
+                .map_err(err)?;
+            let mut ins =
+                tx.prepare_cached("INSERT OR IGNORE INTO shared_procs(file, proc) VALUES (?1, ?2)").map_err(err)?;
             for p in procs_after {
                 ins.execute(params![file, p as i64]).map_err(err)?;
             }
@@ -255,7 +278,8 @@ impl Shared {
         let out: Vec<Event> = ctx.outbox.map(|o| std::mem::take(&mut *o.lock())).unwrap_or_default();
         let mut targets: Vec<u64> = Vec::new();
         for ev in &out {
-            tx.execute("INSERT INTO mailbox(proc, event) VALUES (?1, ?2)", params![ev.proc as i64, encode_event(ev)]).map_err(err)?;
+            tx.execute("INSERT INTO mailbox(proc, event) VALUES (?1, ?2)", params![ev.proc as i64, encode_event(ev)])
+                .map_err(err)?;
             if !targets.contains(&ev.proc) {
                 targets.push(ev.proc);
             }
@@ -291,7 +315,10 @@ impl Shared {
     }
 
     pub fn set_release_at(&self, proc: u64, at: u64) -> Result<()> {
-        self.conn.lock().execute("UPDATE procs SET release_at_unix_ms = ?1 WHERE proc = ?2", params![at as i64, proc as i64]).map_err(err)?;
+        self.conn
+            .lock()
+            .execute("UPDATE procs SET release_at_unix_ms = ?1 WHERE proc = ?2", params![at as i64, proc as i64])
+            .map_err(err)?;
         Ok(())
     }
 
@@ -300,7 +327,10 @@ impl Shared {
         let conn = self.conn.lock();
         let mut m = 0u64;
         for c in clients {
-            let t: Option<i64> = conn.query_row("SELECT ttl_ms FROM clients WHERE client = ?1", params![&**c], |r| r.get(0)).optional().map_err(err)?;
+            let t: Option<i64> = conn
+                .query_row("SELECT ttl_ms FROM clients WHERE client = ?1", params![&**c], |r| r.get(0))
+                .optional()
+                .map_err(err)?;
             m = m.max(t.unwrap_or(0).max(0) as u64);
         }
         Ok(m)
@@ -318,7 +348,11 @@ impl Shared {
     pub fn lease_file(&self, client: &[u8], key: &[u8; 16]) -> Result<Option<Box<[u8]>>> {
         let conn = self.conn.lock();
         let f: Option<Vec<u8>> = conn
-            .query_row("SELECT file FROM leases WHERE client = ?1 AND key = ?2 LIMIT 1", params![client, &key[..]], |r| r.get(0))
+            .query_row(
+                "SELECT file FROM leases WHERE client = ?1 AND key = ?2 LIMIT 1",
+                params![client, &key[..]],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(err)?;
         Ok(f.map(|v| v.into_boxed_slice()))
@@ -336,8 +370,10 @@ impl Shared {
     /// Forgets a process that is gone (after its state was released).
     pub fn forget_proc(&self, proc: u64) -> Result<()> {
         let conn = self.conn.lock();
-        let path: Option<String> =
-            conn.query_row("SELECT socket FROM procs WHERE proc = ?1", params![proc as i64], |r| r.get(0)).optional().map_err(err)?;
+        let path: Option<String> = conn
+            .query_row("SELECT socket FROM procs WHERE proc = ?1", params![proc as i64], |r| r.get(0))
+            .optional()
+            .map_err(err)?;
         conn.execute_batch(&format!(
             "DELETE FROM procs WHERE proc = {proc}; DELETE FROM shared_procs WHERE proc = {proc}; DELETE FROM mailbox WHERE proc = {proc};"
         ))
@@ -386,7 +422,10 @@ impl Shared {
 
     /// Grace bookkeeping on the shared connection.
     pub fn end_grace(&self) -> Result<()> {
-        self.conn.lock().execute_batch("DELETE FROM prev_locks; DELETE FROM prev_leases; DELETE FROM grace;").map_err(err)
+        self.conn
+            .lock()
+            .execute_batch("DELETE FROM prev_locks; DELETE FROM prev_leases; DELETE FROM grace;")
+            .map_err(err)
     }
 }
 
@@ -458,7 +497,11 @@ fn decode_event(b: &[u8]) -> Option<Event> {
                 NO_LEASE => None,
                 k => Some(crate::core::lease::Kind::try_from(k).ok()?),
             },
-            state: r.u8()?, break_to: r.u8()?, epoch: r.u64()? as u16, ack_required: r.u8()? != 0 },
+            state: r.u8()?,
+            break_to: r.u8()?,
+            epoch: r.u64()? as u16,
+            ack_required: r.u8()? != 0,
+        },
         proc: r.u64()?,
     })
 }
@@ -515,7 +558,14 @@ mod tests {
             lock_kind: LockType::Exclusive,
             offset: 11,
             length: 12,
-            lease: LeaseInfo { key: [3; 16], kind: Some(crate::core::lease::Kind::Lease), state: 7, break_to: 3, epoch: 5, ack_required: true },
+            lease: LeaseInfo {
+                key: [3; 16],
+                kind: Some(crate::core::lease::Kind::Lease),
+                state: 7,
+                break_to: 3,
+                epoch: 5,
+                ack_required: true,
+            },
             proc: 13,
         };
         let d = decode_event(&encode_event(&e)).unwrap();
@@ -529,7 +579,14 @@ mod tests {
         assert!(Flavour::try_from(0).is_err() && Flavour::try_from(3).is_err());
         assert!(LockType::try_from(0).is_err());
         assert!(crate::core::lease::Kind::try_from(3).is_err());
-        for k in [EventKind::LockDone, EventKind::Watch, EventKind::LeaseBreak, EventKind::LeaseRevoked, EventKind::BreaksDone, EventKind::GraceReleased] {
+        for k in [
+            EventKind::LockDone,
+            EventKind::Watch,
+            EventKind::LeaseBreak,
+            EventKind::LeaseRevoked,
+            EventKind::BreaksDone,
+            EventKind::GraceReleased,
+        ] {
             assert_eq!(EventKind::try_from(k as u8), Ok(k));
         }
     }
@@ -554,7 +611,9 @@ thread_local! {
 /// by the first process of this version to open a database.
 fn ensure_wait_edges(tx: &rusqlite::Transaction) -> Result<()> {
     let have: i64 = tx
-        .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'shared_waits'", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'shared_waits'", [], |r| {
+            r.get(0)
+        })
         .map_err(err)?;
     // Files leave shared_procs by file on every commit that changes who has state there.
     tx.execute_batch("CREATE INDEX IF NOT EXISTS shared_procs_file ON shared_procs(file);").map_err(err)?;
@@ -583,8 +642,12 @@ fn ensure_wait_edges(tx: &rusqlite::Transaction) -> Result<()> {
 
 /// Replaces the wait edges of `file` with those of its state now.
 fn write_wait_edges(tx: &rusqlite::Transaction, file: &[u8], fs: &FileState) -> Result<()> {
-    tx.prepare_cached("DELETE FROM shared_waits WHERE file = ?1").and_then(|mut st| st.execute(params![file])).map_err(err)?;
-    let mut ins = tx.prepare_cached("INSERT OR REPLACE INTO shared_waits(file, id, who, blockers) VALUES (?1, ?2, ?3, ?4)").map_err(err)?;
+    tx.prepare_cached("DELETE FROM shared_waits WHERE file = ?1")
+        .and_then(|mut st| st.execute(params![file]))
+        .map_err(err)?;
+    let mut ins = tx
+        .prepare_cached("INSERT OR REPLACE INTO shared_waits(file, id, who, blockers) VALUES (?1, ?2, ?3, ?4)")
+        .map_err(err)?;
     for (id, who, blockers) in fs.wait_edges() {
         ins.execute(params![file, id as i64, &*who, encode_keys(&blockers)]).map_err(err)?;
     }

@@ -5,14 +5,14 @@
 //! Lock ordering: a thread holds at most one shard lock at a time. Nothing calls out of the library
 //! while a shard lock is held.
 
-use crate::core::{self, Access, Changes, Denied, Flavour, Lock, LockId, LockSet, LockType, Range};
-use crate::error::{Error, Holder, Result};
-use crate::owners::{OwnerRef, Owners};
 use crate::core::lease::{self, FileLeases, Grant, Key, Note, Requester, Trigger};
 use crate::core::wait::{self, Waiter};
-use crate::events::TimerKind;
-use crate::requests::LeaseInfo;
 use crate::core::OwnerIdx;
+use crate::core::{self, Access, Changes, Denied, Flavour, Lock, LockId, LockSet, LockType, Range};
+use crate::error::{Error, Holder, Result};
+use crate::events::TimerKind;
+use crate::owners::{OwnerRef, Owners};
+use crate::requests::LeaseInfo;
 use crate::requests::{owner_key, Ctx, Event, EventKind, OwnerKey, ReqState};
 use hashbrown::HashTable;
 use parking_lot::Mutex;
@@ -464,7 +464,9 @@ impl FileState {
             n += c.removed.len();
             self.commit(&c);
         }
-        if self.leases.opens.iter().any(|o| *o.client == *client) || self.leases.leases.iter().any(|l| *l.client == *client) {
+        if self.leases.opens.iter().any(|o| *o.client == *client)
+            || self.leases.leases.iter().any(|l| *l.client == *client)
+        {
             self.leases.drop_client(client);
             self.leases_dirty = self.persist;
             self.settle_leases(ctx);
@@ -476,7 +478,9 @@ impl FileState {
     pub fn list(&self) -> Vec<Holder> {
         let mut v: Vec<(Range, Holder)> =
             self.locks.iter().map(|(_, l)| (l.range, holder_of(&self.owners, l))).collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.client.cmp(&b.1.client)).then_with(|| a.1.owner.cmp(&b.1.owner)));
+        v.sort_by(|a, b| {
+            a.0.cmp(&b.0).then_with(|| a.1.client.cmp(&b.1.client)).then_with(|| a.1.owner.cmp(&b.1.owner))
+        });
         v.into_iter().map(|(_, h)| h).collect()
     }
 
@@ -555,7 +559,15 @@ impl FileState {
                 };
                 self.owners.add_refs(owner, 1);
                 self.waiters.push(w);
-                self.meta.push(WaitMeta { since: ctx.events.now_ms(), proc: self.me, token, user_data, key, offset: req.offset, length: req.length });
+                self.meta.push(WaitMeta {
+                    since: ctx.events.now_ms(),
+                    proc: self.me,
+                    token,
+                    user_data,
+                    key,
+                    offset: req.offset,
+                    length: req.length,
+                });
                 Ok(Queued::Pending(id, holder))
             }
         }
@@ -878,8 +890,20 @@ impl FileState {
         let mut fs = FileState::blank(file, persist);
         // Format 1 wrote flavour and lock type as 0/1; format 2 uses their one wire encoding.
         let v1 = format == 1;
-        let flav = |v: u8| if v1 { Some(if v == 1 { Flavour::Windows } else { Flavour::Posix }) } else { Flavour::try_from(v).ok() };
-        let kind = |v: u8| if v1 { Some(if v == 1 { LockType::Exclusive } else { LockType::Shared }) } else { LockType::try_from(v).ok() };
+        let flav = |v: u8| {
+            if v1 {
+                Some(if v == 1 { Flavour::Windows } else { Flavour::Posix })
+            } else {
+                Flavour::try_from(v).ok()
+            }
+        };
+        let kind = |v: u8| {
+            if v1 {
+                Some(if v == 1 { LockType::Exclusive } else { LockType::Shared })
+            } else {
+                LockType::try_from(v).ok()
+            }
+        };
         let mut map: std::collections::HashMap<u64, OwnerIdx> = std::collections::HashMap::new();
         for _ in 0..r.u64()? {
             let old = r.u64()?;
@@ -957,7 +981,14 @@ impl FileState {
             let client: Box<[u8]> = r.bytes()?.into();
             let open_id = r.u64()?;
             let lease = if r.u8()? == 1 { Some(r.key()?) } else { None };
-            fs.leases.opens.push(lease::Open { client, open_id, lease, stat: r.u8()? != 0, write: r.u8()? != 0, proc: r.u64()? });
+            fs.leases.opens.push(lease::Open {
+                client,
+                open_id,
+                lease,
+                stat: r.u8()? != 0,
+                write: r.u8()? != 0,
+                proc: r.u64()?,
+            });
         }
         for _ in 0..r.u64()? {
             let id = r.u64()?;
@@ -965,14 +996,21 @@ impl FileState {
             for _ in 0..r.u64()? {
                 waits.push((r.bytes()?.into(), r.key()?));
             }
-            fs.lease_waiters.push(LeaseWaiter { id, waits, token: r.u64()?, user_data: r.u64()? as usize, proc: r.u64()? });
+            fs.lease_waiters.push(LeaseWaiter {
+                id,
+                waits,
+                token: r.u64()?,
+                user_data: r.u64()? as usize,
+                proc: r.u64()?,
+            });
         }
         Some(fs)
     }
 
     /// The clients with state of process `proc` on this file.
     pub fn clients_of_proc(&self, proc: u64) -> Vec<Box<[u8]>> {
-        let mut v: Vec<Box<[u8]>> = self.owners.live_entries().filter(|(_, e)| e.proc == proc).map(|(_, e)| e.client.clone()).collect();
+        let mut v: Vec<Box<[u8]>> =
+            self.owners.live_entries().filter(|(_, e)| e.proc == proc).map(|(_, e)| e.client.clone()).collect();
         v.extend(self.leases.opens.iter().filter(|o| o.proc == proc).map(|o| o.client.clone()));
         v.sort();
         v.dedup();
@@ -1007,7 +1045,8 @@ impl FileState {
     /// Releases everything a process that is gone held on this file (shared mode): its locks, its
     /// waiting requests and watches, its opens and leases. Returns the number of locks released.
     pub fn drop_proc(&mut self, ctx: &Ctx, proc: u64) -> usize {
-        let owners: Vec<OwnerIdx> = self.owners.live_entries().filter(|(_, e)| e.proc == proc).map(|(i, _)| i).collect();
+        let owners: Vec<OwnerIdx> =
+            self.owners.live_entries().filter(|(_, e)| e.proc == proc).map(|(i, _)| i).collect();
         let mut n = 0;
         for owner in &owners {
             let c = core::lockset::release_owner(&self.locks, *owner);
@@ -1038,10 +1077,18 @@ impl FileState {
     fn send_notes(&self, ctx: &Ctx, notes: Vec<Note>) {
         for n in notes {
             let (kind, client, key, lkind, from, to, epoch, ack) = match n {
-                Note::Break { client, key, kind, from, to, epoch, ack } => (EventKind::LeaseBreak, client, key, kind, from, to, epoch, ack),
-                Note::Revoked { client, key, kind, from, epoch } => (EventKind::LeaseRevoked, client, key, kind, from, 0, epoch, false),
+                Note::Break { client, key, kind, from, to, epoch, ack } => {
+                    (EventKind::LeaseBreak, client, key, kind, from, to, epoch, ack)
+                }
+                Note::Revoked { client, key, kind, from, epoch } => {
+                    (EventKind::LeaseRevoked, client, key, kind, from, 0, epoch, false)
+                }
             };
-            let holder_proc = self.leases.find(&client, &key).map(|i| self.leases.leases[i].proc).unwrap_or_else(|| self.proc_of_client(&client));
+            let holder_proc = self
+                .leases
+                .find(&client, &key)
+                .map(|i| self.leases.leases[i].proc)
+                .unwrap_or_else(|| self.proc_of_client(&client));
             match kind {
                 EventKind::LeaseBreak => ctx.metrics.lease_break(),
                 _ => {
@@ -1153,7 +1200,8 @@ impl FileState {
         if self.leases.leases.is_empty() {
             return Ok(());
         }
-        let key = self.leases.opens.iter().find(|x| *x.client == *o.client && x.open_id == o.open_id).and_then(|x| x.lease);
+        let key =
+            self.leases.opens.iter().find(|x| *x.client == *o.client && x.open_id == o.open_id).and_then(|x| x.lease);
         let req = Requester { client: o.client, key: key.as_ref(), retry: false };
         self.lease_trigger(ctx, &req, Trigger::ByteRangeLock, None).map(|_| ())
     }
@@ -1361,7 +1409,8 @@ impl Table {
         let fs = match found {
             Some(fs) => fs,
             None if create => {
-                let entry = sh.files.insert_unique(hash, FileState::new(file, hash, self.persist, self.track), |fs| fs.hash);
+                let entry =
+                    sh.files.insert_unique(hash, FileState::new(file, hash, self.persist, self.track), |fs| fs.hash);
                 entry.into_mut()
             }
             None => return f(None),

@@ -9,7 +9,8 @@ fn statuses_in(text: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut s = text;
     while let Some(i) = s.find("UNILOCK_") {
-        let tok: String = s[i..].chars().take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_').collect();
+        let tok: String =
+            s[i..].chars().take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_').collect();
         s = &s[i + tok.len().max(1)..];
         if tok == "UNILOCK_OK" || tok == "UNILOCK_PENDING" || tok.starts_with("UNILOCK_E_") {
             out.insert(tok);
@@ -73,7 +74,8 @@ fn code_statuses() -> BTreeMap<String, BTreeSet<String>> {
                 i += 1;
             }
             if returns_status {
-                let mut set: BTreeSet<String> = statuses_in(&body).into_iter().filter(|s| body.contains(&format!("unilock_status::{s}"))).collect();
+                let mut set: BTreeSet<String> =
+                    statuses_in(&body).into_iter().filter(|s| body.contains(&format!("unilock_status::{s}"))).collect();
                 if body.contains("::invalid()") || body.contains("try_ref!") || body.contains("try_bytes!") {
                     set.insert("UNILOCK_E_INVALID".into());
                 }
@@ -119,7 +121,8 @@ fn the_header_defines_only_unilock_macros_and_names() {
         if let Some(rest) = t.strip_prefix('#') {
             let rest = rest.trim_start();
             if let Some(def) = rest.strip_prefix("define") {
-                let name: String = def.trim_start().chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                let name: String =
+                    def.trim_start().chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
                 if !name.starts_with("UNILOCK_") {
                     bad.push(name);
                 }
@@ -128,7 +131,11 @@ fn the_header_defines_only_unilock_macros_and_names() {
         for kw in ["typedef struct ", "struct ", "typedef enum ", "enum "] {
             if let Some(rest) = t.strip_prefix(kw) {
                 let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-                if !name.is_empty() && name != "unilock" && !name.starts_with("unilock_") && !name.starts_with("UNILOCK_") {
+                if !name.is_empty()
+                    && name != "unilock"
+                    && !name.starts_with("unilock_")
+                    && !name.starts_with("UNILOCK_")
+                {
                     bad.push(name);
                 }
             }

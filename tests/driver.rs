@@ -92,20 +92,77 @@ enum LeaseKind {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Lock { file: usize, who: Who, flavour: Flavour, kind: LockType, off: u64, len: u64 },
-    Block { file: usize, who: Who, flavour: Flavour, kind: LockType, off: u64, len: u64, timeout: u64 },
+    Lock {
+        file: usize,
+        who: Who,
+        flavour: Flavour,
+        kind: LockType,
+        off: u64,
+        len: u64,
+    },
+    Block {
+        file: usize,
+        who: Who,
+        flavour: Flavour,
+        kind: LockType,
+        off: u64,
+        len: u64,
+        timeout: u64,
+    },
     /// Re-submits the n-th remembered blocking request (pending or granted) with its token.
-    Resubmit { pick: usize },
-    Unlock { file: usize, who: Who, flavour: Flavour, off: u64, len: u64 },
-    Cancel { pick: usize },
-    ReleaseOpen { file: usize, who: Who },
-    ReleaseClient { client: usize },
-    Advance { ms: u64 },
-    Open { file: usize, client: usize, open: u64, kind: LeaseKind, key: u8, requested: u8, write: bool, wait: bool },
-    Close { file: usize, client: usize, open: u64 },
-    Ack { pick: usize, state: u8 },
-    LeaseRelease { file: usize, client: usize, key: u8 },
-    Trigger { file: usize, client: usize, trigger: Trigger, wait: bool },
+    Resubmit {
+        pick: usize,
+    },
+    Unlock {
+        file: usize,
+        who: Who,
+        flavour: Flavour,
+        off: u64,
+        len: u64,
+    },
+    Cancel {
+        pick: usize,
+    },
+    ReleaseOpen {
+        file: usize,
+        who: Who,
+    },
+    ReleaseClient {
+        client: usize,
+    },
+    Advance {
+        ms: u64,
+    },
+    Open {
+        file: usize,
+        client: usize,
+        open: u64,
+        kind: LeaseKind,
+        key: u8,
+        requested: u8,
+        write: bool,
+        wait: bool,
+    },
+    Close {
+        file: usize,
+        client: usize,
+        open: u64,
+    },
+    Ack {
+        pick: usize,
+        state: u8,
+    },
+    LeaseRelease {
+        file: usize,
+        client: usize,
+        key: u8,
+    },
+    Trigger {
+        file: usize,
+        client: usize,
+        trigger: Trigger,
+        wait: bool,
+    },
     Quiesce,
 }
 
@@ -130,7 +187,8 @@ fn range(f: Flavour) -> BoxedStrategy<(u64, u64)> {
 }
 
 fn lock_args() -> impl Strategy<Value = (usize, Who, Flavour, LockType, u64, u64)> {
-    (0..2usize, who(), flavour(), kind()).prop_flat_map(|(file, who, f, k)| range(f).prop_map(move |(o, l)| (file, who, f, k, o, l)))
+    (0..2usize, who(), flavour(), kind())
+        .prop_flat_map(|(file, who, f, k)| range(f).prop_map(move |(o, l)| (file, who, f, k, o, l)))
 }
 
 fn trigger() -> impl Strategy<Value = Trigger> {
@@ -145,7 +203,8 @@ fn trigger() -> impl Strategy<Value = Trigger> {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    let state = prop_oneof![Just(0u8), Just(lease::R), Just(lease::R | lease::H), Just(lease::R | lease::W), Just(lease::RWH)];
+    let state =
+        prop_oneof![Just(0u8), Just(lease::R), Just(lease::R | lease::H), Just(lease::R | lease::W), Just(lease::RWH)];
     let lkind = prop_oneof![
         1 => Just(LeaseKind::None),
         3 => Just(LeaseKind::Lease),
@@ -251,7 +310,9 @@ impl FileModel {
         let mut out: Vec<MLock> = self
             .locks()
             .into_iter()
-            .filter(|l| overlaps(l.r, r) && if l.oid == me { flavour == Windows && kind == X } else { conflict(l.kind, kind) })
+            .filter(|l| {
+                overlaps(l.r, r) && if l.oid == me { flavour == Windows && kind == X } else { conflict(l.kind, kind) }
+            })
             .collect();
         if flavour == Posix {
             if let Some(bytes) = self.posix.get(&(who.client, who.owner)) {
@@ -262,7 +323,11 @@ impl FileModel {
                 if (r.end as usize) < D && bytes[r.end as usize] == Some(kind) {
                     seams.push(r.end);
                 }
-                out.extend(self.win.iter().filter(|l| l.r.start == l.r.end && seams.contains(&l.r.start) && conflict(l.kind, kind)));
+                out.extend(
+                    self.win
+                        .iter()
+                        .filter(|l| l.r.start == l.r.end && seams.contains(&l.r.start) && conflict(l.kind, kind)),
+                );
             }
         }
         out
@@ -503,17 +568,30 @@ impl World {
             return true;
         }
         let me = oid(&w.who, w.flavour);
-        self.waiters[..i].iter().any(|e| e.file == w.file && oid(&e.who, e.flavour) != me && conflict(e.kind, w.kind) && overlaps(e.r, w.r))
+        self.waiters[..i]
+            .iter()
+            .any(|e| e.file == w.file && oid(&e.who, e.flavour) != me && conflict(e.kind, w.kind) && overlaps(e.r, w.r))
     }
 
     /// The owners a request waits for (own locks excluded), given the waiters before it.
-    fn blockers(&self, file: usize, who: &Who, flavour: Flavour, kind: LockType, r: R, earlier: &[MWaiter]) -> Vec<Oid> {
+    fn blockers(
+        &self,
+        file: usize,
+        who: &Who,
+        flavour: Flavour,
+        kind: LockType,
+        r: R,
+        earlier: &[MWaiter],
+    ) -> Vec<Oid> {
         let me = oid(who, flavour);
-        let mut v: Vec<Oid> = self.files[file].refusers(who, flavour, kind, r).iter().map(|l| l.oid).filter(|o| *o != me).collect();
+        let mut v: Vec<Oid> =
+            self.files[file].refusers(who, flavour, kind, r).iter().map(|l| l.oid).filter(|o| *o != me).collect();
         v.extend(
             earlier
                 .iter()
-                .filter(|e| e.file == file && oid(&e.who, e.flavour) != me && conflict(e.kind, kind) && overlaps(e.r, r))
+                .filter(|e| {
+                    e.file == file && oid(&e.who, e.flavour) != me && conflict(e.kind, kind) && overlaps(e.r, r)
+                })
                 .map(|e| oid(&e.who, e.flavour)),
         );
         v.sort();
@@ -593,7 +671,8 @@ impl World {
         match *op {
             Op::Lock { file, who, flavour, kind, off, len } => {
                 let m = self.mgr_of(who.client);
-                let got = self.mgrs[m].lock(FILES[file], &who.r(), &LockReq { flavour, kind, offset: off, length: len });
+                let got =
+                    self.mgrs[m].lock(FILES[file], &who.r(), &LockReq { flavour, kind, offset: off, length: len });
                 let r = R { start: off, end: off + len };
                 let refusers = self.files[file].refusers(&who, flavour, kind, r);
                 match got {
@@ -621,7 +700,17 @@ impl World {
                 let o = oid(&s.who, s.flavour);
                 let req = LockReq { flavour: s.flavour, kind: s.kind, offset: s.off, length: s.len };
                 let spec = WaitSpec { token: s.token, user_data: 0, timeout_ms: 0 };
-                let waiting = self.waiters.iter().find(|w| w.file == s.file && oid(&w.who, w.flavour) == o && w.kind == s.kind && w.r == r && w.token == s.token).map(|w| w.id);
+                let waiting = self
+                    .waiters
+                    .iter()
+                    .find(|w| {
+                        w.file == s.file
+                            && oid(&w.who, w.flavour) == o
+                            && w.kind == s.kind
+                            && w.r == r
+                            && w.token == s.token
+                    })
+                    .map(|w| w.id);
                 let remembered = self.granted.get(&(s.file, o)).is_some_and(|v| v.contains(&(s.token, s.kind, r)));
                 if let Some(id) = waiting {
                     let got = self.mgrs[s.mgr].lock_blocking(FILES[s.file], &s.who.r(), &req, &spec);
@@ -836,7 +925,10 @@ impl World {
         let r = R { start: off, end: off + len };
         let me = oid(&who, flavour);
         let now_blocked = !self.files[file].refusers(&who, flavour, kind, r).is_empty()
-            || self.waiters.iter().any(|e| e.file == file && oid(&e.who, e.flavour) != me && conflict(e.kind, kind) && overlaps(e.r, r));
+            || self
+                .waiters
+                .iter()
+                .any(|e| e.file == file && oid(&e.who, e.flavour) != me && conflict(e.kind, kind) && overlaps(e.r, r));
         let sent = Sent { mgr: m, file, who, flavour, kind, off, len, token };
         match got {
             Err(Error::Busy) => Ok(()),
@@ -891,14 +983,22 @@ impl World {
         }
     }
 
-    fn check_lock_events(&self, want_granted: Vec<(usize, u64)>, want_ended: Vec<(usize, u64, Error)>) -> Result<(), String> {
-        let mut want: Vec<(usize, u64, Result<(), Error>)> = want_granted.into_iter().map(|(m, id)| (m, id, Ok(()))).collect();
+    fn check_lock_events(
+        &self,
+        want_granted: Vec<(usize, u64)>,
+        want_ended: Vec<(usize, u64, Error)>,
+    ) -> Result<(), String> {
+        let mut want: Vec<(usize, u64, Result<(), Error>)> =
+            want_granted.into_iter().map(|(m, id)| (m, id, Ok(()))).collect();
         want.extend(want_ended.into_iter().map(|(m, id, e)| (m, id, Err(e))));
         want.sort_by_key(|w| (w.0, w.1));
         let mut got = self.lock_events.clone();
         got.sort_by_key(|w| (w.0, w.1));
         if got != want {
-            return Err(format!("lock events: got {got:?}, model expects {want:?} (waiting: {:?})", self.waiters.iter().map(|w| w.id).collect::<Vec<_>>()));
+            return Err(format!(
+                "lock events: got {got:?}, model expects {want:?} (waiting: {:?})",
+                self.waiters.iter().map(|w| w.id).collect::<Vec<_>>()
+            ));
         }
         Ok(())
     }
@@ -938,7 +1038,8 @@ fn lease_key(kind: LeaseKind, client: usize, open: u64, key: u8) -> [u8; 16] {
 /// same-type ones never touch.
 fn check_invariants(list: &[Holder]) -> Result<(), String> {
     let range = |h: &Holder| R { start: h.offset, end: h.offset + h.length };
-    let owner = |h: &Holder| (h.flavour, h.client.clone(), h.owner.clone(), if h.flavour == Windows { h.open_id } else { 0 });
+    let owner =
+        |h: &Holder| (h.flavour, h.client.clone(), h.owner.clone(), if h.flavour == Windows { h.open_id } else { 0 });
     for (i, a) in list.iter().enumerate() {
         for b in &list[i + 1..] {
             if owner(a) != owner(b) {

@@ -49,7 +49,13 @@ fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
     v
 }
 
-fn l(o: &OwnerRef, flavour: Flavour, kind: LockType, offset: u64, length: u64) -> (Vec<u8>, Flavour, LockType, u64, u64) {
+fn l(
+    o: &OwnerRef,
+    flavour: Flavour,
+    kind: LockType,
+    offset: u64,
+    length: u64,
+) -> (Vec<u8>, Flavour, LockType, u64, u64) {
     (o.owner.to_vec(), flavour, kind, offset, length)
 }
 
@@ -112,7 +118,7 @@ fn offset_u64_max_length_1() {
     assert!(is_holder(&h, &A, Windows, X, TOP, 1), "{h:?}");
     m.lock(F, &B, &win(X, TOP - 1, 1)).unwrap(); // the byte before
     m.lock(F, &B, &win(X, TOP, 0)).unwrap(); // zero-length at the start of A's lock: not inside
-    // [0, 2^64-1) (length u64::MAX) touches A's lock, overlaps B's.
+                                             // [0, 2^64-1) (length u64::MAX) touches A's lock, overlaps B's.
     let h = conflict_holder(m.lock(F, &C, &win(S, 0, u64::MAX)));
     assert!(is_holder(&h, &B, Windows, X, TOP - 1, 1), "{h:?}");
     m.unlock(F, &B, Windows, TOP - 1, 1).unwrap();
@@ -140,7 +146,7 @@ fn offset_u64_max_length_1() {
     let h = conflict_holder(m.lock(F, &B, &win(S, TOP, 0)));
     assert!(is_holder(&h, &A, Windows, X, TOP - 1, 2), "{h:?}");
     m.lock(F, &B, &win(X, TOP - 1, 0)).unwrap(); // at its start
-    // Own locks: an exclusive zero-length lock inside the owner's own lock is refused too.
+                                                 // Own locks: an exclusive zero-length lock inside the owner's own lock is refused too.
     assert!(m.lock(F, &A, &win(X, TOP, 0)).is_err());
     m.lock(F, &A, &win(S, TOP, 0)).unwrap();
     assert_eq!(m.unlock(F, &A, Windows, TOP, 1), Err(Error::RangeNotLocked));
@@ -161,15 +167,24 @@ fn invalid_range_boundary() {
     let windows_valid = [(TOP, 1), (TOP, 0), (1, u64::MAX), (0, u64::MAX), (HALF, HALF), (TOP - 9, 10)];
     let windows_invalid = [(TOP, 2), (2, u64::MAX), (HALF + 1, HALF), (TOP - 9, 11), (TOP, u64::MAX)];
     // POSIX: length 0 is invalid; offset + length may reach 2^64 but not pass it, except by TO_EOF.
-    let posix_valid = [(TOP, 1), (TOP, TO_EOF), (1, u64::MAX - 1), (2, u64::MAX - 1), (0, TO_EOF), (HALF, HALF), (TOP - 9, 10)];
+    let posix_valid =
+        [(TOP, 1), (TOP, TO_EOF), (1, u64::MAX - 1), (2, u64::MAX - 1), (0, TO_EOF), (HALF, HALF), (TOP - 9, 10)];
     let posix_invalid = [(0, 0), (TOP, 0), (TOP, 2), (3, u64::MAX - 1), (HALF + 1, HALF), (TOP - 9, 11)];
 
     for (flavour, invalid) in [(Windows, &windows_invalid[..]), (Posix, &posix_invalid[..])] {
         let o = if flavour == Windows { &B } else { &p };
         for &(off, len) in invalid {
             for kind in [S, X] {
-                assert_eq!(m.lock(F, o, &req(flavour, kind, off, len)), Err(Error::InvalidRange), "{flavour:?} lock {off} {len}");
-                assert_eq!(m.test(F, o, &req(flavour, kind, off, len)), Err(Error::InvalidRange), "{flavour:?} test {off} {len}");
+                assert_eq!(
+                    m.lock(F, o, &req(flavour, kind, off, len)),
+                    Err(Error::InvalidRange),
+                    "{flavour:?} lock {off} {len}"
+                );
+                assert_eq!(
+                    m.test(F, o, &req(flavour, kind, off, len)),
+                    Err(Error::InvalidRange),
+                    "{flavour:?} test {off} {len}"
+                );
             }
             assert_eq!(m.unlock(F, o, flavour, off, len), Err(Error::InvalidRange), "{flavour:?} unlock {off} {len}");
             // In a multi-element request the bad element is named and nothing is taken.
@@ -212,11 +227,7 @@ fn posix_to_eof_from_a_large_offset() {
     m.unlock(F, &a, Posix, HALF + 100, 10).unwrap();
     assert_eq!(
         locks(&m),
-        sorted(vec![
-            l(&a, Posix, X, HALF + 5, 95),
-            l(&a, Posix, X, HALF + 110, TO_EOF),
-            l(&b, Posix, S, HALF + 4, 1),
-        ])
+        sorted(vec![l(&a, Posix, X, HALF + 5, 95), l(&a, Posix, X, HALF + 110, TO_EOF), l(&b, Posix, S, HALF + 4, 1),])
     );
     m.lock(F, &b, &posix(S, HALF + 100, 10)).unwrap();
     let t = m.test(F, &b, &posix(S, TOP, 1)).unwrap().expect("the tail is still locked");

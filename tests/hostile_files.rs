@@ -9,12 +9,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use rusqlite::Connection;
 use ::unilock::ffi::config::{unilock_close, unilock_config, unilock_open, UNILOCK_CONFIG_SHARED, UNILOCK_EVENTS_LOOP};
 use ::unilock::ffi::handle::unilock as Handle;
 use ::unilock::ffi::lock::unilock_lock;
 use ::unilock::ffi::status::{unilock_errdetail, unilock_status};
 use ::unilock::ffi::types::{unilock_lock_req, unilock_owner, UNILOCK_EXCLUSIVE, UNILOCK_POSIX};
+use rusqlite::Connection;
 
 /// A directory of its own per case, removed at the end.
 struct TempDir(PathBuf);
@@ -22,13 +22,20 @@ struct TempDir(PathBuf);
 impl TempDir {
     fn new(name: &str) -> TempDir {
         static N: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!("unilock-hostile-{name}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        let p = std::env::temp_dir().join(format!(
+            "unilock-hostile-{name}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
     }
     fn listing(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(&self.0).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let mut v: Vec<String> = std::fs::read_dir(&self.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
         v.sort();
         v
     }
@@ -62,9 +69,14 @@ fn unilock_db(path: &Path) {
     let (st, ul, detail) = open(path, false);
     assert_eq!(st, unilock_status::UNILOCK_OK, "{detail}");
     for (i, file) in [&b"file-A"[..], &b"file-B"[..], &[7u8; 128][..]].into_iter().enumerate() {
-        let owner = unilock_owner { client: c"nlm:host42".as_ptr(), owner: b"svid".as_ptr(), owner_len: 4, open_id: i as u64 };
-        let req = unilock_lock_req { flavour: UNILOCK_POSIX, type_: UNILOCK_EXCLUSIVE, offset: 10, length: 5, flags: 0 };
-        assert_eq!(unilock_lock(ul, file.as_ptr(), file.len(), &owner, &req, std::ptr::null_mut()), unilock_status::UNILOCK_OK);
+        let owner =
+            unilock_owner { client: c"nlm:host42".as_ptr(), owner: b"svid".as_ptr(), owner_len: 4, open_id: i as u64 };
+        let req =
+            unilock_lock_req { flavour: UNILOCK_POSIX, type_: UNILOCK_EXCLUSIVE, offset: 10, length: 5, flags: 0 };
+        assert_eq!(
+            unilock_lock(ul, file.as_ptr(), file.len(), &owner, &req, std::ptr::null_mut()),
+            unilock_status::UNILOCK_OK
+        );
     }
     unilock_close(ul);
     sql(path, "");
@@ -164,14 +176,38 @@ fn cases() -> Vec<Case> {
             },
             says: CORRUPT,
         },
-        Case { name: "corrupt-schema-page", make: |p| { unilock_db(p); smash(p, 100, 400, 0x33); }, says: CORRUPT },
-        Case { name: "bad-page-size", make: |p| { unilock_db(p); smash(p, 16, 1, 0); smash(p, 17, 1, 3); }, says: NOT_DB },
+        Case {
+            name: "corrupt-schema-page",
+            make: |p| {
+                unilock_db(p);
+                smash(p, 100, 400, 0x33);
+            },
+            says: CORRUPT,
+        },
+        Case {
+            name: "bad-page-size",
+            make: |p| {
+                unilock_db(p);
+                smash(p, 16, 1, 0);
+                smash(p, 17, 1, 3);
+            },
+            says: NOT_DB,
+        },
         Case {
             name: "foreign-tables",
-            make: |p| sql(p, "CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes(body) VALUES ('hello');"),
+            make: |p| {
+                sql(
+                    p,
+                    "CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes(body) VALUES ('hello');",
+                )
+            },
             says: &["not a unilock database"],
         },
-        Case { name: "foreign-application-id", make: |p| sql(p, "PRAGMA application_id = 0x0f055112;"), says: &["application_id"] },
+        Case {
+            name: "foreign-application-id",
+            make: |p| sql(p, "PRAGMA application_id = 0x0f055112;"),
+            says: &["application_id"],
+        },
         Case {
             name: "foreign-application-id-and-tables",
             make: |p| sql(p, "PRAGMA application_id = 1234; PRAGMA user_version = 1; CREATE TABLE t(x);"),
@@ -214,7 +250,14 @@ fn cases() -> Vec<Case> {
             },
             says: &["clients has columns"],
         },
-        Case { name: "missing-leases-table", make: |p| { unilock_db(p); sql(p, "DROP TABLE leases;"); }, says: &["leases is missing"] },
+        Case {
+            name: "missing-leases-table",
+            make: |p| {
+                unilock_db(p);
+                sql(p, "DROP TABLE leases;");
+            },
+            says: &["leases is missing"],
+        },
         Case {
             name: "wrong-row-types",
             make: |p| {
@@ -223,13 +266,27 @@ fn cases() -> Vec<Case> {
             },
             says: &["wrong types"],
         },
-        Case { name: "negative-user-version", make: |p| { unilock_db(p); sql(p, "PRAGMA user_version = -1;"); }, says: &["negative"] },
+        Case {
+            name: "negative-user-version",
+            make: |p| {
+                unilock_db(p);
+                sql(p, "PRAGMA user_version = -1;");
+            },
+            says: &["negative"],
+        },
         Case {
             name: "most-negative-user-version",
             make: |p| sql(p, "PRAGMA user_version = -2147483648; CREATE TABLE locks(x);"),
             says: &["negative"],
         },
-        Case { name: "newer-user-version", make: |p| { unilock_db(p); sql(p, "PRAGMA user_version = 3;"); }, says: &["newer"] },
+        Case {
+            name: "newer-user-version",
+            make: |p| {
+                unilock_db(p);
+                sql(p, "PRAGMA user_version = 3;");
+            },
+            says: &["newer"],
+        },
         Case { name: "newest-user-version", make: |p| sql(p, "PRAGMA user_version = 2147483647;"), says: &["newer"] },
         Case {
             name: "read-only",
@@ -313,7 +370,13 @@ fn hostile_files_are_refused_and_left_untouched() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {} hostile opens went wrong:\n{}", failures.len(), 2 * cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} hostile opens went wrong:\n{}",
+        failures.len(),
+        2 * cases.len(),
+        failures.join("\n")
+    );
 }
 
 /// The files the checks must still accept: a new (empty) file, a unilock database of this version and

@@ -429,19 +429,16 @@ fn replay(dir: &Path, owners: usize, ops: &[Op], stats: &mut Stats, verbose: boo
                         let holders: Vec<usize> =
                             (0..owners).filter(|&p| p != o && k.owner_locks(p).contains(kl)).collect();
                         if holders.is_empty() || !kl.conflicts(&req_l) {
-                            return fail(format!("kernel reported {}, which no other owner holds or which does not conflict", show(kl)));
+                            return fail(format!(
+                                "kernel reported {}, which no other owner holds or which does not conflict",
+                                show(kl)
+                            ));
                         }
                         if *kl == holder_lock(h) {
                             stats.same_holder += 1;
                         }
                     }
-                    _ => {
-                        return fail(format!(
-                            "test: kernel {:?}, unilock {:?}",
-                            kt.as_ref().map(show),
-                            ut
-                        ))
-                    }
+                    _ => return fail(format!("test: kernel {:?}, unilock {:?}", kt.as_ref().map(show), ut)),
                 }
             }
             Op::Close { o } => {
@@ -461,7 +458,8 @@ fn replay(dir: &Path, owners: usize, ops: &[Op], stats: &mut Stats, verbose: boo
             let ks = k.owner_locks(o);
             let us = uni_owner_locks(&all, o);
             if ks != us {
-                let class = if normalize(&ks) == normalize(&us) { "same bytes, different split" } else { "different bytes" };
+                let class =
+                    if normalize(&ks) == normalize(&us) { "same bytes, different split" } else { "different bytes" };
                 return fail(format!(
                     "state of owner {o} ({class}):\n      kernel:  {}\n      unilock: {}",
                     show_set(&ks),
@@ -513,7 +511,8 @@ fn crosscheck(k: &Kernel, sets: &[Vec<L>]) -> Option<String> {
     for b in bytes {
         let at = |l: &L| (l.start as u128) <= b as u128 && (b as u128) < l.end;
         for viewer in std::iter::once(None).chain((0..sets.len()).map(Some)) {
-            let others = || sets.iter().enumerate().filter(move |(p, _)| Some(*p) != viewer).flat_map(|(_, s)| s.iter());
+            let others =
+                || sets.iter().enumerate().filter(move |(p, _)| Some(*p) != viewer).flat_map(|(_, s)| s.iter());
             let any = others().any(at);
             let excl = others().any(|l| at(l) && l.kind == LockType::Exclusive);
             let f = match viewer {
@@ -564,7 +563,10 @@ static SHRINKS_LEFT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicU
 fn run_seed(dir: &Path, sc: &Scenario, stats: &mut Stats, verbose: bool) -> Option<String> {
     let mm = replay(dir, sc.owners, &sc.ops, stats, verbose)?;
     let prefix = sc.ops[..=mm.at].to_vec();
-    let head = format!("seed {:#x} ({} owners): mismatch at op #{}: {:?}\n    {}\n", sc.seed, sc.owners, mm.at, sc.ops[mm.at], mm.what);
+    let head = format!(
+        "seed {:#x} ({} owners): mismatch at op #{}: {:?}\n    {}\n",
+        sc.seed, sc.owners, mm.at, sc.ops[mm.at], mm.what
+    );
     if SHRINKS_LEFT.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_err() {
         return Some(head);
     }

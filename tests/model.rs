@@ -120,10 +120,9 @@ fn range_for(flavour: Flavour) -> BoxedStrategy<(u64, u64)> {
 fn op(flavours: Vec<Flavour>) -> impl Strategy<Value = Op> {
     let fl = proptest::sample::select(flavours);
     let file = prop_oneof![6 => Just(0usize), 1 => Just(1usize)];
-    let lock = (file.clone(), who(), fl.clone(), kind())
-        .prop_flat_map(|(file, who, flavour, kind)| {
-            range_for(flavour).prop_map(move |(off, len)| Op::Lock { file, who, flavour, kind, off, len })
-        });
+    let lock = (file.clone(), who(), fl.clone(), kind()).prop_flat_map(|(file, who, flavour, kind)| {
+        range_for(flavour).prop_map(move |(off, len)| Op::Lock { file, who, flavour, kind, off, len })
+    });
     let unlock = (file.clone(), who(), fl.clone()).prop_flat_map(|(file, who, flavour)| {
         range_for(flavour).prop_map(move |(off, len)| Op::Unlock { file, who, flavour, off, len })
     });
@@ -134,8 +133,8 @@ fn op(flavours: Vec<Flavour>) -> impl Strategy<Value = Op> {
     let elems_of = |f: Flavour| {
         proptest::collection::vec((kind(), range_for(f)).prop_map(move |(k, (off, len))| (f, k, off, len)), 0..5)
     };
-    let any_elem = (fl.clone(), kind())
-        .prop_flat_map(|(f, k)| range_for(f).prop_map(move |(off, len)| (f, k, off, len)));
+    let any_elem =
+        (fl.clone(), kind()).prop_flat_map(|(f, k)| range_for(f).prop_map(move |(off, len)| (f, k, off, len)));
     let elems = prop_oneof![
         12 => fl.clone().prop_flat_map(elems_of),
         1 => proptest::collection::vec(any_elem, 0..5),
@@ -358,9 +357,8 @@ impl FileModel {
                 true
             }
             Windows => {
-                let find = |k: LockType| {
-                    self.win.iter().position(|l| l.owned_by(who, Windows) && l.kind == k && l.r() == r)
-                };
+                let find =
+                    |k: LockType| self.win.iter().position(|l| l.owned_by(who, Windows) && l.kind == k && l.r() == r);
                 match find(X).or_else(|| find(S)) {
                     Some(i) => {
                         self.win.remove(i);
@@ -478,7 +476,10 @@ struct World {
 
 impl World {
     fn new() -> World {
-        World { m: Manager::new(Settings::default()).expect("Manager::new"), files: vec![FileModel::default(); FILES.len()] }
+        World {
+            m: Manager::new(Settings::default()).expect("Manager::new"),
+            files: vec![FileModel::default(); FILES.len()],
+        }
     }
 
     /// Applies `op` to both; compares the result.
@@ -500,7 +501,8 @@ impl World {
                 match real_range(flavour, off, len) {
                     None => eq(&got, &Err(Error::InvalidRange)),
                     Some(r) => {
-                        let want = if self.files[file].unlock(&who, flavour, r) { Ok(()) } else { Err(Error::RangeNotLocked) };
+                        let want =
+                            if self.files[file].unlock(&who, flavour, r) { Ok(()) } else { Err(Error::RangeNotLocked) };
                         eq(&got, &want)
                     }
                 }
@@ -520,8 +522,10 @@ impl World {
                 }
             }
             Op::LockMany { file, who, elems } => {
-                let reqs: Vec<LockReq> =
-                    elems.iter().map(|&(flavour, kind, offset, length)| LockReq { flavour, kind, offset, length }).collect();
+                let reqs: Vec<LockReq> = elems
+                    .iter()
+                    .map(|&(flavour, kind, offset, length)| LockReq { flavour, kind, offset, length })
+                    .collect();
                 let got = m.lock_many(FILES[*file], &who.r(), &reqs);
                 self.lock_many(*file, who, elems, got)
             }

@@ -72,7 +72,10 @@ fn downgrade_through_lock_blocking_wakes_waiters() {
     let id = pending(r.m.lock_blocking(b"f", &b, &px(S, 34, 24), &wait(1))); // [34,58)
     assert_eq!(r.m.lock_blocking(b"f", &a, &px(S, 33, 13), &wait(2)), Ok(Queued::Granted)); // [33,46)
     let ev = r.pump();
-    assert!(ev.iter().any(|e| e.kind == EventKind::LockDone && e.request_id == id && e.result.is_ok()), "B not granted: {ev:?}");
+    assert!(
+        ev.iter().any(|e| e.kind == EventKind::LockDone && e.request_id == id && e.result.is_ok()),
+        "B not granted: {ev:?}"
+    );
     assert_eq!(r.m.list(b"f").unwrap().len(), 2);
 }
 
@@ -124,7 +127,16 @@ fn deleg(requested: u8, write: bool) -> OpenSpec {
 fn break_wait_ends_when_the_breaking_lease_is_pruned() {
     let r = rig();
     let g = r.m.open_file(b"f", b"nfs:n", 1, &deleg(lease::R | lease::H, false), None).unwrap();
-    assert_eq!(g, LeaseAnswer::Ready(lease::Grant { state: lease::R | lease::H, epoch: 0, breaking: false, version: 1, parent: None }));
+    assert_eq!(
+        g,
+        LeaseAnswer::Ready(lease::Grant {
+            state: lease::R | lease::H,
+            epoch: 0,
+            breaking: false,
+            version: 1,
+            parent: None
+        })
+    );
     let w = WaitSpec { token: 9, user_data: 0, timeout_ms: 0 };
     let id = match r.m.lease_trigger(b"f", b"smb:x", None, Trigger::DeleteRename, Some(&w)) {
         Ok(LeaseAnswer::Pending(id)) => id,

@@ -67,7 +67,13 @@ pub fn find_conflict(
 /// The POSIX merge rule: calls `f` for every zero-length lock of another owner that sits where the
 /// request touches a same-type lock of its owner (its start, or its end) and whose type conflicts
 /// with `kind`. The merged lock would contain such a lock strictly.
-pub fn for_each_seam_conflict(set: &LockSet, owner: OwnerIdx, kind: LockType, range: &Range, mut f: impl FnMut(LockId)) {
+pub fn for_each_seam_conflict(
+    set: &LockSet,
+    owner: OwnerIdx,
+    kind: LockType,
+    range: &Range,
+    mut f: impl FnMut(LockId),
+) {
     if range.is_empty() {
         return;
     }

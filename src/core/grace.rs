@@ -32,11 +32,19 @@ const END_HI: u8 = 8;
 
 impl PrevLock {
     pub fn flavour(&self) -> Flavour {
-        if self.flags & WINDOWS != 0 { Flavour::Windows } else { Flavour::Posix }
+        if self.flags & WINDOWS != 0 {
+            Flavour::Windows
+        } else {
+            Flavour::Posix
+        }
     }
 
     pub fn kind(&self) -> LockType {
-        if self.flags & EXCLUSIVE != 0 { LockType::Exclusive } else { LockType::Shared }
+        if self.flags & EXCLUSIVE != 0 {
+            LockType::Exclusive
+        } else {
+            LockType::Shared
+        }
     }
 
     pub fn range(&self) -> Range {
@@ -116,7 +124,18 @@ impl PrevLocks {
     /// (`Flavour`/`LockType` as u8), the length as callers gave it. A row with an unknown flavour or
     /// type, or an invalid range, is skipped.
     #[allow(clippy::too_many_arguments)]
-    pub fn add_row(&mut self, file: &[u8], client: &[u8], owner: &[u8], open_id: u64, flavour: u8, kind: u8, start: u64, length: u64, count: u64) {
+    pub fn add_row(
+        &mut self,
+        file: &[u8],
+        client: &[u8],
+        owner: &[u8],
+        open_id: u64,
+        flavour: u8,
+        kind: u8,
+        start: u64,
+        length: u64,
+        count: u64,
+    ) {
         let (Ok(flavour), Ok(kind)) = (Flavour::try_from(flavour), LockType::try_from(kind)) else {
             return;
         };
@@ -129,7 +148,16 @@ impl PrevLocks {
 
     /// Adds one lock.
     #[allow(clippy::too_many_arguments)]
-    pub fn add(&mut self, file: &[u8], client: &[u8], owner: &[u8], open_id: u64, flavour: Flavour, kind: LockType, range: Range) {
+    pub fn add(
+        &mut self,
+        file: &[u8],
+        client: &[u8],
+        owner: &[u8],
+        open_id: u64,
+        flavour: Flavour,
+        kind: LockType,
+        range: Range,
+    ) {
         let p = PrevLock {
             client: self.names.intern(client),
             owner: self.names.intern(owner),
@@ -180,7 +208,9 @@ impl PrevLocks {
 
     /// Every lock: (file, client, owner, lock), in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8], &[u8], &PrevLock)> + '_ {
-        self.files.iter().flat_map(move |(f, fl)| fl.locks.iter().map(move |p| (&**f, self.names.get(p.client), self.names.get(p.owner), p)))
+        self.files.iter().flat_map(move |(f, fl)| {
+            fl.locks.iter().map(move |p| (&**f, self.names.get(p.client), self.names.get(p.owner), p))
+        })
     }
 }
 
@@ -213,7 +243,13 @@ pub struct Grace {
 impl Grace {
     /// Starts grace with the pre-restart state. `trust_expected`: an explicit start (a takeover)
     /// where the expected clients' state may not be on record here.
-    pub fn start(&mut self, now: u64, duration_ms: u64, expected: impl IntoIterator<Item = Box<[u8]>>, trust_expected: bool) {
+    pub fn start(
+        &mut self,
+        now: u64,
+        duration_ms: u64,
+        expected: impl IntoIterator<Item = Box<[u8]>>,
+        trust_expected: bool,
+    ) {
         self.active = true;
         self.deadline = now.saturating_add(duration_ms);
         self.expected.extend(expected);
@@ -222,7 +258,16 @@ impl Grace {
 
     /// Adds one pre-restart lock.
     #[allow(clippy::too_many_arguments)]
-    pub fn add_lock(&mut self, file: &[u8], client: &[u8], owner: &[u8], open_id: u64, flavour: Flavour, kind: LockType, range: Range) {
+    pub fn add_lock(
+        &mut self,
+        file: &[u8],
+        client: &[u8],
+        owner: &[u8],
+        open_id: u64,
+        flavour: Flavour,
+        kind: LockType,
+        range: Range,
+    ) {
         self.locks.add(file, client, owner, open_id, flavour, kind, range);
     }
 
@@ -262,7 +307,16 @@ impl Grace {
     /// Marks the first pre-restart lock of this owner and type that covers `range` reclaimed; false
     /// if none. Only the owner's run of the file's locks is looked at.
     #[allow(clippy::too_many_arguments)]
-    fn find_lock(&mut self, file: &[u8], client: &[u8], owner: &[u8], open_id: u64, flavour: Flavour, kind: LockType, range: &Range) -> bool {
+    fn find_lock(
+        &mut self,
+        file: &[u8],
+        client: &[u8],
+        owner: &[u8],
+        open_id: u64,
+        flavour: Flavour,
+        kind: LockType,
+        range: &Range,
+    ) -> bool {
         let (Some(c), Some(o)) = (self.locks.names.find(client), self.locks.names.find(owner)) else {
             return false;
         };
@@ -286,7 +340,13 @@ impl Grace {
 
     /// A lease reclaim: `Some((state, epoch))` it may have again — the requested state, which must
     /// not exceed the recorded one, at the recorded epoch (None for a takeover without records).
-    pub fn reclaim_lease(&mut self, file: &[u8], client: &[u8], key: &[u8; 16], requested: u8) -> Option<(u8, Option<u16>)> {
+    pub fn reclaim_lease(
+        &mut self,
+        file: &[u8],
+        client: &[u8],
+        key: &[u8; 16],
+        requested: u8,
+    ) -> Option<(u8, Option<u16>)> {
         let trusted = self.trust_expected && self.expected.contains(client) && !self.has_records(client);
         match self.leases.get_mut(&(file.into(), client.into(), *key)) {
             Some(p) if requested & !p.state == 0 => {
@@ -373,10 +433,22 @@ mod tests {
         add(&mut g, b"f", "nlm:a", LockType::Exclusive, 0, 100);
         g.add_lease(b"f", b"smb:c", [7; 16], 3, 4);
         assert!(g.reclaim_lock(b"f", b"nlm:a", b"o", 9, Flavour::Posix, LockType::Exclusive, &Range::new(10, 20)));
-        assert!(!g.reclaim_lock(b"f", b"nlm:a", b"o", 9, Flavour::Posix, LockType::Shared, &Range::new(10, 20)), "type differs");
-        assert!(!g.reclaim_lock(b"f", b"nlm:a", b"o", 9, Flavour::Posix, LockType::Exclusive, &Range::new(90, 110)), "not covered");
-        assert!(!g.reclaim_lock(b"g", b"nlm:a", b"o", 9, Flavour::Posix, LockType::Exclusive, &Range::new(10, 20)), "other file");
-        assert!(!g.reclaim_lock(b"f", b"nlm:z", b"o", 9, Flavour::Posix, LockType::Exclusive, &Range::new(10, 20)), "other client");
+        assert!(
+            !g.reclaim_lock(b"f", b"nlm:a", b"o", 9, Flavour::Posix, LockType::Shared, &Range::new(10, 20)),
+            "type differs"
+        );
+        assert!(
+            !g.reclaim_lock(b"f", b"nlm:a", b"o", 9, Flavour::Posix, LockType::Exclusive, &Range::new(90, 110)),
+            "not covered"
+        );
+        assert!(
+            !g.reclaim_lock(b"g", b"nlm:a", b"o", 9, Flavour::Posix, LockType::Exclusive, &Range::new(10, 20)),
+            "other file"
+        );
+        assert!(
+            !g.reclaim_lock(b"f", b"nlm:z", b"o", 9, Flavour::Posix, LockType::Exclusive, &Range::new(10, 20)),
+            "other client"
+        );
         assert_eq!(g.reclaim_lease(b"f", b"smb:c", &[7; 16], 7), None, "more than it had");
         assert_eq!(g.reclaim_lease(b"f", b"smb:c", &[7; 16], 1), Some((1, Some(4))));
         assert_eq!(g.reclaim_lease(b"f", b"smb:c", &[8; 16], 1), None);
@@ -415,14 +487,31 @@ mod tests {
         let mut g = Grace::default();
         g.start(0, 1000, [], false);
         // Owners added out of order, on two files, with one owner holding several locks.
-        for (f, c, o, s) in [(b"f", "c2", "o1", 0u64), (b"f", "c1", "o2", 10), (b"g", "c1", "o1", 0), (b"f", "c1", "o1", 20), (b"f", "c2", "o1", 30)] {
-            g.add_lock(f, c.as_bytes(), o.as_bytes(), 0, Flavour::Posix, LockType::Shared, Range::new(s, s as u128 + 5));
+        for (f, c, o, s) in [
+            (b"f", "c2", "o1", 0u64),
+            (b"f", "c1", "o2", 10),
+            (b"g", "c1", "o1", 0),
+            (b"f", "c1", "o1", 20),
+            (b"f", "c2", "o1", 30),
+        ] {
+            g.add_lock(
+                f,
+                c.as_bytes(),
+                o.as_bytes(),
+                0,
+                Flavour::Posix,
+                LockType::Shared,
+                Range::new(s, s as u128 + 5),
+            );
         }
         let r = |s: u64| Range::new(s, s as u128 + 5);
         assert!(g.reclaim_lock(b"f", b"c2", b"o1", 0, Flavour::Posix, LockType::Shared, &r(30)));
         assert!(g.reclaim_lock(b"f", b"c2", b"o1", 0, Flavour::Posix, LockType::Shared, &r(0)));
         assert!(!g.reclaim_lock(b"f", b"c2", b"o1", 0, Flavour::Posix, LockType::Shared, &r(10)), "c1/o2's range");
-        assert!(!g.reclaim_lock(b"f", b"o1", b"c2", 0, Flavour::Posix, LockType::Shared, &r(0)), "client and owner swapped");
+        assert!(
+            !g.reclaim_lock(b"f", b"o1", b"c2", 0, Flavour::Posix, LockType::Shared, &r(0)),
+            "client and owner swapped"
+        );
         assert!(g.reclaim_lock(b"g", b"c1", b"o1", 0, Flavour::Posix, LockType::Shared, &r(0)));
         let left = g.end();
         assert_eq!(left.get(&b"c1"[..]), Some(&(2, 0)));
@@ -437,9 +526,13 @@ mod tests {
         p.add_row(b"f", b"c", b"o", 7, 1, 1, 5, 0, 1); // invalid POSIX length 0: skipped
         assert_eq!(p.len(), 3);
         assert_eq!(std::mem::size_of::<PrevLock>(), 40);
-        let mut v: Vec<(Flavour, LockType, Range, u64)> = p.iter().map(|(_, _, _, l)| (l.flavour(), l.kind(), l.range(), l.open_id)).collect();
+        let mut v: Vec<(Flavour, LockType, Range, u64)> =
+            p.iter().map(|(_, _, _, l)| (l.flavour(), l.kind(), l.range(), l.open_id)).collect();
         v.sort_by_key(|x| x.2);
-        assert_eq!(v[0], (Flavour::Posix, LockType::Exclusive, Range::from_request(Flavour::Posix, 5, u64::MAX).unwrap(), 7));
+        assert_eq!(
+            v[0],
+            (Flavour::Posix, LockType::Exclusive, Range::from_request(Flavour::Posix, 5, u64::MAX).unwrap(), 7)
+        );
         assert_eq!(v[1].2, Range::from_request(Flavour::Windows, u64::MAX, 1).unwrap());
         assert_eq!(v[1].2.end, 1u128 << 64);
         assert_eq!((v[1].0, v[1].1), (Flavour::Windows, LockType::Shared));

@@ -266,9 +266,8 @@ impl FileLeases {
         for i in 0..self.leases.len() {
             let l = &self.leases[i];
             // Own lease: never broken, except a Level II oplock by its own write or lock.
-            let own_oplock_rule = l.kind == Kind::Oplock
-                && matches!(trigger, Trigger::Write | Trigger::ByteRangeLock)
-                && l.state == R;
+            let own_oplock_rule =
+                l.kind == Kind::Oplock && matches!(trigger, Trigger::Write | Trigger::ByteRangeLock) && l.state == R;
             if Self::is_own(l, req, trigger) && !own_oplock_rule {
                 continue;
             }
@@ -350,7 +349,8 @@ impl FileLeases {
             return Grant { state: 0, epoch, breaking: false, version: r.version, parent: r.parent };
         }
         let state = self.grantable(r, want, None);
-        let epoch = if (state != 0 || r.kind == Kind::Lease) && r.version >= 2 { r.epoch.wrapping_add(1) } else { r.epoch };
+        let epoch =
+            if (state != 0 || r.kind == Kind::Lease) && r.version >= 2 { r.epoch.wrapping_add(1) } else { r.epoch };
         Grant { state, epoch, breaking: false, version: r.version, parent: r.parent }
     }
 
@@ -369,9 +369,7 @@ impl FileLeases {
     fn grantable(&self, r: &Request, want: u8, own: Option<usize>) -> u8 {
         let mut s = want;
         let own_key = own.map(|i| self.leases[i].key);
-        let others = || {
-            self.leases.iter().enumerate().filter(move |(i, _)| Some(*i) != own)
-        };
+        let others = || self.leases.iter().enumerate().filter(move |(i, _)| Some(*i) != own);
         let other_opens = self.opens.iter().filter(|o| {
             let this_open = *o.client == *r.client && o.open_id == r.open_id;
             let own_lease = o.lease.is_some() && o.lease == own_key && *o.client == *r.client;
@@ -462,7 +460,14 @@ impl FileLeases {
         } else {
             None
         };
-        self.opens.push(Open { client: r.client.into(), open_id: r.open_id, lease, stat: r.stat, write: r.write, proc: r.proc });
+        self.opens.push(Open {
+            client: r.client.into(),
+            open_id: r.open_id,
+            lease,
+            stat: r.stat,
+            write: r.write,
+            proc: r.proc,
+        });
     }
 
     /// Closes an open; its lease goes with its last open. Returns whether the open existed.
@@ -485,7 +490,8 @@ impl FileLeases {
 
     /// Forgets every open and lease held by a process that is gone; returns how many leases went.
     pub fn drop_proc(&mut self, proc: u64) -> usize {
-        let gone: Vec<(Box<[u8]>, u64)> = self.opens.iter().filter(|o| o.proc == proc).map(|o| (o.client.clone(), o.open_id)).collect();
+        let gone: Vec<(Box<[u8]>, u64)> =
+            self.opens.iter().filter(|o| o.proc == proc).map(|o| (o.client.clone(), o.open_id)).collect();
         for (c, id) in gone {
             self.close(&c, id);
         }
@@ -556,7 +562,13 @@ impl FileLeases {
         let mut notes = Vec::new();
         for l in &mut self.leases {
             if l.breaking && l.deadline <= now {
-                notes.push(Note::Revoked { client: l.client.clone(), key: l.key, kind: l.kind, from: l.state, epoch: l.epoch });
+                notes.push(Note::Revoked {
+                    client: l.client.clone(),
+                    key: l.key,
+                    kind: l.kind,
+                    from: l.state,
+                    epoch: l.epoch,
+                });
                 l.state = 0;
                 l.breaking = false;
             }
@@ -661,10 +673,24 @@ mod tests {
         let g = open(&mut f, &req(b"c1", 1, K1, RWH));
         assert_eq!((g.state, g.epoch), (RWH, 1));
         let (notes, wait) = f.trigger(&Requester { client: b"c2", key: Some(&K2), retry: false }, Trigger::Open, 0);
-        assert_eq!(notes, vec![Note::Break { client: b"c1"[..].into(), key: K1, kind: Kind::Lease, from: RWH, to: R | H, epoch: 2, ack: true }]);
+        assert_eq!(
+            notes,
+            vec![Note::Break {
+                client: b"c1"[..].into(),
+                key: K1,
+                kind: Kind::Lease,
+                from: RWH,
+                to: R | H,
+                epoch: 2,
+                ack: true
+            }]
+        );
         assert_eq!(wait.len(), 1);
         // Same-key open during the break succeeds and reports the current state.
-        assert_eq!(f.grant(&req(b"c1", 3, K1, RWH)), Grant { state: RWH, epoch: 2, breaking: true, version: 2, parent: None });
+        assert_eq!(
+            f.grant(&req(b"c1", 3, K1, RWH)),
+            Grant { state: RWH, epoch: 2, breaking: true, version: 2, parent: None }
+        );
         assert_eq!(f.ack(b"c1", &K1, R | H, 10), Ok(vec![]));
         assert!(!f.is_breaking(b"c1", &K1));
         // Now key2 gets RH: W is never held by two keys.
@@ -707,7 +733,18 @@ mod tests {
         assert!(n2.is_empty(), "nothing new during a break");
         assert_eq!(wait.len(), 1);
         let n3 = f.ack(b"c1", &K1, R | H, 0).unwrap();
-        assert_eq!(n3, vec![Note::Break { client: b"c1"[..].into(), key: K1, kind: Kind::Lease, from: R | H, to: R, epoch: 2, ack: true }]);
+        assert_eq!(
+            n3,
+            vec![Note::Break {
+                client: b"c1"[..].into(),
+                key: K1,
+                kind: Kind::Lease,
+                from: R | H,
+                to: R,
+                epoch: 2,
+                ack: true
+            }]
+        );
         let n4 = f.ack(b"c1", &K1, R, 0).unwrap();
         assert!(matches!(&n4[0], Note::Break { from: R, to: 0, ack: false, epoch: 2, .. }));
         assert_eq!(f.leases[0].state, 0);
@@ -750,7 +787,7 @@ mod tests {
         let mut b = req(b"c1", 1, [9; 16], RWH);
         b.kind = Kind::Oplock;
         assert_eq!(open(&mut f, &b).state, RWH); // batch
-        // An open breaks batch to Level II (R).
+                                                 // An open breaks batch to Level II (R).
         let (n, _) = f.trigger(&Requester { client: b"c2", key: None, retry: false }, Trigger::Open, 0);
         assert!(matches!(&n[0], Note::Break { from: RWH, to: R, .. }));
         f.ack(b"c1", &[9; 16], R, 0).unwrap();
@@ -837,12 +874,14 @@ mod tests {
     }
 
     fn states(s: &str) -> u8 {
-        s.chars().map(|c| match c {
-            'R' => R,
-            'H' => H,
-            'W' => W,
-            _ => 0,
-        }).fold(0, |a, b| a | b)
+        s.chars()
+            .map(|c| match c {
+                'R' => R,
+                'H' => H,
+                'W' => W,
+                _ => 0,
+            })
+            .fold(0, |a, b| a | b)
     }
 
     /// smbtorture `smb2.lease.upgrade2`: one key, uncontended. A same-key request changes the lease
@@ -870,10 +909,26 @@ mod tests {
     #[test]
     fn upgrade3_matrix() {
         let rows = [
-            ("R", "R", "", "R"), ("R", "R", "R", "R"), ("R", "R", "RW", "R"), ("R", "R", "RH", "RH"), ("R", "R", "RHW", "R"),
-            ("R", "RH", "", "R"), ("R", "RH", "R", "R"), ("R", "RH", "RW", "R"), ("R", "RH", "RH", "RH"), ("R", "RH", "RHW", "R"),
-            ("RH", "R", "", "RH"), ("RH", "R", "R", "RH"), ("RH", "R", "RW", "RH"), ("RH", "R", "RH", "RH"), ("RH", "R", "RHW", "RH"),
-            ("RH", "RH", "", "RH"), ("RH", "RH", "R", "RH"), ("RH", "RH", "RW", "RH"), ("RH", "RH", "RH", "RH"), ("RH", "RH", "RHW", "RH"),
+            ("R", "R", "", "R"),
+            ("R", "R", "R", "R"),
+            ("R", "R", "RW", "R"),
+            ("R", "R", "RH", "RH"),
+            ("R", "R", "RHW", "R"),
+            ("R", "RH", "", "R"),
+            ("R", "RH", "R", "R"),
+            ("R", "RH", "RW", "R"),
+            ("R", "RH", "RH", "RH"),
+            ("R", "RH", "RHW", "R"),
+            ("RH", "R", "", "RH"),
+            ("RH", "R", "R", "RH"),
+            ("RH", "R", "RW", "RH"),
+            ("RH", "R", "RH", "RH"),
+            ("RH", "R", "RHW", "RH"),
+            ("RH", "RH", "", "RH"),
+            ("RH", "RH", "R", "RH"),
+            ("RH", "RH", "RW", "RH"),
+            ("RH", "RH", "RH", "RH"),
+            ("RH", "RH", "RHW", "RH"),
         ];
         for (held1, held2, up, to) in rows {
             let mut f = FileLeases::default();

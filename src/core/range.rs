@@ -144,10 +144,10 @@ mod tests {
         let cases = [
             (r(0, 10), r(10, 20), false),
             (r(0, 10), r(9, 20), true),
-            (r(5, 5), r(0, 10), true),   // zero-length strictly inside
-            (r(0, 0), r(0, 10), false),  // at the start: not inside
+            (r(5, 5), r(0, 10), true),    // zero-length strictly inside
+            (r(0, 0), r(0, 10), false),   // at the start: not inside
             (r(10, 10), r(0, 10), false), // at the end: not inside
-            (r(5, 5), r(5, 5), false),   // two zero-length ranges
+            (r(5, 5), r(5, 5), false),    // two zero-length ranges
             (r(u64::MAX, SPACE_END), r(0, SPACE_END), true),
         ];
         for (x, y, want) in cases {

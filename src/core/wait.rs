@@ -183,11 +183,20 @@ mod tests {
         let mut set = LockSet::new();
         let c = super::super::posix::lock(&set, OwnerIdx(0), LockType::Shared, &Range::new(0, 10)).unwrap();
         set.apply(&c);
-        let w = Waiter { id: 1, owner: OwnerIdx(1), flavour: Flavour::Posix, kind: LockType::Exclusive, range: Range::new(0, 10) };
+        let w = Waiter {
+            id: 1,
+            owner: OwnerIdx(1),
+            flavour: Flavour::Posix,
+            kind: LockType::Exclusive,
+            range: Range::new(0, 10),
+        };
         // Held locks alone would allow a shared lock, but the earlier exclusive waiter comes first.
         let r = Range::new(5, 6);
         assert_eq!(blocked_by(&set, &[], OwnerIdx(2), Flavour::Posix, LockType::Shared, &r), None);
-        assert_eq!(blocked_by(&set, std::slice::from_ref(&w), OwnerIdx(2), Flavour::Posix, LockType::Shared, &r), Some(Blocker::Queued(0)));
+        assert_eq!(
+            blocked_by(&set, std::slice::from_ref(&w), OwnerIdx(2), Flavour::Posix, LockType::Shared, &r),
+            Some(Blocker::Queued(0))
+        );
         let owners = blocking_owners(&set, &[w], OwnerIdx(2), Flavour::Posix, LockType::Exclusive, &r);
         assert_eq!(owners, vec![OwnerIdx(0), OwnerIdx(1)]);
     }

@@ -27,9 +27,11 @@ pub fn lock(set: &LockSet, owner: OwnerIdx, kind: LockType, range: &Range) -> Re
 pub fn unlock(set: &LockSet, owner: OwnerIdx, range: &Range) -> Result<Changes, Denied> {
     let tree = set.of_owner(owner);
     let (lo, hi) = (range.start as u128, range.start as u128 + 1);
-    let exact = |want: LockType| move |id: LockId| {
-        let l = set.get(id);
-        l.range == *range && l.kind == want
+    let exact = |want: LockType| {
+        move |id: LockId| {
+            let l = set.get(id);
+            l.range == *range && l.kind == want
+        }
     };
     let id = tree
         .find(lo, hi, exact(LockType::Exclusive))

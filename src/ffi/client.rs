@@ -51,7 +51,11 @@ pub extern "C" fn unilock_client_register(
 ///
 /// Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
-pub extern "C" fn unilock_client_disconnect(ul: *const unilock, client: *const c_char, released: *mut usize) -> unilock_status {
+pub extern "C" fn unilock_client_disconnect(
+    ul: *const unilock,
+    client: *const c_char,
+    released: *mut usize,
+) -> unilock_status {
     boundary! {
         let ul = try_handle!(ul);
         let Some(client) = text(client) else { return unilock_status::invalid() };
@@ -70,7 +74,11 @@ pub extern "C" fn unilock_client_disconnect(ul: *const unilock, client: *const c
 ///
 /// Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
-pub extern "C" fn unilock_set_adapter_limit(ul: *const unilock, adapter: *const c_char, max_connections: u64) -> unilock_status {
+pub extern "C" fn unilock_set_adapter_limit(
+    ul: *const unilock,
+    adapter: *const c_char,
+    max_connections: u64,
+) -> unilock_status {
     boundary! {
         let ul = try_handle!(ul);
         let Some(adapter) = text(adapter) else { return unilock_status::invalid() };
@@ -246,7 +254,12 @@ pub extern "C" fn unilock_metrics_get(ul: *const unilock, out: *mut unilock_metr
 ///
 /// Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
-pub extern "C" fn unilock_metrics_prometheus(ul: *const unilock, buf: *mut c_char, cap: usize, len: *mut usize) -> unilock_status {
+pub extern "C" fn unilock_metrics_prometheus(
+    ul: *const unilock,
+    buf: *mut c_char,
+    cap: usize,
+    len: *mut usize,
+) -> unilock_status {
     boundary! {
         let ul = try_handle!(ul);
         if buf.is_null() && cap != 0 {

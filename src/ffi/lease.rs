@@ -2,8 +2,8 @@
 
 use super::boundary::{put, Fallback};
 use super::handle::unilock;
-use super::types::unilock_wait;
 use super::status::{done, status_of, unilock_status};
+use super::types::unilock_wait;
 use crate::core::lease::{Key, Kind, Trigger};
 use crate::manager::WaitSpec;
 use crate::table::{LeaseAnswer, OpenSpec};

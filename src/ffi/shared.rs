@@ -17,7 +17,12 @@ use super::status::{status_of, unilock_status};
 ///
 /// Also returns `UNILOCK_E_MISUSE` (the handle is used in a child after fork()).
 #[no_mangle]
-pub extern "C" fn unilock_process_gone(ul: *const unilock, pid: u32, start_time: u64, released: *mut usize) -> unilock_status {
+pub extern "C" fn unilock_process_gone(
+    ul: *const unilock,
+    pid: u32,
+    start_time: u64,
+    released: *mut usize,
+) -> unilock_status {
     boundary! {
         let ul = try_handle!(ul);
         match ul.inner.process_gone(pid, start_time) {

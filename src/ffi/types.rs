@@ -207,4 +207,3 @@ pub struct unilock_wait {
     /// granted or cancelled. A timeout so long that it would pass 2^64 ms also never expires.
     pub timeout_ms: u64,
 }
-

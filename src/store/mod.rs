@@ -10,9 +10,9 @@
 
 pub mod schema;
 
+use hashbrown::{HashMap, HashSet};
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OpenFlags};
-use hashbrown::{HashMap, HashSet};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -141,7 +141,10 @@ impl Store {
             rows.filter_map(|r| r.ok()).map(|v| v.into_boxed_slice()).collect()
         };
         let id = STORE_IDS.fetch_add(1, Ordering::Relaxed);
-        Ok((Store { conn: Mutex::new(conn), mode, pending: Mutex::default(), known_clients: Mutex::new(known), id }, rec))
+        Ok((
+            Store { conn: Mutex::new(conn), mode, pending: Mutex::default(), known_clients: Mutex::new(known), id },
+            rec,
+        ))
     }
 
     /// Reads the pre-restart state. `merge`: `prev_locks` may hold a row more than once (an earlier
@@ -300,7 +303,10 @@ impl Store {
 
     /// Records an active grace period (for inspectors such as `unilock-stat`).
     pub fn set_grace(&self, expected: &[Box<[u8]>], remaining_ms: u64) -> Result<(), StoreError> {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
         let list: Vec<String> = expected.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect();
         self.conn.lock().execute(
             "INSERT OR REPLACE INTO grace(id, expected, deadline_unix_ms) VALUES (1, ?1, ?2)",
@@ -319,7 +325,7 @@ impl Store {
 /// Writes a journal inside the caller's transaction.
 fn apply(tx: &Connection, p: Pending) -> Result<(), StoreError> {
     {
-            let mut up = tx.prepare_cached(
+        let mut up = tx.prepare_cached(
             "INSERT INTO locks(file, client, owner, open_id, flavour, type, start, length, count)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT(file, client, owner, open_id, flavour, type, start, length)
@@ -333,8 +339,19 @@ fn apply(tx: &Connection, p: Pending) -> Result<(), StoreError> {
             if d == 0 {
                 continue; // changes that cancel out are never written
             }
-            let args = params![&*r.file, &*r.client, &*r.owner, i(r.open_id), r.flavour, r.kind, i(r.start), i(r.length)];
-            up.execute(params![&*r.file, &*r.client, &*r.owner, i(r.open_id), r.flavour, r.kind, i(r.start), i(r.length), d])?;
+            let args =
+                params![&*r.file, &*r.client, &*r.owner, i(r.open_id), r.flavour, r.kind, i(r.start), i(r.length)];
+            up.execute(params![
+                &*r.file,
+                &*r.client,
+                &*r.owner,
+                i(r.open_id),
+                r.flavour,
+                r.kind,
+                i(r.start),
+                i(r.length),
+                d
+            ])?;
             if d < 0 {
                 gc.execute(args)?;
             }
@@ -347,10 +364,21 @@ fn apply(tx: &Connection, p: Pending) -> Result<(), StoreError> {
         for (file, rows) in p.leases {
             del.execute(params![&*file])?;
             for l in rows {
-                ins.execute(params![&*l.file, &*l.client, &l.key[..], l.kind, l.version, l.dir, l.state, l.epoch, l.breaking, l.break_to])?;
+                ins.execute(params![
+                    &*l.file,
+                    &*l.client,
+                    &l.key[..],
+                    l.kind,
+                    l.version,
+                    l.dir,
+                    l.state,
+                    l.epoch,
+                    l.breaking,
+                    l.break_to
+                ])?;
             }
         }
-        }
+    }
     Ok(())
 }
 
@@ -395,12 +423,18 @@ pub fn connect(path: &str, mode: Durability) -> Result<Connection, StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if !(0..=schema::VERSION).contains(&version) {
-        return Err(StoreError(format!("database schema version {version} is not one this library knows; refusing to touch it")));
+        return Err(StoreError(format!(
+            "database schema version {version} is not one this library knows; refusing to touch it"
+        )));
     }
     for v in version..schema::VERSION {
         tx.execute_batch(schema::MIGRATIONS[v as usize])?;
     }
-    tx.execute_batch(&format!("PRAGMA application_id={}; PRAGMA user_version={}", schema::APPLICATION_ID, schema::VERSION))?;
+    tx.execute_batch(&format!(
+        "PRAGMA application_id={}; PRAGMA user_version={}",
+        schema::APPLICATION_ID,
+        schema::VERSION
+    ))?;
     tx.commit()?;
     Ok(conn)
 }
@@ -444,7 +478,10 @@ pub fn take_prev_in(tx: &Connection) -> Result<Recovered, StoreError> {
              DELETE FROM locks;",
         )?;
     } else if tx.query_row("SELECT EXISTS (SELECT 1 FROM locks)", [], |r| r.get(0))? {
-        tx.execute_batch(&format!("DROP TABLE prev_locks; ALTER TABLE locks RENAME TO prev_locks; {}", schema::LOCKS_TABLE))?;
+        tx.execute_batch(&format!(
+            "DROP TABLE prev_locks; ALTER TABLE locks RENAME TO prev_locks; {}",
+            schema::LOCKS_TABLE
+        ))?;
     }
     tx.execute_batch(
         "INSERT INTO prev_leases SELECT file, client, key, kind, version, dir, state, epoch, breaking, break_to FROM leases; DELETE FROM leases;",

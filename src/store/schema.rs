@@ -91,7 +91,9 @@ pub fn validate(conn: &Connection) -> Result<(), StoreError> {
         return Err(StoreError(format!("database schema version {version} is negative; refusing to touch it")));
     }
     if version > VERSION {
-        return Err(StoreError(format!("database schema version {version} is newer than this library's {VERSION}; refusing to touch it")));
+        return Err(StoreError(format!(
+            "database schema version {version} is newer than this library's {VERSION}; refusing to touch it"
+        )));
     }
     if version == 0 && app == 0 && !tables.is_empty() {
         return Err(StoreError(format!(
@@ -103,7 +105,9 @@ pub fn validate(conn: &Connection) -> Result<(), StoreError> {
     let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
     if let Some(len) = conn.path().and_then(|p| std::fs::metadata(p).ok()).map(|m| m.len() as i64) {
         if page > 0 && len % page != 0 {
-            return Err(StoreError(format!("database is truncated ({len} bytes, not a whole number of {page}-byte pages); refusing to touch it")));
+            return Err(StoreError(format!(
+                "database is truncated ({len} bytes, not a whole number of {page}-byte pages); refusing to touch it"
+            )));
         }
     }
     let check: String = conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0))?;
@@ -118,7 +122,9 @@ pub fn validate(conn: &Connection) -> Result<(), StoreError> {
     for t in table_names(&want)? {
         let cols = columns(conn, &t)?;
         if cols.is_empty() {
-            return Err(StoreError(format!("not a unilock database of version {version}: table {t} is missing; refusing to touch it")));
+            return Err(StoreError(format!(
+                "not a unilock database of version {version}: table {t} is missing; refusing to touch it"
+            )));
         }
         if cols != columns(&want, &t)? {
             return Err(StoreError(format!(
@@ -135,7 +141,8 @@ pub fn validate(conn: &Connection) -> Result<(), StoreError> {
 
 /// Tables of a database, sorted, without SQLite's own.
 fn table_names(conn: &Connection) -> Result<Vec<String>, StoreError> {
-    let mut st = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")?;
+    let mut st =
+        conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")?;
     let rows = st.query_map([], |r| r.get::<_, String>(0))?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
@@ -159,10 +166,14 @@ fn check_rows(conn: &Connection) -> Result<(), StoreError> {
         OR typeof(break_to) != 'integer'";
     const CLIENT: &str = "typeof(client) != 'blob' OR typeof(adapter) != 'text' OR typeof(address) != 'text'
         OR typeof(ttl_ms) != 'integer'";
-    for (table, bad) in [("locks", LOCK), ("prev_locks", LOCK), ("leases", LEASE), ("prev_leases", LEASE), ("clients", CLIENT)] {
+    for (table, bad) in
+        [("locks", LOCK), ("prev_locks", LOCK), ("leases", LEASE), ("prev_leases", LEASE), ("clients", CLIENT)]
+    {
         let n: i64 = conn.query_row(&format!("SELECT count(*) FROM {table} WHERE {bad}"), [], |r| r.get(0))?;
         if n > 0 {
-            return Err(StoreError(format!("database table {table} has {n} rows of the wrong types; refusing to touch it")));
+            return Err(StoreError(format!(
+                "database table {table} has {n} rows of the wrong types; refusing to touch it"
+            )));
         }
     }
     Ok(())
