@@ -18,7 +18,7 @@ STAGE   := $(CURDIR)/build
 LIB     := $(STAGE)/lib
 export UNILOCK_STAGE := $(STAGE)
 
-.PHONY: all lib deps deps-check check check-rust check-header check-symbols check-c demo bench install uninstall clean
+.PHONY: all lib deps deps-check check check-rust check-lint check-header check-symbols check-c demo bench install uninstall clean
 
 all: lib
 
@@ -36,11 +36,17 @@ lib: deps
 	ln -sf libunilock.so.$(MAJOR) $(LIB)/libunilock.so
 	cp -f target/release/libunilock.a $(LIB)/libunilock.a
 
-check: deps-check lib check-header check-symbols check-rust check-c
+check: deps-check lib check-header check-symbols check-lint check-rust check-c
 	@echo "make check: all passed"
 
 check-rust:
 	$(CARGO) test --release
+
+# No clippy warning (all targets) and the sources as rustfmt (rustfmt.toml) formats them.
+check-lint:
+	$(CARGO) clippy --release --all-targets -- -D warnings
+	$(CARGO) fmt --check
+	@echo "check-lint: clippy clean, rustfmt clean"
 
 # The committed header must equal the one cbindgen generates from the sources.
 check-header: lib

@@ -15,6 +15,20 @@ if [ "$need" = "check" ]; then
   command -v c++ >/dev/null 2>&1 || missing="$missing g++"
   command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
 fi
+if [ "$need" = "check" ]; then
+  # make check lints (cargo clippy, cargo fmt --check): add the components where rustup manages Rust.
+  for c in clippy rustfmt; do
+    sub=$c; [ "$c" = "rustfmt" ] && sub=fmt
+    if ! cargo "$sub" --version >/dev/null 2>&1; then
+      if command -v rustup >/dev/null 2>&1; then
+        echo "deps: rustup component add $c"
+        rustup component add "$c" >/dev/null 2>&1 || { echo "deps: 'rustup component add $c' failed" >&2; exit 1; }
+      else
+        [ "$c" = "clippy" ] && missing="$missing rust-clippy" || missing="$missing rustfmt"
+      fi
+    fi
+  done
+fi
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
   echo "deps: installing:$missing"
