@@ -410,7 +410,13 @@ pub fn connect(path: &str, mode: Durability) -> Result<Connection, StoreError> {
         return Err(StoreError(format!("database {path} is read-only; refusing to use it")));
     }
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    schema::validate(&conn)?;
+    // One read transaction for every check: another process may be creating the schema right now,
+    // and checks read one after another could see its tables but not yet its version (and refuse a
+    // good database as foreign). A read transaction writes nothing.
+    conn.execute_batch("BEGIN")?;
+    let valid = schema::validate(&conn);
+    let _ = conn.execute_batch(if valid.is_ok() { "COMMIT" } else { "ROLLBACK" });
+    valid?;
     let jm: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
     if !jm.eq_ignore_ascii_case("wal") {
         return Err(StoreError(format!("cannot use WAL journal mode (got {jm})")));
