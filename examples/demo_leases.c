@@ -167,7 +167,7 @@ static void story_leases(void)
     q = lease_req(KA2, RWH);
     if (answer(smb_open("SMB A", SMB_CLIENT, SMB_OPEN_NOTES, &q, &wait, &res), UNILOCK_OK))
         granted(&res, RWH, 1);
-    memset(&q, 0, sizeof q);
+    unilock_open_req_init(&q);
     q.lease_kind = UNILOCK_LEASE_KIND_DELEGATION;
     q.requested = UNILOCK_DELEG_READ;
     printf("  NFSv4 OPEN for reading, with a read delegation (OPEN4_SHARE_ACCESS_READ); an NFS server "
