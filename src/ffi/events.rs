@@ -40,10 +40,22 @@ pub const UNILOCK_ALREADY_ENDED: u32 = 3;
 
 /// One event. Every pointer in it is valid only during the callback.
 ///
+/// Which fields each type fills (the others are 0 or NULL; `flavour` and `lock_type` mean nothing
+/// outside lock events):
+/// - `UNILOCK_EVENT_LOCK`: `status`, `request_id`, `token`, `user_data`, the file, the owner
+///   (`client`, `owner`, `open_id`) and the lock (`flavour`, `lock_type`, `offset`, `length`).
+/// - `UNILOCK_EVENT_WATCH`: `status`, `request_id`, `token`, `user_data`, the file.
+/// - `UNILOCK_EVENT_LEASE_BREAK`, `UNILOCK_EVENT_LEASE_REVOKED`: the file, `client` (the holder),
+///   `lease_key`, `lease_kind`, `lease_state`, `break_to`, `epoch`, `ack_required`; for an oplock also
+///   `open_id`, the open that holds it (a lease is named by its key alone, a delegation by its client).
+/// - `UNILOCK_EVENT_BREAKS_DONE`: `status`, `request_id`, `token`, `user_data`, the file.
+/// - `UNILOCK_EVENT_GRACE_RELEASED`: `client`, `offset` (locks released) and `length` (leases
+///   released).
+///
 /// cbindgen:field-names=[type, status, request_id, token, user_data, file_id, file_id_len, client, owner, owner_len, open_id, flavour, lock_type, offset, length, lease_key, lease_kind, lease_state, break_to, epoch, ack_required]
 #[repr(C)]
 pub struct unilock_event {
-    /// `UNILOCK_EVENT_LOCK` or `UNILOCK_EVENT_WATCH`.
+    /// `UNILOCK_EVENT_*`: LOCK, WATCH, LEASE_BREAK, LEASE_REVOKED, BREAKS_DONE or GRACE_RELEASED.
     pub type_: u32,
     /// The request's result (see the event types).
     pub status: unilock_status,
@@ -56,7 +68,8 @@ pub struct unilock_event {
     /// The file.
     pub file_id: *const u8,
     pub file_id_len: usize,
-    /// The owner (lock events): client id (NUL-terminated), owner bytes and open id as requested.
+    /// The owner (lock events): client id (NUL-terminated), owner bytes and open id as requested. Lease
+    /// events: the holder's client id, and for an oplock the open id of the open holding it.
     pub client: *const libc::c_char,
     pub owner: *const u8,
     pub owner_len: usize,
