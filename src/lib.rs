@@ -11,6 +11,8 @@ pub mod codec;
 /// cbindgen:ignore
 pub mod core;
 /// cbindgen:ignore
+pub mod defaults;
+/// cbindgen:ignore
 pub mod error;
 /// cbindgen:ignore
 pub mod events;

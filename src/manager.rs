@@ -145,7 +145,7 @@ impl Manager {
             log::error!("cannot create the event descriptors: {e}");
             Error::Resource("event descriptors")
         })?;
-        let grace_ms = if settings.grace_ms == 0 { 90_000 } else { settings.grace_ms };
+        let grace_ms = if settings.grace_ms == 0 { crate::defaults::GRACE_PERIOD_MS } else { settings.grace_ms };
         let mut grace = Grace::default();
         let mut shared = None;
         if settings.shared {
@@ -196,7 +196,7 @@ impl Manager {
             grace: Mutex::new(grace),
             grace_active,
             grace_ms,
-            batch_ms: if settings.batch_ms == 0 { 10 } else { settings.batch_ms },
+            batch_ms: if settings.batch_ms == 0 { crate::defaults::BATCH_MS } else { settings.batch_ms },
             flush_armed: AtomicBool::new(false),
             store_errors: AtomicU64::new(0),
             events,
@@ -208,7 +208,11 @@ impl Manager {
             stop: AtomicBool::new(false),
             deadlocks: AtomicU64::new(0),
             lease_files: Mutex::new(std::collections::HashMap::new()),
-            break_timeout_ms: if settings.break_timeout_ms == 0 { 35_000 } else { settings.break_timeout_ms },
+            break_timeout_ms: if settings.break_timeout_ms == 0 {
+                crate::defaults::LEASE_BREAK_TIMEOUT_MS
+            } else {
+                settings.break_timeout_ms
+            },
             dir_leases: !settings.no_dir_leases,
         })
     }
