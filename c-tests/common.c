@@ -5,6 +5,7 @@
  * longjmps out of a test before its listings are freed, so the fixture teardown frees what is left
  * (free_leftover_dumps) and valgrind's leak report stays about the library.
  */
+#define _GNU_SOURCE
 #include "common.h"
 
 #include <stdio.h>
@@ -31,10 +32,51 @@ void free_leftover_dumps(void)
 	}
 }
 
+/* UNILOCK_TEST_BACKEND (issue 16: the same suites over every backend): "memory" (default), "db" (a
+ * fresh SQLite database per handle) or "shared" (shared mode on a fresh database). */
+static char backend_dir[64];
+static char backend_db[128];
+
+void test_backend_config(unilock_config *cfg)
+{
+	const char *b = getenv("UNILOCK_TEST_BACKEND");
+	if (b == NULL || strcmp(b, "memory") == 0 || *b == 0)
+		return;
+	test_backend_cleanup();
+	snprintf(backend_dir, sizeof backend_dir, "/tmp/unilock-ctest-XXXXXX");
+	if (mkdtemp(backend_dir) == NULL) {
+		fprintf(stderr, "mkdtemp failed\n");
+		abort();
+	}
+	snprintf(backend_db, sizeof backend_db, "%s/t.db", backend_dir);
+	cfg->db_path = backend_db;
+	cfg->durability = UNILOCK_DURABILITY_PROCESS;
+	if (strcmp(b, "shared") == 0)
+		cfg->flags |= UNILOCK_CONFIG_SHARED;
+	else if (strcmp(b, "db") != 0) {
+		fprintf(stderr, "UNILOCK_TEST_BACKEND=%s: expected memory, db or shared\n", b);
+		abort();
+	}
+}
+
+void test_backend_cleanup(void)
+{
+	char cmd[160];
+	if (backend_dir[0] == 0)
+		return;
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", backend_dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", backend_dir);
+	backend_dir[0] = 0;
+}
+
 int open_handle(void **state)
 {
 	unilock *ul = NULL;
-	if (unilock_open(NULL, &ul) != UNILOCK_OK || ul == NULL)
+	unilock_config cfg;
+	unilock_config_init(&cfg);
+	test_backend_config(&cfg);
+	if (unilock_open(&cfg, &ul) != UNILOCK_OK || ul == NULL)
 		return -1;
 	*state = ul;
 	return 0;
@@ -45,6 +87,7 @@ int close_handle(void **state)
 	free_leftover_dumps();
 	unilock_close((unilock *)*state);
 	*state = NULL;
+	test_backend_cleanup();
 	return 0;
 }
 

@@ -54,6 +54,10 @@ static inline unilock_lock_req req4(uint32_t flavour, uint32_t type, uint64_t of
 
 /* cmocka fixtures: *state is a fresh handle. */
 int open_handle(void **state);
+/* Points `cfg` at the backend UNILOCK_TEST_BACKEND names (memory, db, shared); a fresh database each
+ * time, removed by test_backend_cleanup (close_handle calls it). */
+void test_backend_config(unilock_config *cfg);
+void test_backend_cleanup(void);
 int close_handle(void **state);
 
 /* Status assertion that names both codes. */

@@ -76,6 +76,7 @@ static int setup(void **state)
 	cfg.event_mode = UNILOCK_EVENTS_LOOP;
 	cfg.event_fn = record;
 	cfg.event_user_data = fx;
+	test_backend_config(&cfg);
 	if (unilock_open(&cfg, &fx->ul) != UNILOCK_OK) {
 		free(fx);
 		return -1;
@@ -89,6 +90,7 @@ static int teardown(void **state)
 	struct lfx *fx = *state;
 	free_leftover_dumps();
 	unilock_close(fx->ul);
+	test_backend_cleanup();
 	free(fx);
 	return 0;
 }

@@ -70,7 +70,8 @@ static int open_fx(void **state, uint32_t flags)
 	cfg.event_mode = UNILOCK_EVENTS_LOOP;
 	cfg.event_fn = record;
 	cfg.event_user_data = fx;
-	cfg.flags = flags;
+	test_backend_config(&cfg);
+	cfg.flags |= flags;
 	if (unilock_open(&cfg, &fx->ul) != UNILOCK_OK) {
 		free(fx);
 		return -1;
@@ -94,6 +95,7 @@ static int teardown(void **state)
 	struct tfx *fx = *state;
 	free_leftover_dumps();
 	unilock_close(fx->ul);
+	test_backend_cleanup();
 	free(fx);
 	return 0;
 }

@@ -344,13 +344,14 @@ impl Shared {
         rows.map(|r| r.map(|v| v.into_boxed_slice()).map_err(err)).collect()
     }
 
-    /// The file a client's lease key leases, from the leases table every process keeps in step.
+    /// The file a client's SMB lease key leases, from the leases table every process keeps in step
+    /// (SMB leases only: the keys unilock makes for oplocks and delegations are per file).
     pub fn lease_file(&self, client: &[u8], key: &[u8; 16]) -> Result<Option<Box<[u8]>>> {
         let conn = self.conn.lock();
         let f: Option<Vec<u8>> = conn
             .query_row(
-                "SELECT file FROM leases WHERE client = ?1 AND key = ?2 LIMIT 1",
-                params![client, &key[..]],
+                "SELECT file FROM leases WHERE client = ?1 AND key = ?2 AND kind = ?3 LIMIT 1",
+                params![client, &key[..], crate::core::lease::Kind::Lease as u8],
                 |r| r.get(0),
             )
             .optional()
