@@ -2,7 +2,9 @@
 """Two real servers, one lock table: smbd with vfs_unilock and ganesha.nfsd with FSAL_UNILOCK export
 the same directory on one unilock database (shares with `posix locking = no`: the kernel has no part
 in it). A real SMB2 client (smbprotocol) and a real NFSv4 client (ganesha/nfs4client.py) lock the
-same file; an SMB lock recalls the NFS client's delegation.
+same file; an SMB lock recalls the NFS client's delegation; an NFS WRITE breaks the SMB client's RWH
+lease (NFS4ERR_DELAY until the SMB client, samba/smb2_breaks.py, acks); an SMB open for write leaves
+a read delegation out and the SMB client's first WRITE recalls it.
 
 Usage: multiprotocol.py --smb-port P --nfs-port Q --user U --password PW --uid N --gid N
 Exit status 0 when every check passed.
@@ -12,6 +14,7 @@ import os
 import sys
 import threading
 import time
+import types
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -25,6 +28,10 @@ from smbprotocol.open import (CreateDisposition, CreateOptions, FilePipePrinterA
 from smbprotocol.file_info import FileAttributes  # noqa: E402
 from smbprotocol.session import Session  # noqa: E402
 from smbprotocol.tree import TreeConnect  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "samba"))
+import cross_leases as xl  # noqa: E402  (SMB2 clients that see and ack their breaks: smb2_breaks.py)
+from smb2_breaks import R, H, W, state_str  # noqa: E402
 
 LOCK_NOT_GRANTED = 0xC0000055
 FILE_LOCK_CONFLICT = 0xC0000054
@@ -269,6 +276,101 @@ def main():
         g2.close()
         smb_lock(fs, 0, 1, UN)
         fs.close()
+
+    print("== SMB client's RWH lease, NFS client writes", flush=True)
+    la = types.SimpleNamespace(host="127.0.0.1", port=a.smb_port, share=a.share, user=a.user,
+                               password=a.password)
+    lname = "mp-lease-%s.dat" % os.urandom(3).hex()
+    h = n.OpenFile(nfs, d, lname)  # an NFS open is not an open in unilock: only its writes break
+    nfs.write(h.fh, h.sid, 0, b"l" * 4096)
+    sl = xl.Client(la, "lease")
+    fl = sl.open(lname, lease=(xl.key(18), R | H | W))
+    if check("smb: RWH lease granted through unilock", fl.granted and fl.granted[0] == R | H | W,
+             "granted %s" % (fl.granted and state_str(fl.granted[0]))):
+        t0 = time.monotonic()
+        r = nfs.write(h.fh, h.sid, 0, b"n" * 10)
+        check("nfs: WRITE answered NFS4ERR_DELAY (the FSAL's break trigger: an SMB client holds W)",
+              r.name == "DELAY", r.name)
+        b = xl.next_break(sl)
+        check("smb: the client receives the lease break (RWH -> no W, ack required)",
+              b is not None and b.kind == "lease" and b.current == R | H | W and not b.new & W and
+              b.ack_required, "%s, %.0f ms after the WRITE" % (b, ((b.t if b else t0) - t0) * 1000))
+        time.sleep(0.3)
+        r = nfs.write(h.fh, h.sid, 0, b"n" * 10)
+        check("nfs: a retry before the ack is still NFS4ERR_DELAY", r.name == "DELAY", r.name)
+        t_ack = time.monotonic()
+        s = sl.conn.ack(b, b.new) if b else -1
+        check("smb: the client acks %s" % (state_str(b.new) if b else "?"), s == 0, st(s))
+        tries, t_ok = 0, None
+        while time.monotonic() - t_ack < 5:
+            tries += 1
+            r = nfs.write(h.fh, h.sid, 0, b"n" * 10)
+            if r.name == "OK":
+                t_ok = time.monotonic()
+                break
+            time.sleep(0.01)
+        check("nfs: the WRITE succeeds after the ack", t_ok is not None,
+              "%s, %.0f ms after the ack (retry %d)" % (r.name, ((t_ok or t_ack) - t_ack) * 1000, tries))
+        try:
+            data = fl.read(0, 10)
+        except SMBResponseException as e:
+            data = st(e.status)
+        check("smb: and reads the NFS client's data", data == b"n" * 10, repr(data))
+        fl.close()
+    sl.close()
+    h.close()
+
+    # unilock's open rule (include/unilock.h, unilock_file_open; Samba's delay_for_oplock): an open
+    # breaks W of other leases, never R; a read delegation is an R lease. So the SMB open for write
+    # leaves it out, and the SMB client's first WRITE (UNILOCK_TRIGGER_WRITE: R to none, no ack
+    # needed) recalls it.
+    print("== NFS read delegation, SMB client opens for write and writes", flush=True)
+    ename = "mp-deleg-open-%s.dat" % os.urandom(3).hex()
+    g = n.OpenFile(cd, dd, ename)
+    cd.write(g.fh, g.sid, 0, b"e" * 1000)
+    g.close()
+    got = None
+    for _ in range(20):
+        g = n.OpenFile(cd, dd, ename, owner=g.owner, access=n.ACCESS_READ, create=False, seqid=g.seqid)
+        if g.deleg:
+            got = g
+            break
+        g.close()
+        time.sleep(0.5)
+    if check("nfs: read delegation granted through unilock", got is not None):
+        nrec, nret = len(cd.cb.recalls), len(cd.returned)
+        so = xl.Client(la, "opener")
+        t0 = time.monotonic()
+        p = xl.Pending(so, ename)
+        p.wait(10)
+        check("smb: the open for write completes at once (an open breaks W, never R)", p.status == 0,
+              "status %s after %.0f ms" % (p.status if not isinstance(p.status, int) else st(p.status),
+                                           ((p.t or t0) - t0) * 1000))
+        time.sleep(0.3)
+        check("nfs: and leaves the read delegation out (no CB_RECALL)", len(cd.cb.recalls) == nrec,
+              "%d recalls" % (len(cd.cb.recalls) - nrec))
+        if p.status == 0:
+            t0w, t0 = time.time(), time.monotonic()
+            ok = True
+            try:
+                p.f.write(b"w" * 10, 0)
+            except SMBResponseException as e:
+                ok = e.status
+            t_w = (time.monotonic() - t0) * 1000
+            check("smb: the first WRITE succeeds without waiting (R breaks to none need no ack)",
+                  ok is True, "%s after %.0f ms" % ("OK" if ok is True else st(ok), t_w))
+            while time.monotonic() - t0 < 5 and len(cd.returned) == nret:
+                time.sleep(0.02)
+            recalled = len(cd.cb.recalls) > nrec
+            check("nfs: the SMB WRITE recalled the delegation (CB_RECALL, DELEGRETURN)",
+                  recalled and cd.returned[nret:] == ["OK"],
+                  "CB_RECALL %s ms, DELEGRETURN %s %s ms after the WRITE was sent" %
+                  ("%.0f" % ((cd.cb.recalls[-1][2] - t0w) * 1000) if recalled else "-",
+                   cd.returned[nret:], "%.0f" % ((cd.returned_at[-1] - t0) * 1000)
+                   if cd.returned[nret:] else "-"))
+            p.f.close()
+        so.close()
+        got.close()
 
     fa.close()
     smb.disconnect()

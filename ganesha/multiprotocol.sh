@@ -8,7 +8,9 @@
 #     on one unilock database;
 #  3. runs ganesha/multiprotocol.py: a real SMB2 client (smbprotocol, in samba/check.sh's venv)
 #     and a real NFSv4 client (ganesha/nfs4client.py) on one file, in both directions, with a
-#     pending SMB lock granted by an NFS unlock and a dead NFS client's expiry;
+#     pending SMB lock granted by an NFS unlock and a dead NFS client's expiry, an SMB lock and an SMB
+#     write recalling a delegation, an NFS write breaking the SMB client's RWH lease (the SMB client
+#     sees and acks its break: samba/smb2_breaks.py);
 #  4. stops both servers and removes the temporary directory (kept on failure).
 # Needs root, the packages of samba/deps.sh and ganesha/deps.sh; installs nothing itself (but
 # smbprotocol from PyPI into the cache venv, as check-samba does).

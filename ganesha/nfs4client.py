@@ -222,6 +222,7 @@ class Client:
         self.cb = CallbackServer(self._recall) if callback else None
         self.delegs = {}  # fh -> stateid
         self.returned = []  # DELEGRETURN answers after recalls
+        self.returned_at = []  # time.monotonic() of each of those answers
         self.clientid = None
         self.setclientid()
 
@@ -432,7 +433,9 @@ class Client:
 
     def _recall(self, sid, fh):
         time.sleep(0.05)
-        self.returned.append(self.delegreturn(fh, sid).name)
+        r = self.delegreturn(fh, sid).name
+        self.returned_at.append(time.monotonic())
+        self.returned.append(r)
 
     # --- locks ---------------------------------------------------------------------------------------
     @staticmethod
