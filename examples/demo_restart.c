@@ -305,12 +305,15 @@ static void story_restart(void)
         events[1] = t;
     }
     expect_break(0, SMB_CLIENT, KS, RH, 0, 2, 1);
-    expect_break(1, NFS4_CLIENT, deleg_key, UNILOCK_DELEG_READ, 0, NO_EPOCH, 0);
+    expect_break(1, NFS4_CLIENT, deleg_key, UNILOCK_DELEG_READ, 0, NO_EPOCH, 1);
     if (n_events == 2 && events[1].ev.lease_kind != UNILOCK_LEASE_KIND_DELEGATION)
         unexpected("%s", "the second break is not of a delegation");
-    say("the NFSv4 server sends CB_RECALL; the SMB server a LEASE_BREAK, which A acknowledges");
+    say("the NFSv4 server sends CB_RECALL (a delegation is always returned); the SMB server a LEASE_BREAK,");
+    say("which A acknowledges");
     printf("  SMB A LEASE_BREAK_ACK key KS, none\n");
     answer(unilock_lease_ack(ul, fid, FID_LEN, SMB_CLIENT, KS, 0), UNILOCK_OK);
+    printf("  NFSv4 DELEGRETURN (unilock_lease_release)\n");
+    answer(unilock_lease_release(ul, fid, FID_LEN, NFS4_CLIENT, deleg_key), UNILOCK_OK);
     TABLE({NLM_CLIENT, UNILOCK_POSIX, UNILOCK_EXCLUSIVE, 0, 100},
           {NFS4_CLIENT, UNILOCK_POSIX, UNILOCK_SHARED, 100, 100},
           {SMB2_CLIENT, UNILOCK_WINDOWS, UNILOCK_EXCLUSIVE, 300, 100});

@@ -317,7 +317,8 @@
 #define UNILOCK_LEASE_FLAG_PARENT_KEY_SET 4
 
 /**
- * Trigger: a data write or set-size (R leases of others go to none; W holders must flush first).
+ * Trigger: a data write or set-size (R leases of others go to none; W holders must flush first;
+ * another client's delegation is recalled and must be returned first).
  */
 #define UNILOCK_TRIGGER_WRITE 1
 
@@ -1412,7 +1413,10 @@ void unilock_open_req_init(struct unilock_open_req *req);
  *
  * The open's own breaks (SPEC.md §4, Samba `delay_for_oplock`): an open breaks W of other leases
  * (oplocks to Level II), a sharing violation only H (an Exclusive oplock is not broken, a Batch one
- * goes to Level II), an overwrite everything. A first attempt waits for the holders that must lose
+ * goes to Level II), an overwrite everything. Delegations and setleases conflict with another
+ * client's writing whatever they hold (RFC 7530 §10.4, Linux `break_lease`): an open for writing
+ * (`UNILOCK_OPEN_WRITE`, or an overwrite) recalls them, read ones too, and waits for their return; their
+ * breaks always need an acknowledgement (DELEGRETURN: `unilock_lease_release`). A first attempt waits for the holders that must lose
  * what it cannot share (W; H on a sharing violation), or for a break already in progress when it
  * breaks nothing; an attempt with `UNILOCK_OPEN_RETRY` also waits for every lease it breaks that is
  * still breaking.

@@ -119,7 +119,7 @@ def run(a, m):
         p.f.close()
     c1.close()
 
-    print("== 3b. an NFSv4 read delegation is recalled by the SMB client's first write", flush=True)
+    print("== 3b. an NFSv4 read delegation is recalled by an SMB open for write too (RFC 7530 10.4)", flush=True)
     fname = "xl-rdeleg.dat"
     with open(os.path.join(a.share_dir, fname), "wb") as fh:
         fh.write(b"r" * 4096)
@@ -127,16 +127,23 @@ def run(a, m):
     nlm.cmd("file %s/%s" % (a.share_dir, fname))
     r = nlm.cmd("open nfs4:client3 301 read deleg r")
     check("nfs: read delegation granted", r.startswith("OK state=1"), r)
+    dkey = r.split("key=")[1] if "key=" in r else ""
     c1 = m.Client(a, "c1")
-    f1 = c1.open(fname)
-    e, _ = wait_event(nlm, "lease_break", 300)
-    check("nfs: an SMB open for write leaves the read delegation alone", e is None, str(e))
-    f1.write(b"w" * 10, 0)
-    e, _ = wait_event(nlm, "lease_break", 3000)
-    check("nfs: the SMB client's write recalls it (to none)",
+    p = m.Pending(c1, fname)
+    e, _ = wait_event(nlm, "lease_break", 5000)
+    check("nfs: the read delegation is recalled (CB_RECALL, to none) when the SMB client opens for write",
           e is not None and "client=nfs4:client3" in e and "break_to=0" in e, str(e))
+    time.sleep(0.3)
+    check("smb: the SMB open waits while the read delegation is out", not p.done.is_set())
+    t_ret = time.monotonic()
+    r = nlm.cmd("delegreturn nfs4:client3 %s" % dkey)
+    check("nfs: DELEGRETURN", r == "OK", r)
+    p.wait(10)
+    check("smb: the open completes once the read delegation is returned", p.status == 0,
+          "status %s, %.0f ms after DELEGRETURN" % (p.status, ((p.t or t_ret) - t_ret) * 1000))
     nlm.cmd("close nfs4:client3 301")
-    f1.close()
+    if p.status == 0:
+        p.f.close()
     c1.close()
 
     if a.dh_share:

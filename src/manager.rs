@@ -1152,7 +1152,12 @@ impl Manager {
         let w = wait.map(|w| (id, w.token, w.user_data));
         let ctx = self.ctx();
         self.file(file, true, |fs| {
-            fs.unwrap().lease_trigger(&ctx, &Requester { client, key, retry: false }, trigger, w)
+            fs.unwrap().lease_trigger(
+                &ctx,
+                &Requester { client, key, retry: false, write: matches!(trigger, Trigger::Write | Trigger::Overwrite) },
+                trigger,
+                w,
+            )
         })
     }
 

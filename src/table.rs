@@ -1202,7 +1202,7 @@ impl FileState {
         }
         let key =
             self.leases.opens.iter().find(|x| *x.client == *o.client && x.open_id == o.open_id).and_then(|x| x.lease);
-        let req = Requester { client: o.client, key: key.as_ref(), retry: false };
+        let req = Requester { client: o.client, key: key.as_ref(), retry: false, write: false };
         self.lease_trigger(ctx, &req, Trigger::ByteRangeLock, None).map(|_| ())
     }
 
@@ -1238,7 +1238,7 @@ impl FileState {
         let wait = if spec.kind == Some(lease::Kind::Delegation) { None } else { wait };
         if let Some(t) = trigger {
             let own_key = if spec.kind == Some(lease::Kind::Lease) { Some(&spec.key) } else { None };
-            let req = Requester { client, key: own_key, retry: spec.retry };
+            let req = Requester { client, key: own_key, retry: spec.retry, write: spec.write || spec.overwrite };
             match self.lease_trigger(ctx, &req, t, wait)? {
                 LeaseAnswer::Pending(id) => return Ok(LeaseAnswer::Pending(id)),
                 LeaseAnswer::Ready(_) => {}

@@ -136,6 +136,9 @@ pub struct Requester<'a> {
     /// An open re-issued after the breaks it waited for ended (Samba's `!first_open_attempt`): it
     /// also waits for every lease it contends with that is still breaking.
     pub retry: bool,
+    /// The requester opens for writing, or writes: another client's delegation, read ones too, is
+    /// recalled (RFC 7530 §10.4; Linux's `break_lease` for `F_RDLCK` leases).
+    pub write: bool,
 }
 
 /// Why an acknowledgement is refused.
@@ -272,6 +275,21 @@ impl FileLeases {
                 continue;
             }
             if trigger == Trigger::DirChange && !l.dir {
+                continue;
+            }
+            // A delegation (or setlease) conflicts with another client's writing whatever it holds:
+            // an open for writing or a write recalls it, and waits for its return.
+            if l.kind == Kind::Delegation
+                && req.write
+                && matches!(trigger, Trigger::Open | Trigger::Overwrite | Trigger::Write)
+            {
+                let l = &mut self.leases[i];
+                if let Some(n) = start_break(l, 0, now) {
+                    notes.push(n);
+                }
+                if l.breaking {
+                    wait.push((l.client.clone(), l.key));
+                }
                 continue;
             }
             let is_open = matches!(trigger, Trigger::Open | Trigger::SharingViolation | Trigger::Overwrite);
@@ -605,7 +623,9 @@ fn step(l: &mut Lease, to: u8, now: u64) -> Option<Note> {
     if from == to {
         return None;
     }
-    let ack = from != R;
+    // R to none takes effect at once, except for a delegation: its holder must return it
+    // (DELEGRETURN) before the conflicting operation goes on.
+    let ack = from != R || l.kind == Kind::Delegation;
     if ack {
         l.breaking = true;
         l.break_to = to;
@@ -672,7 +692,8 @@ mod tests {
         let mut f = FileLeases::default();
         let g = open(&mut f, &req(b"c1", 1, K1, RWH));
         assert_eq!((g.state, g.epoch), (RWH, 1));
-        let (notes, wait) = f.trigger(&Requester { client: b"c2", key: Some(&K2), retry: false }, Trigger::Open, 0);
+        let (notes, wait) =
+            f.trigger(&Requester { client: b"c2", key: Some(&K2), retry: false, write: false }, Trigger::Open, 0);
         assert_eq!(
             notes,
             vec![Note::Break {
@@ -702,7 +723,8 @@ mod tests {
     fn r_to_none_needs_no_ack() {
         let mut f = FileLeases::default();
         open(&mut f, &req(b"c1", 1, K1, R));
-        let (notes, wait) = f.trigger(&Requester { client: b"nfs", key: None, retry: false }, Trigger::Write, 0);
+        let (notes, wait) =
+            f.trigger(&Requester { client: b"nfs", key: None, retry: false, write: false }, Trigger::Write, 0);
         assert!(matches!(&notes[0], Note::Break { from: R, to: 0, ack: false, .. }));
         assert!(wait.is_empty());
         assert_eq!(f.leases[0].state, 0, "the lease object stays with its open, at none");
@@ -714,7 +736,7 @@ mod tests {
         let mut f = FileLeases::default();
         open(&mut f, &req(b"c1", 1, K1, RWH));
         assert_eq!(f.ack(b"c1", &K1, R, 0), Err(AckError::NoBreak));
-        f.trigger(&Requester { client: b"c2", key: Some(&K2), retry: false }, Trigger::Open, 0);
+        f.trigger(&Requester { client: b"c2", key: Some(&K2), retry: false, write: false }, Trigger::Open, 0);
         assert_eq!(f.ack(b"c2", &K1, R, 0), Err(AckError::NotFound));
         assert_eq!(f.ack(b"c1", &K2, R, 0), Err(AckError::NotFound));
         assert_eq!(f.ack(b"c1", &K1, RWH, 0), Err(AckError::BadAck));
@@ -726,7 +748,7 @@ mod tests {
     fn break_while_breaking_steps_down_with_one_epoch() {
         let mut f = FileLeases::default();
         open(&mut f, &req(b"c1", 1, K1, RWH));
-        let other = Requester { client: b"c2", key: Some(&K2), retry: false };
+        let other = Requester { client: b"c2", key: Some(&K2), retry: false, write: false };
         let (n1, _) = f.trigger(&other, Trigger::Open, 0);
         assert_eq!(n1.len(), 1);
         let (n2, wait) = f.trigger(&other, Trigger::Overwrite, 0);
@@ -758,7 +780,7 @@ mod tests {
         let mut r = req(b"c1", 1, K1, RWH);
         r.timeout_ms = 100;
         open(&mut f, &r);
-        f.trigger(&Requester { client: b"c2", key: None, retry: false }, Trigger::Open, 1000);
+        f.trigger(&Requester { client: b"c2", key: None, retry: false, write: false }, Trigger::Open, 1000);
         assert_eq!(f.next_deadline(), Some(1100));
         assert!(f.expire(1099).is_empty());
         let n = f.expire(1100);
@@ -788,13 +810,14 @@ mod tests {
         b.kind = Kind::Oplock;
         assert_eq!(open(&mut f, &b).state, RWH); // batch
                                                  // An open breaks batch to Level II (R).
-        let (n, _) = f.trigger(&Requester { client: b"c2", key: None, retry: false }, Trigger::Open, 0);
+        let (n, _) = f.trigger(&Requester { client: b"c2", key: None, retry: false, write: false }, Trigger::Open, 0);
         assert!(matches!(&n[0], Note::Break { from: RWH, to: R, .. }));
         f.ack(b"c1", &[9; 16], R, 0).unwrap();
         // A lease next to an oplock gets at most R.
         assert_eq!(open(&mut f, &req(b"c2", 2, K2, RWH)).state, R);
         // Level II holder's own write breaks its own oplock to none.
-        let (n, _) = f.trigger(&Requester { client: b"c1", key: Some(&[9; 16]), retry: false }, Trigger::Write, 0);
+        let (n, _) =
+            f.trigger(&Requester { client: b"c1", key: Some(&[9; 16]), retry: false, write: false }, Trigger::Write, 0);
         assert_eq!(n.len(), 2);
         // An oplock next to an H lease gets nothing.
         let mut f = FileLeases::default();
@@ -817,9 +840,10 @@ mod tests {
         d.requested = R | W;
         assert_eq!(open(&mut f, &d).state, R | W);
         // The delegation's own client does not recall it; another client's write does.
-        let (n, _) = f.trigger(&Requester { client: b"nfs", key: None, retry: false }, Trigger::Write, 0);
+        let (n, _) = f.trigger(&Requester { client: b"nfs", key: None, retry: false, write: false }, Trigger::Write, 0);
         assert!(n.is_empty());
-        let (n, wait) = f.trigger(&Requester { client: b"smb", key: None, retry: false }, Trigger::Write, 0);
+        let (n, wait) =
+            f.trigger(&Requester { client: b"smb", key: None, retry: false, write: false }, Trigger::Write, 0);
         assert!(matches!(&n[0], Note::Break { to: 0, ack: true, .. }));
         assert_eq!(wait.len(), 1);
     }
@@ -840,11 +864,14 @@ mod tests {
         let mut d = req(b"c1", 1, K1, R | H);
         d.dir = true;
         assert_eq!(open(&mut f, &d).state, R | H);
-        let (n, _) = f.trigger(&Requester { client: b"c1", key: Some(&K1), retry: false }, Trigger::DirChange, 0);
+        let (n, _) =
+            f.trigger(&Requester { client: b"c1", key: Some(&K1), retry: false, write: false }, Trigger::DirChange, 0);
         assert!(n.is_empty(), "same parent key: no break");
-        let (n, _) = f.trigger(&Requester { client: b"c9", key: Some(&K1), retry: false }, Trigger::DirChange, 0);
+        let (n, _) =
+            f.trigger(&Requester { client: b"c9", key: Some(&K1), retry: false, write: false }, Trigger::DirChange, 0);
         assert!(n.is_empty(), "parent keys are compared by value, across clients");
-        let (n, wait) = f.trigger(&Requester { client: b"c2", key: Some(&K2), retry: false }, Trigger::DirChange, 0);
+        let (n, wait) =
+            f.trigger(&Requester { client: b"c2", key: Some(&K2), retry: false, write: false }, Trigger::DirChange, 0);
         assert!(matches!(&n[0], Note::Break { from: 3, to: 0, ack: true, .. }));
         assert!(wait.is_empty(), "directory change does not wait");
     }
@@ -870,7 +897,7 @@ mod tests {
         assert_eq!(g.state & W, 0);
     }
     fn who(client: &'static [u8], key: Option<&'static Key>) -> Requester<'static> {
-        Requester { client, key, retry: false }
+        Requester { client, key, retry: false, write: false }
     }
 
     fn states(s: &str) -> u8 {
@@ -1031,9 +1058,10 @@ mod tests {
         let n = f.ack(b"c1", &K1, R | H, 0).unwrap();
         assert!(matches!(&n[..], [Note::Break { from: 0x03, to: R, ack: true, .. }]));
         // Retries now: both wait while the lease is still breaking.
-        let (_, wait) = f.trigger(&Requester { client: b"c2", key: None, retry: true }, Trigger::Open, 0);
+        let (_, wait) = f.trigger(&Requester { client: b"c2", key: None, retry: true, write: false }, Trigger::Open, 0);
         assert_eq!(wait.len(), 1, "a plain open waits for a break in progress");
-        let (_, wait) = f.trigger(&Requester { client: b"c3", key: None, retry: true }, Trigger::Overwrite, 0);
+        let (_, wait) =
+            f.trigger(&Requester { client: b"c3", key: None, retry: true, write: false }, Trigger::Overwrite, 0);
         assert_eq!(wait.len(), 1, "a retried overwrite waits for the lease still breaking");
         let n = f.ack(b"c1", &K1, R, 0).unwrap();
         assert!(matches!(&n[..], [Note::Break { from: R, to: 0, ack: false, .. }]));
@@ -1056,7 +1084,8 @@ mod tests {
         let g = f.grant(&req(b"c1", 2, K1, 0));
         assert_eq!((g.state, g.breaking), (R | H, true));
         // But a retry does wait for it.
-        let (_, wait) = f.trigger(&Requester { client: b"c2", key: None, retry: true }, Trigger::Overwrite, 0);
+        let (_, wait) =
+            f.trigger(&Requester { client: b"c2", key: None, retry: true, write: false }, Trigger::Overwrite, 0);
         assert_eq!(wait.len(), 1);
     }
 
@@ -1083,5 +1112,35 @@ mod tests {
         r2.parent = None;
         let g2 = open(&mut f, &r2);
         assert_eq!((g2.state, g2.version, g2.parent), (RWH, 2, Some([9; 16])));
+    }
+
+    /// RFC 7530 §10.4: another client's open for writing, or its write, recalls a read delegation
+    /// too, and waits for the return; a read open does not; the holder's own writes never do.
+    #[test]
+    fn read_delegation_recalled_by_another_clients_write_open_and_write() {
+        let deleg = |f: &mut FileLeases| {
+            let mut d = req(b"nfs", 1, [3; 16], R);
+            d.kind = Kind::Delegation;
+            assert_eq!(open(f, &d).state, R);
+        };
+        let writer = Requester { client: b"smb", key: None, retry: false, write: true };
+        let reader = Requester { client: b"smb", key: None, retry: false, write: false };
+        let mut f = FileLeases::default();
+        deleg(&mut f);
+        let (n, wait) = f.trigger(&reader, Trigger::Open, 0);
+        assert!(n.is_empty() && wait.is_empty(), "a read open shares a read delegation");
+        let (n, wait) = f.trigger(&writer, Trigger::Open, 0);
+        assert!(matches!(&n[..], [Note::Break { from: R, to: 0, ack: true, kind: Kind::Delegation, .. }]), "{n:?}");
+        assert_eq!(wait.len(), 1, "the open for writing waits for the DELEGRETURN");
+        assert!(f.release(b"nfs", &[3; 16]));
+        let mut f = FileLeases::default();
+        deleg(&mut f);
+        let (n, wait) = f.trigger(&writer, Trigger::Write, 0);
+        assert_eq!((n.len(), wait.len()), (1, 1), "a write recalls it and waits");
+        let mut f = FileLeases::default();
+        deleg(&mut f);
+        let own = Requester { client: b"nfs", key: None, retry: false, write: true };
+        let (n, _) = f.trigger(&own, Trigger::Write, 0);
+        assert!(n.is_empty(), "the holder's own write recalls nothing");
     }
 }

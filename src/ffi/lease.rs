@@ -70,7 +70,8 @@ pub const UNILOCK_LEASE_FLAG_BREAK_IN_PROGRESS: u32 = 0x02;
 /// (SMB2_LEASE_FLAG_PARENT_LEASE_KEY_SET).
 pub const UNILOCK_LEASE_FLAG_PARENT_KEY_SET: u32 = 0x04;
 
-/// Trigger: a data write or set-size (R leases of others go to none; W holders must flush first).
+/// Trigger: a data write or set-size (R leases of others go to none; W holders must flush first;
+/// another client's delegation is recalled and must be returned first).
 pub const UNILOCK_TRIGGER_WRITE: u32 = 1;
 /// Trigger: truncate / overwrite (every other lease to none).
 pub const UNILOCK_TRIGGER_TRUNCATE: u32 = 2;
@@ -263,7 +264,10 @@ fn wait_of(w: *const unilock_wait) -> Option<WaitSpec> {
 ///
 /// The open's own breaks (SPEC.md §4, Samba `delay_for_oplock`): an open breaks W of other leases
 /// (oplocks to Level II), a sharing violation only H (an Exclusive oplock is not broken, a Batch one
-/// goes to Level II), an overwrite everything. A first attempt waits for the holders that must lose
+/// goes to Level II), an overwrite everything. Delegations and setleases conflict with another
+/// client's writing whatever they hold (RFC 7530 §10.4, Linux `break_lease`): an open for writing
+/// (`UNILOCK_OPEN_WRITE`, or an overwrite) recalls them, read ones too, and waits for their return; their
+/// breaks always need an acknowledgement (DELEGRETURN: `unilock_lease_release`). A first attempt waits for the holders that must lose
 /// what it cannot share (W; H on a sharing violation), or for a break already in progress when it
 /// breaks nothing; an attempt with `UNILOCK_OPEN_RETRY` also waits for every lease it breaks that is
 /// still breaking.
