@@ -41,6 +41,8 @@ step() { # step NAME: prints the time the previous step took
 	step_name=$1; step_t=$t
 }
 die() { echo "ganesha/build.sh: $*" >&2; exit 1; }
+# shellcheck source=../scripts/debsrc.sh
+. "$repo/scripts/debsrc.sh"
 
 [ -x /usr/bin/ganesha.nfsd ] || die "ganesha.nfsd not found: run ganesha/deps.sh as root"
 [ -f "$sysplugins/libfsalvfs.so" ] || sysplugins=$(dirname "$(dpkg -L nfs-ganesha-vfs 2>/dev/null | grep '/libfsalvfs.so$' | head -n 1)")
@@ -61,37 +63,8 @@ upver=${debver#*:}; upver=${upver%-*}      # 4.3-2 -> 4.3
 src="$cache/src/nfs-ganesha-$upver"
 if [ ! -f "$src/.unilock-extracted" ]; then
 	rm -rf "$src" "$cache/dl"
-	mkdir -p "$cache/apt/lists/partial" "$cache/apt/cache/archives/partial" "$cache/dl"
-	# deb-src lines for every archive the system's own sources name (deb822 or one-line format).
-	: > "$cache/apt/sources.list"
-	for f in /etc/apt/sources.list.d/*.sources; do
-		[ -f "$f" ] || continue
-		awk 'BEGIN{RS=""; FS="\n"} {
-			uris=""; suites=""; comps=""; types="";
-			for (i=1;i<=NF;i++) {
-				if ($i ~ /^URIs:/) { uris=$i; sub(/^URIs:[ \t]*/,"",uris) }
-				if ($i ~ /^Suites:/) { suites=$i; sub(/^Suites:[ \t]*/,"",suites) }
-				if ($i ~ /^Components:/) { comps=$i; sub(/^Components:[ \t]*/,"",comps) }
-				if ($i ~ /^Types:/) { types=$i }
-			}
-			if (types !~ /deb/ || uris=="" || suites=="") next;
-			nu=split(uris,U,/[ \t]+/); ns=split(suites,S,/[ \t]+/);
-			for (u=1;u<=nu;u++) for (s=1;s<=ns;s++) print "deb-src " U[u] " " S[s] " " comps
-		}' "$f" >> "$cache/apt/sources.list"
-	done
-	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-		[ -f "$f" ] || continue
-		sed -n 's/^[ \t]*deb[ \t]\+\(\[[^]]*\][ \t]\+\)\?/deb-src /p' "$f" >> "$cache/apt/sources.list"
-	done
-	if [ ! -s "$cache/apt/sources.list" ]; then
-		codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
-		echo "deb-src http://deb.debian.org/debian $codename main" > "$cache/apt/sources.list"
-	fi
-	apt_opts="-o Dir::Etc::sourcelist=$cache/apt/sources.list -o Dir::Etc::sourceparts=-
-		-o Dir::State::Lists=$cache/apt/lists -o Dir::Cache=$cache/apt/cache
-		-o APT::Sandbox::User=root -o Debug::NoLocking=1"
-	# shellcheck disable=SC2086
-	apt-get -q $apt_opts update >"$cache/apt-update.log" 2>&1 || { cat "$cache/apt-update.log" >&2; die "apt-get update (private lists) failed"; }
+	mkdir -p "$cache/dl"
+	debsrc_prepare "$cache"
 	# Only the upstream tarball is needed (Debian's patches do not touch the FSAL headers); the
 	# .debian.tar.xz may be missing on a mirror, so a failed download is fine if the .orig came.
 	# shellcheck disable=SC2086

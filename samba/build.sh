@@ -35,6 +35,8 @@ step() { # step NAME: prints the time the previous step took
 	step_name=$1; step_t=$t
 }
 die() { echo "build.sh: $*" >&2; exit 1; }
+# shellcheck source=../scripts/debsrc.sh
+. "$repo/scripts/debsrc.sh"
 
 command -v smbd >/dev/null 2>&1 || PATH=$PATH:/usr/sbin
 command -v smbd >/dev/null 2>&1 || die "smbd not found: run samba/deps.sh as root (or apt-get install samba)"
@@ -55,37 +57,8 @@ upver=${debver#*:}            # 2:4.17.12+dfsg-0+deb12u4 -> 4.17.12+dfsg-0+deb12
 src="$cache/src/samba-$upver"
 if [ ! -f "$src/.unilock-extracted" ]; then
 	rm -rf "$src" "$cache/dl"
-	mkdir -p "$cache/apt/lists/partial" "$cache/apt/cache/archives/partial" "$cache/dl"
-	# deb-src lines for every archive the system's own sources name (deb822 or one-line format).
-	: > "$cache/apt/sources.list"
-	for f in /etc/apt/sources.list.d/*.sources; do
-		[ -f "$f" ] || continue
-		awk 'BEGIN{RS=""; FS="\n"} {
-			uris=""; suites=""; comps=""; types="";
-			for (i=1;i<=NF;i++) {
-				if ($i ~ /^URIs:/) { uris=$i; sub(/^URIs:[ \t]*/,"",uris) }
-				if ($i ~ /^Suites:/) { suites=$i; sub(/^Suites:[ \t]*/,"",suites) }
-				if ($i ~ /^Components:/) { comps=$i; sub(/^Components:[ \t]*/,"",comps) }
-				if ($i ~ /^Types:/) { types=$i }
-			}
-			if (types !~ /deb/ || uris=="" || suites=="") next;
-			nu=split(uris,U,/[ \t]+/); ns=split(suites,S,/[ \t]+/);
-			for (u=1;u<=nu;u++) for (s=1;s<=ns;s++) print "deb-src " U[u] " " S[s] " " comps
-		}' "$f" >> "$cache/apt/sources.list"
-	done
-	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-		[ -f "$f" ] || continue
-		sed -n 's/^[ \t]*deb[ \t]\+\(\[[^]]*\][ \t]\+\)\?/deb-src /p' "$f" >> "$cache/apt/sources.list"
-	done
-	if [ ! -s "$cache/apt/sources.list" ]; then
-		codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
-		echo "deb-src http://deb.debian.org/debian $codename main" > "$cache/apt/sources.list"
-	fi
-	apt_opts="-o Dir::Etc::sourcelist=$cache/apt/sources.list -o Dir::Etc::sourceparts=-
-		-o Dir::State::Lists=$cache/apt/lists -o Dir::Cache=$cache/apt/cache
-		-o APT::Sandbox::User=root -o Debug::NoLocking=1"
-	# shellcheck disable=SC2086
-	apt-get -q $apt_opts update >"$cache/apt-update.log" 2>&1 || { cat "$cache/apt-update.log" >&2; die "apt-get update (private lists) failed"; }
+	mkdir -p "$cache/dl"
+	debsrc_prepare "$cache"
 	# shellcheck disable=SC2086
 	(cd "$cache/dl" && apt-get -q $apt_opts source --download-only "samba=$debver") >"$cache/apt-source.log" 2>&1 ||
 		{ cat "$cache/apt-source.log" >&2; die "cannot download the source of samba $debver"; }
