@@ -529,6 +529,33 @@ static void smash(const char *path)
     fclose(f);
 }
 
+/* The shared-memory table of a database (issue 17): /dev/shm/unilock-<FNV-1a 64 of its real path>. */
+static void mapping_of(const char *path, char *out, size_t n)
+{
+    char real[4096];
+    if (!realpath(path, real)) {
+        snprintf(out, n, "/nonexistent");
+        return;
+    }
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (const char *p = real; *p; p++) {
+        h ^= (unsigned char)*p;
+        h *= 0x100000001b3ULL;
+    }
+    snprintf(out, n, "/dev/shm/unilock-%016llx", (unsigned long long)h);
+}
+
+/* Overwrites the first page of a file with 0xFF bytes (the header of a shared-memory table). */
+static void smash_head(const char *path)
+{
+    FILE *f = fopen(path, "r+b");
+    if (!f)
+        return;
+    for (int i = 0; i < 4096; i++)
+        fputc(0xff, f);
+    fclose(f);
+}
+
 static int count_visit(void *ud, const unilock_lock_info *l)
 {
     (void)l;
@@ -551,12 +578,14 @@ static void test_unreadable_database_is_a_store_error(void **s)
     assert_int_equal(unilock_lock(ul, F, FL, &a, &x, NULL), UNILOCK_OK);
     assert_int_equal(unilock_test(ul, F, FL, &b, &x, NULL), UNILOCK_E_CONFLICT);
 
-    char side[400];
+    char side[400], map[300];
+    mapping_of(db, map, sizeof map);
     smash(db);
     snprintf(side, sizeof side, "%s-wal", db);
     smash(side);
     snprintf(side, sizeof side, "%s-shm", db);
     smash(side);
+    smash_head(map); /* the shared-memory table, when shared mode uses one */
 
     assert_int_equal(unilock_test(ul, F, FL, &b, &x, NULL), UNILOCK_E_STORE);
     assert_true(strlen(unilock_errdetail()) > 0);
@@ -576,6 +605,7 @@ static void test_unreadable_database_is_a_store_error(void **s)
     assert_int_equal(unilock_rebind_open(ul, F, FL, "nlm:b", 0, &n), UNILOCK_E_STORE);
     assert_true(strlen(unilock_errdetail()) > 0);
     unilock_close(ul);
+    unlink(map);
 }
 
 /* unilock_rebind_open checks the client id as every call does (issue 14). */

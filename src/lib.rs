@@ -27,6 +27,10 @@ pub mod owners;
 pub mod requests;
 /// cbindgen:ignore
 pub mod shared;
+/// The shared-memory backend of shared mode (issue 17). Moves under `backend` with the engine's trait.
+/// cbindgen:ignore
+#[path = "backend/shm/mod.rs"]
+pub mod shm;
 /// cbindgen:ignore
 pub mod store;
 /// cbindgen:ignore

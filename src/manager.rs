@@ -97,7 +97,7 @@ pub struct Manager {
     client_locks: Mutex<std::collections::HashMap<Box<[u8]>, i64>>,
     total_locks: std::sync::atomic::AtomicI64,
     /// Shared mode: the database all processes use, and events for other processes of one operation.
-    shared: Option<crate::shared::Shared>,
+    shared: Option<crate::shm::select::SharedBackend>,
     outbox: Mutex<Vec<Event>>,
 }
 
@@ -152,11 +152,12 @@ impl Manager {
             let Some(path) = &settings.db_path else {
                 return Err(Error::Invalid("shared mode needs a database path"));
             };
-            let (sh, rec) = crate::shared::Shared::open(path, settings.durability.unwrap_or(Durability::Process))
-                .map_err(|e| {
-                    log::error!("unilock: cannot join the shared database {path}: {e:?}");
-                    e
-                })?;
+            let (sh, rec) =
+                crate::shm::select::SharedBackend::open(path, settings.durability.unwrap_or(Durability::Process))
+                    .map_err(|e| {
+                        log::error!("unilock: cannot join the shared database {path}: {e:?}");
+                        e
+                    })?;
             events.add_fd(sh.fd()).map_err(|_| Error::Resource("event descriptors"))?;
             if let Some(mut rec) = rec {
                 Self::start_recovered_grace(&mut grace, &events, &mut rec, grace_ms);
@@ -375,6 +376,13 @@ impl Manager {
                     self.store_errors.fetch_add(1, Ordering::Relaxed);
                     log::error!("unilock: shared database: {e:?}");
                     e
+                })
+                .map(|r| {
+                    // BATCH on the shared-memory table: lock rows wait for the flush timer.
+                    if sh.has_pending() && !self.flush_armed.swap(true, Ordering::AcqRel) {
+                        self.events.add_timer(self.events.now_ms().saturating_add(self.batch_ms), TimerKind::Flush);
+                    }
+                    r
                 });
         }
         Ok(self.local_file(file, create, f))
@@ -673,6 +681,9 @@ impl Manager {
     /// Writes batched changes now.
     pub fn flush(&self) -> Result<()> {
         self.flush_armed.store(false, Ordering::Release);
+        if let Some(sh) = &self.shared {
+            sh.flush()?;
+        }
         match &self.store {
             Some(s) => s.flush().map_err(|e| Error::Store(e.0)),
             None => Ok(()),

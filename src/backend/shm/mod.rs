@@ -1,0 +1,845 @@
+//! Shared mode at memory speed: the processes of one server keep the lock table in a shared-memory
+//! mapping (see `layout`) instead of taking SQLite's write lock for every operation. Each file's
+//! state is one immutable record holding `FileState::encode` (the same codec, so the same core runs
+//! on it), in a hash partitioned 64 ways, each partition guarded by one robust process-shared
+//! pthread mutex (`mutex`) and owning its own heap (`alloc`): operations on files of different
+//! partitions run in parallel.
+//!
+//! One operation: lock the partition; find the record; decode; run the caller's closure; encode. If
+//! nothing changed (`unilock_test`, `unilock_check_io`, a refused lock), unlock: nothing is written,
+//! no database transaction is started. Otherwise write the new record copy-on-write into a fresh
+//! block, write the operation's database work (journal, mail, wait edges: `aux`) into another, and
+//! record an *intent* in the partition (where the publishing store goes, its value, the old record,
+//! the work); then do the database work (idempotent: the `shm_applied` row of the partition says
+//! which intent it last applied, in the same transaction), publish the new record by one 8-byte
+//! store, clear the intent, free the old record, unlock, and wake the processes mail went to.
+//!
+//! Crash safety: a process killed before its intent is recorded leaves the table as it was (its
+//! fresh blocks leak); killed after, it leaves an intent that the next process to lock the
+//! partition finds with `EOWNERDEAD` and rolls forward before doing anything else. Either way every
+//! reader sees the old state or the new one, never a half-written one, and the database and the
+//! mail agree with the table. A mapping that cannot be trusted (another layout, truncated, an older
+//! boot, another instance than the database's) is rebuilt when no other process is alive (a
+//! restart, recovered from the database as the SQLite mode does) and refused otherwise.
+//!
+//! What stays in SQLite (`crate::shared::Shared`, unchanged): process registration and liveness,
+//! the mailbox (a counter per process in the mapping says when to look, so idle rounds read
+//! nothing), the wait-for edges a blocking request's deadlock check reads (blocking requests are
+//! serialised by one more robust mutex so two can never miss each other's edge), clients, grace,
+//! and the durable record, written per the durability mode by the process that made the change:
+//! SYNC and PROCESS in the operation, BATCH coalesced in this process and written by the flush
+//! timer (lease sets, whose order matters, are written in the operation in every mode).
+
+pub mod alloc;
+pub mod aux;
+pub mod layout;
+pub mod mutex;
+pub mod select;
+
+use crate::error::{Error, Result};
+use crate::requests::{Ctx, Event};
+use crate::shared::{ProcIdent, Shared};
+use crate::store::{self, Durability, Journal, Recovered};
+use crate::table::FileState;
+use aux::Aux;
+use layout::*;
+use parking_lot::Mutex;
+use rusqlite::{params, OptionalExtension};
+use std::os::unix::fs::OpenOptionsExt;
+
+fn serr<E: std::fmt::Display>(e: E) -> Error {
+    Error::Store(e.to_string())
+}
+
+pub struct ShmBackend {
+    sh: Shared,
+    map: Map,
+    mpath: std::path::PathBuf,
+    epoch: u64,
+    mode: Durability,
+    /// BATCH: lock rows waiting for the flush timer (they commute, so order between processes does
+    /// not matter).
+    pending: Mutex<Journal>,
+    /// The mail counter value this process last read.
+    mail_seen: std::sync::atomic::AtomicU64,
+    /// Test hook (`UNILOCK_SHM_TEST_STOP=<n>`): about one operation in n stops itself with SIGSTOP
+    /// inside the partition mutex, at a random step, so a test can SIGKILL it there.
+    stop_one_in: u64,
+    rng: std::sync::atomic::AtomicU64,
+    pub me: u64,
+}
+
+/// A held partition (or graph) mutex.
+struct Held<'a> {
+    m: &'a Map,
+    off: u64,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        // SAFETY: taken by `lock_at` on this mapping.
+        unsafe { mutex::unlock(self.m.mutex(self.off)) }
+    }
+}
+
+/// Opens (creating at mode 0666) the mapping file and takes its `flock`, which every process holds
+/// while it joins, rebuilds or removes the table. A file removed by the last process to leave while
+/// this one waited for the lock is not the table any more: open the path again.
+fn open_mapping_file(path: &std::path::Path) -> Result<Locked> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    loop {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o666)
+            .open(path)
+            .map_err(|e| Error::Store(format!("cannot open the shared-memory table {}: {e}", path.display())))?;
+        // The umask may have taken bits away: every process of the server must be able to map it.
+        let _ = f.set_permissions(std::fs::Permissions::from_mode(0o666));
+        // SAFETY: a valid descriptor; the lock goes with it when the file is closed.
+        while unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                return Err(Error::Store(format!(
+                    "cannot lock {}: {}",
+                    path.display(),
+                    std::io::Error::last_os_error()
+                )));
+            }
+        }
+        let same = match (f.metadata(), std::fs::metadata(path)) {
+            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+            _ => false,
+        };
+        if same {
+            return Ok(Locked(f));
+        }
+        drop(Locked(f));
+    }
+}
+
+/// The mapping file with its `flock` held; dropping it unlocks explicitly (a mapping of the file
+/// keeps its open file description, and so the lock, alive after the descriptor is closed).
+struct Locked(std::fs::File);
+
+impl std::ops::Deref for Locked {
+    type Target = std::fs::File;
+    fn deref(&self) -> &std::fs::File {
+        &self.0
+    }
+}
+
+impl Drop for Locked {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid descriptor.
+        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
+    }
+}
+
+fn unlock_mapping_file(f: Locked) {
+    drop(f);
+}
+
+/// The running instance the database records (epoch), if any.
+fn recorded_epoch(conn: &rusqlite::Connection) -> Result<Option<u64>> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS shm_instance(id INTEGER PRIMARY KEY CHECK (id = 1), epoch INTEGER NOT NULL);
+         CREATE TABLE IF NOT EXISTS shm_applied(part INTEGER PRIMARY KEY, seq INTEGER NOT NULL);",
+    )
+    .map_err(serr)?;
+    conn.query_row("SELECT epoch FROM shm_instance WHERE id = 1", [], |r| r.get::<_, i64>(0))
+        .optional()
+        .map(|o| o.map(|v| v as u64))
+        .map_err(serr)
+}
+
+fn new_epoch() -> u64 {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    (t as u64) ^ ((std::process::id() as u64) << 48) | 1
+}
+
+impl ShmBackend {
+    /// Joins (or starts) the shared table of the database at `path`. Returns the pre-restart state
+    /// when no other process is alive (a whole-server restart: grace), as `Shared::open` does.
+    pub fn open(path: &str, mode: Durability) -> Result<(ShmBackend, Option<Recovered>)> {
+        mutex::self_test().map_err(|e| Error::Store(format!("robust process-shared mutexes do not work: {e}")))?;
+        // The database file must exist to name the mapping from its canonical path.
+        let canon_base = {
+            let p = std::path::Path::new(path);
+            if !p.exists() {
+                // An empty file is a new database to SQLite (created as SQLite would, then opened below).
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(p)
+                    .map_err(|e| Error::Store(format!("cannot create {path}: {e}")))?;
+            }
+            path
+        };
+        let mpath = mapping_path(canon_base).map_err(Error::Store)?;
+        let file = open_mapping_file(&mpath)?;
+        // Everything below runs with the mapping's flock held: no process joins a table being rebuilt.
+        let (sh, rec) = Shared::open(path, mode)?;
+        let len = file.metadata().map_err(serr)?.len();
+        let recorded = recorded_epoch(&sh.conn().lock())?;
+        let (map, epoch) = if rec.is_some() {
+            // No other process is alive: a restart. The table is rebuilt from nothing (the database
+            // holds the pre-restart state, taken by `Shared::open`), whatever the mapping held.
+            if len != 0 {
+                // Read what it was, for the log, without trusting it.
+                if len >= PAGE {
+                    if let Ok(m) = Map::new(&file) {
+                        if let HeaderCheck::Bad(why) = check_header(&m, len, recorded) {
+                            log::warn!(
+                                "unilock: {}: {why}; rebuilding it (no other process is running)",
+                                mpath.display()
+                            );
+                        }
+                    }
+                } else {
+                    log::warn!(
+                        "unilock: {}: the mapping file is truncated ({len} bytes); rebuilding it (no other process is running)",
+                        mpath.display()
+                    );
+                }
+            }
+            // Truncating to nothing gives back every page and zeroes the table.
+            file.set_len(0).map_err(serr)?;
+            file.set_len(TOTAL).map_err(serr)?;
+            let m = Map::new(&file).map_err(Error::Store)?;
+            let epoch = new_epoch();
+            build(&m, epoch).map_err(Error::Store)?;
+            let conn = sh.conn().lock();
+            conn.execute_batch("DELETE FROM shm_applied;").map_err(serr)?;
+            conn.execute("INSERT OR REPLACE INTO shm_instance(id, epoch) VALUES (1, ?1)", params![epoch as i64])
+                .map_err(serr)?;
+            (m, epoch)
+        } else {
+            // Other processes are running: the mapping must be exactly the one they use.
+            let why = if len < TOTAL {
+                Some(format!("the mapping file is truncated ({len} bytes, {TOTAL} expected)"))
+            } else if recorded.is_none() {
+                Some("the running processes of this database do not use the shared-memory table".into())
+            } else {
+                let m = Map::new(&file).map_err(Error::Store)?;
+                match check_header(&m, len, recorded) {
+                    HeaderCheck::Ok => {
+                        let e = recorded.unwrap_or(0);
+                        unlock_mapping_file(file);
+                        return Ok((ShmBackend::new(sh, m, mpath, e, mode), None));
+                    }
+                    HeaderCheck::Bad(why) => Some(why),
+                }
+            };
+            let why = why.unwrap_or_default();
+            let _ = sh.forget_proc(sh.me);
+            log::error!(
+                "unilock: {}: {why}; refusing it while other processes use the database (stop them to rebuild it)",
+                mpath.display()
+            );
+            return Err(Error::Store(format!("shared-memory table {}: {why}", mpath.display())));
+        };
+        unlock_mapping_file(file);
+        Ok((ShmBackend::new(sh, map, mpath, epoch, mode), rec))
+    }
+
+    fn new(sh: Shared, map: Map, mpath: std::path::PathBuf, epoch: u64, mode: Durability) -> ShmBackend {
+        let stop_one_in = std::env::var("UNILOCK_SHM_TEST_STOP").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+        let me = sh.me;
+        ShmBackend {
+            sh,
+            map,
+            mpath,
+            epoch,
+            mode,
+            pending: Mutex::new(Journal::default()),
+            mail_seen: std::sync::atomic::AtomicU64::new(u64::MAX),
+            stop_one_in,
+            rng: std::sync::atomic::AtomicU64::new(new_epoch() | 1),
+            me,
+        }
+    }
+
+    /// The mapping is still the table this process joined (a file overwritten or rebuilt under a
+    /// running process is refused, never read).
+    fn check(&self) -> Result<()> {
+        let m = &self.map;
+        if m.get(H_MAGIC) != MAGIC || m.get(H_EPOCH) != self.epoch {
+            return Err(Error::Store("the shared-memory table was overwritten or replaced".into()));
+        }
+        if m.get(H_STATE) != STATE_READY {
+            return Err(Error::Store("the shared-memory table is poisoned".into()));
+        }
+        Ok(())
+    }
+
+    fn lock_at(&self, off: u64) -> Result<(Held<'_>, bool)> {
+        // SAFETY: `off` is a mutex made by `build` in this mapping, mapped for as long as `self`.
+        let died = match unsafe { mutex::lock(self.map.mutex(off)) } {
+            Ok(mutex::Locked::Clean) => false,
+            Ok(mutex::Locked::OwnerDied) => true,
+            Err(e) => {
+                self.map.set(H_STATE, STATE_POISONED);
+                log::error!("unilock: {e}; the shared-memory table is poisoned");
+                return Err(Error::Store(e));
+            }
+        };
+        Ok((Held { m: &self.map, off }, died))
+    }
+
+    /// Locks partition `p`, rolling forward the intent of a holder that died.
+    fn lock_part(&self, p: u64) -> Result<Held<'_>> {
+        let (g, died) = self.lock_at(part_off(p) + P_MUTEX)?;
+        if died {
+            log::warn!("unilock: a process died holding shared-memory partition {p}; repairing it");
+        }
+        if self.map.get(part_off(p) + P_INTENT) != 0 {
+            // Found after EOWNERDEAD (or left by a roll-forward that failed): finish it first.
+            let wake = self.roll_forward(p)?;
+            self.wake(&wake);
+            log::warn!("unilock: rolled forward the unfinished operation in partition {p}");
+        }
+        if died {
+            // SAFETY: held by us.
+            unsafe { mutex::consistent(self.map.mutex(part_off(p) + P_MUTEX)) };
+        }
+        Ok(g)
+    }
+
+    /// Test hook: stop here (inside the partition mutex) now and then.
+    fn maybe_stop(&self, step: u64) {
+        if self.stop_one_in == 0 {
+            return;
+        }
+        let mut x = self.rng.load(std::sync::atomic::Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng.store(x, std::sync::atomic::Ordering::Relaxed);
+        if x % (self.stop_one_in * 4) == step {
+            // SAFETY: stops this process until a signal (the test SIGKILLs it).
+            unsafe { libc::raise(libc::SIGSTOP) };
+        }
+    }
+
+    /// Finds `file`'s record in partition `p`: (the offset of the word that links it, the record).
+    fn find(&self, p: u64, h: u64, file: &[u8]) -> Result<(u64, u64)> {
+        let m = &self.map;
+        let mut link = part_off(p) + P_BUCKETS + ((h / NPART) % NBUCKET) * 8;
+        let mut steps = 0u64;
+        loop {
+            let r = m.get(link);
+            if r == 0 {
+                return Ok((link, 0));
+            }
+            if !alloc::in_heap(p, r, R_BODY) || steps > HEAP_PER_PART / 64 {
+                return Err(Error::Store("a shared-memory record link is corrupt".into()));
+            }
+            if m.get(r + R_HASH) == h && self.record_file(p, r)? == file {
+                return Ok((link, r));
+            }
+            link = r + R_NEXT;
+            steps += 1;
+        }
+    }
+
+    /// A record's (procs, file, state), bounds-checked.
+    fn record(&self, p: u64, r: u64) -> Result<(Vec<u64>, &[u8], &[u8])> {
+        let m = &self.map;
+        let corrupt = || Error::Store("a shared-memory record is corrupt".into());
+        let c = m.get(r + R_CLASS);
+        let (class, flen) = (c & 0xffff_ffff, c >> 32);
+        let s = m.get(r + R_STATE_LEN);
+        let (slen, nprocs) = (s & 0xffff_ffff, s >> 32);
+        if class >= NCLASS || !alloc::in_heap(p, r, alloc::class_size(class)) {
+            return Err(corrupt());
+        }
+        let need = R_BODY + nprocs * 8 + flen + slen;
+        if need > alloc::class_size(class) {
+            return Err(corrupt());
+        }
+        let procs = (0..nprocs).map(|i| m.get(r + R_BODY + i * 8)).collect();
+        let body = r + R_BODY + nprocs * 8;
+        Ok((procs, m.bytes(body, flen).ok_or_else(corrupt)?, m.bytes(body + flen, slen).ok_or_else(corrupt)?))
+    }
+
+    fn record_file(&self, p: u64, r: u64) -> Result<&[u8]> {
+        Ok(self.record(p, r)?.1)
+    }
+
+    /// Writes a new record (not yet linked) into partition `p`'s heap.
+    fn write_record(&self, p: u64, h: u64, next: u64, procs: &[u64], file: &[u8], state: &[u8]) -> Result<u64> {
+        let n = R_BODY + procs.len() as u64 * 8 + file.len() as u64 + state.len() as u64;
+        let r = alloc::alloc(&self.map, p, n)
+            .ok_or_else(|| Error::Store(format!("the shared-memory table is full (partition {p}, {n} bytes)")))?;
+        let m = &self.map;
+        let class = m.get(r + R_CLASS);
+        m.set(r + R_NEXT, next);
+        m.set(r + R_HASH, h);
+        m.set(r + R_CLASS, class | ((file.len() as u64) << 32));
+        m.set(r + R_STATE_LEN, state.len() as u64 | ((procs.len() as u64) << 32));
+        for (i, pr) in procs.iter().enumerate() {
+            m.set(r + R_BODY + i as u64 * 8, *pr);
+        }
+        let body = r + R_BODY + procs.len() as u64 * 8;
+        m.write(body, file);
+        m.write(body + file.len() as u64, state);
+        Ok(r)
+    }
+
+    /// Writes an aux block (not yet referenced) into partition `p`'s heap.
+    fn write_aux(&self, p: u64, b: &[u8]) -> Result<u64> {
+        let r = alloc::alloc(&self.map, p, R_BODY + b.len() as u64)
+            .ok_or_else(|| Error::Store(format!("the shared-memory table is full (partition {p})")))?;
+        self.map.set(r + R_STATE_LEN, b.len() as u64);
+        self.map.write(r + R_BODY, b);
+        Ok(r)
+    }
+
+    fn aux_bytes(&self, p: u64, a: u64) -> Result<Vec<u8>> {
+        let m = &self.map;
+        let class = m.get(a + R_CLASS) & 0xffff_ffff;
+        let n = m.get(a + R_STATE_LEN);
+        if class >= NCLASS || !alloc::in_heap(p, a, alloc::class_size(class)) || R_BODY + n > alloc::class_size(class) {
+            return Err(Error::Store("a shared-memory intent is corrupt".into()));
+        }
+        Ok(m.bytes(a + R_BODY, n).ok_or_else(|| Error::Store("a shared-memory intent is corrupt".into()))?.to_vec())
+    }
+
+    /// Finishes the intent recorded in partition `p` (held): the database work (skipped if the
+    /// database says it is done), the publishing store, the frees. Returns the wake-up targets.
+    fn roll_forward(&self, p: u64) -> Result<Vec<(u64, String)>> {
+        let m = &self.map;
+        let o = part_off(p);
+        let (link, value, old, auxb, seq) =
+            (m.get(o + P_I_LINK), m.get(o + P_I_VALUE), m.get(o + P_I_OLD), m.get(o + P_I_AUX), m.get(o + P_I_SEQ));
+        let mut wake = Vec::new();
+        if auxb != 0 {
+            self.maybe_stop(1);
+            let bytes = self.aux_bytes(p, auxb)?;
+            let (aux, events) =
+                Aux::decode(&bytes).ok_or_else(|| Error::Store("a shared-memory intent is corrupt".into()))?;
+            wake = self.apply_db(p, seq, aux, &events)?;
+            // Before the intent is cleared: a process killed after this point still leaves the
+            // targets' counters moved, so their next round reads the mail.
+            for (t, _) in &wake {
+                self.map.word(MAILSEQ + (t % MAILSEQ_SLOTS) * 8).fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            }
+        }
+        self.maybe_stop(2);
+        if !(link % 8 == 0 && link >= PARTS && link < TOTAL) {
+            return Err(Error::Store("a shared-memory intent is corrupt".into()));
+        }
+        m.set(link, value);
+        self.maybe_stop(3);
+        m.set(o + P_INTENT, 0);
+        if old != 0 {
+            alloc::free(m, p, old);
+        }
+        if auxb != 0 {
+            alloc::free(m, p, auxb);
+        }
+        Ok(wake)
+    }
+
+    /// One database transaction with an operation's work, unless the database says intent `seq`
+    /// of partition `p` was applied already. Returns the processes to wake and their sockets.
+    fn apply_db(&self, p: u64, seq: u64, aux: Aux, events: &[(u64, Vec<u8>)]) -> Result<Vec<(u64, String)>> {
+        let mut conn = self.sh.conn().lock();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(serr)?;
+        let done: Option<i64> = tx
+            .prepare_cached("SELECT seq FROM shm_applied WHERE part = ?1")
+            .and_then(|mut st| st.query_row(params![p as i64], |r| r.get(0)).optional())
+            .map_err(serr)?;
+        let mut targets: Vec<u64> = Vec::new();
+        for (t, _) in events {
+            if !targets.contains(t) {
+                targets.push(*t);
+            }
+        }
+        let applied = done.is_some_and(|d| d as u64 >= seq);
+        if !applied {
+            self.apply_work(&tx, p, seq, aux, events)?;
+        }
+        // The processes mail went to are told even when an earlier, interrupted attempt committed
+        // the mail (their counter may never have moved).
+        let mut wake = Vec::new();
+        for t in targets {
+            if let Some(s) = tx
+                .prepare_cached("SELECT socket FROM procs WHERE proc = ?1")
+                .and_then(|mut st| st.query_row(params![t as i64], |r| r.get::<_, String>(0)).optional())
+                .map_err(serr)?
+            {
+                wake.push((t, s));
+            }
+        }
+        if applied {
+            drop(tx);
+        } else {
+            tx.commit().map_err(serr)?;
+        }
+        Ok(wake)
+    }
+
+    fn apply_work(
+        &self,
+        tx: &rusqlite::Transaction,
+        p: u64,
+        seq: u64,
+        aux: Aux,
+        events: &[(u64, Vec<u8>)],
+    ) -> Result<()> {
+        store::apply_journal(&tx, aux.journal).map_err(|e| Error::Store(e.0))?;
+        {
+            let mut ins = tx.prepare_cached("INSERT INTO mailbox(proc, event) VALUES (?1, ?2)").map_err(serr)?;
+            for (t, ev) in events {
+                ins.execute(params![*t as i64, ev]).map_err(serr)?;
+            }
+        }
+        if let Some(edges) = &aux.edges {
+            tx.prepare_cached("DELETE FROM shared_waits WHERE file = ?1")
+                .and_then(|mut st| st.execute(params![&*aux.file]))
+                .map_err(serr)?;
+            let mut ins = tx
+                .prepare_cached("INSERT OR REPLACE INTO shared_waits(file, id, who, blockers) VALUES (?1, ?2, ?3, ?4)")
+                .map_err(serr)?;
+            for (id, who, blockers) in edges {
+                ins.execute(params![&*aux.file, *id as i64, &**who, crate::shared::encode_keys(blockers)])
+                    .map_err(serr)?;
+            }
+        }
+        tx.prepare_cached("INSERT OR REPLACE INTO shm_applied(part, seq) VALUES (?1, ?2)")
+            .and_then(|mut st| st.execute(params![p as i64, seq as i64]))
+            .map_err(serr)?;
+        Ok(())
+    }
+
+    /// Wakes the processes mail went to with a datagram.
+    fn wake(&self, wake: &[(u64, String)]) {
+        for (_, path) in wake {
+            // (The counters moved in `roll_forward`.) A lost wake-up only delays delivery: the counter is read on every processing round.
+            let _ = self.sh.socket().send_to(&[1], path);
+        }
+    }
+
+    /// Runs `f` on `file`'s state atomically with respect to every process (see the module docs).
+    pub fn with_file<T>(
+        &self,
+        file: &[u8],
+        create: bool,
+        ctx: &Ctx,
+        f: impl FnOnce(Option<&mut FileState>) -> T,
+    ) -> Result<T> {
+        self.check()?;
+        let need_graph = crate::shared::NEED_GRAPH.with(|c| c.get());
+        // A blocking request: its deadlock check reads every process's edges, and no other blocking
+        // request may add one meanwhile (order: graph mutex, then partition, then the database).
+        let graph = if need_graph {
+            let (g, _died) = self.lock_at(GRAPH_MUTEX)?;
+            if _died {
+                // Nothing to repair: it only serialises blocking requests.
+                // SAFETY: held by us.
+                unsafe { mutex::consistent(self.map.mutex(GRAPH_MUTEX)) };
+            }
+            Some(g)
+        } else {
+            None
+        };
+        let h = layout::fnv1a(file);
+        let p = h % NPART;
+        let held = self.lock_part(p)?;
+        let (link, rec) = self.find(p, h, file)?;
+        let (old_state, next) = if rec != 0 {
+            let (_, _, st) = self.record(p, rec)?;
+            (Some(st), self.map.get(rec + R_NEXT))
+        } else {
+            (None, self.map.get(link))
+        };
+        let mut fs = match old_state {
+            Some(b) => {
+                FileState::decode(file, b, true).ok_or_else(|| Error::Store("a shared file state is corrupt".into()))?
+            }
+            None if create => FileState::blank(file, true),
+            None => {
+                drop(held);
+                drop(graph);
+                return Ok(f(None));
+            }
+        };
+        fs.me = self.me;
+        if need_graph {
+            *ctx.graph.lock() = self.read_graph(file, &fs)?;
+        }
+        let had_waits = fs.waiter_count() > 0;
+        let leases_before = lease_rows(file, &fs);
+        fs.expire_leases(ctx);
+        let r = f(Some(&mut fs));
+        let mut journal = fs.take_journal();
+        // The table journals the file's lease set on every operation: write it only when it changed.
+        journal.leases.retain(|(_, rows)| *rows != leases_before);
+        // This operation's events for other processes (another thread's operation on another
+        // partition may have queued its own meanwhile: those carry another file).
+        let events: Vec<Event> = match ctx.outbox {
+            Some(o) => {
+                let mut o = o.lock();
+                let (mine, rest): (Vec<Event>, Vec<Event>) = o.drain(..).partition(|e| *e.file == *file);
+                *o = rest;
+                mine
+            }
+            None => Vec::new(),
+        };
+        let new_state = if fs.is_empty_state() {
+            None
+        } else {
+            let enc = fs.encode();
+            if Some(&enc[..]) == old_state {
+                Some(enc)
+            } else {
+                // Records are kept canonical (owner indices renumbered as a decode does), so that
+                // an operation that changes nothing encodes to the very bytes it read.
+                Some(FileState::decode(file, &enc, true).map(|d| d.encode()).unwrap_or(enc))
+            }
+        };
+        let edges_changed = had_waits || fs.waiter_count() > 0;
+        if journal.is_empty() && events.is_empty() && new_state.as_deref() == old_state {
+            // Nothing changed (the wait edges follow from the state): nothing is written.
+            return Ok(r);
+        }
+        self.maybe_stop(0);
+        let batched = if self.mode == Durability::Batch { std::mem::take(&mut journal.locks) } else { Vec::new() };
+        let aux = Aux { journal, events, edges: edges_changed.then(|| fs.wait_edges()), file: file.into() };
+        let value = match &new_state {
+            Some(st) => self.write_record(p, h, next, &fs.procs(), file, st)?,
+            None => next,
+        };
+        let auxb = if aux.is_empty() {
+            0
+        } else {
+            match self.write_aux(p, &aux.encode()) {
+                Ok(a) => a,
+                Err(e) => {
+                    if new_state.is_some() {
+                        alloc::free(&self.map, p, value);
+                    }
+                    return Err(e);
+                }
+            }
+        };
+        let m = &self.map;
+        let o = part_off(p);
+        let seq = m.get(o + P_SEQ) + 1;
+        m.set(o + P_SEQ, seq);
+        m.set(o + P_I_LINK, link);
+        m.set(o + P_I_VALUE, value);
+        m.set(o + P_I_OLD, rec);
+        m.set(o + P_I_AUX, auxb);
+        m.set(o + P_I_SEQ, seq);
+        m.set(o + P_INTENT, 1);
+        let wake = match self.roll_forward(p) {
+            Ok(w) => w,
+            Err(e) => {
+                // The database refused the work: nothing was published; undo the intent.
+                m.set(o + P_INTENT, 0);
+                if new_state.is_some() {
+                    alloc::free(m, p, value);
+                }
+                if auxb != 0 {
+                    alloc::free(m, p, auxb);
+                }
+                return Err(e);
+            }
+        };
+        if !batched.is_empty() {
+            self.pending.lock().locks.extend(batched);
+        }
+        drop(held);
+        drop(graph);
+        self.wake(&wake);
+        Ok(r)
+    }
+
+    /// Every process's wait-for edges but `file`'s (from the database), and `file`'s own.
+    fn read_graph(
+        &self,
+        file: &[u8],
+        fs: &FileState,
+    ) -> Result<crate::core::wait::WaitGraph<crate::requests::OwnerKey>> {
+        let mut g = crate::core::wait::WaitGraph::default();
+        let conn = self.sh.conn().lock();
+        let mut st =
+            conn.prepare_cached("SELECT file, id, who, blockers FROM shared_waits WHERE file != ?1").map_err(serr)?;
+        let rows = st
+            .query_map(params![file], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?, r.get::<_, Vec<u8>>(3)?))
+            })
+            .map_err(serr)?;
+        for row in rows {
+            let (f2, id, who, blockers) = row.map_err(serr)?;
+            let blockers = crate::shared::decode_keys(&blockers)
+                .ok_or_else(|| Error::Store("a shared wait edge is corrupt".into()))?;
+            g.set(
+                (id as u64) ^ ((f2.len() as u64) << 56) ^ crate::shared::hash_bytes(&f2),
+                who.into_boxed_slice(),
+                blockers,
+            );
+        }
+        for (id, who, blockers) in fs.wait_edges() {
+            g.set(id, who, blockers);
+        }
+        Ok(g)
+    }
+
+    /// Every record, partition by partition: (file, procs).
+    fn scan(&self, mut keep: impl FnMut(&[u8], &[u64]) -> bool) -> Result<Vec<Box<[u8]>>> {
+        self.check()?;
+        let mut out = Vec::new();
+        for p in 0..NPART {
+            let _g = self.lock_part(p)?;
+            for b in 0..NBUCKET {
+                let mut r = self.map.get(part_off(p) + P_BUCKETS + b * 8);
+                let mut steps = 0;
+                while r != 0 {
+                    if steps > HEAP_PER_PART / 64 {
+                        return Err(Error::Store("a shared-memory record link is corrupt".into()));
+                    }
+                    let (procs, f, _) = self.record(p, r)?;
+                    if keep(f, &procs) {
+                        out.push(f.into());
+                    }
+                    r = self.map.get(r + R_NEXT);
+                    steps += 1;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn files(&self) -> Result<Vec<Box<[u8]>>> {
+        self.scan(|_, _| true)
+    }
+
+    pub fn files_of(&self, proc: u64) -> Result<Vec<Box<[u8]>>> {
+        self.scan(|_, procs| procs.contains(&proc))
+    }
+
+    pub fn fd(&self) -> i32 {
+        self.sh.fd()
+    }
+
+    pub fn procs(&self) -> Result<Vec<(u64, ProcIdent)>> {
+        self.sh.procs()
+    }
+
+    pub fn release_at(&self, proc: u64) -> Result<u64> {
+        self.sh.release_at(proc)
+    }
+
+    pub fn set_release_at(&self, proc: u64, at: u64) -> Result<()> {
+        self.sh.set_release_at(proc, at)
+    }
+
+    pub fn max_ttl(&self, clients: &[Box<[u8]>]) -> Result<u64> {
+        self.sh.max_ttl(clients)
+    }
+
+    pub fn lease_file(&self, client: &[u8], key: &[u8; 16]) -> Result<Option<Box<[u8]>>> {
+        self.sh.lease_file(client, key)
+    }
+
+    pub fn forget_proc(&self, proc: u64) -> Result<()> {
+        self.sh.forget_proc(proc)
+    }
+
+    pub fn put_client(&self, client: &[u8], adapter: &str, address: &str, ttl_ms: u64) -> Result<()> {
+        self.sh.put_client(client, adapter, address, ttl_ms)
+    }
+
+    pub fn end_grace(&self) -> Result<()> {
+        self.sh.end_grace()
+    }
+
+    /// This process's mail: read from the database only when the counter in the mapping moved.
+    pub fn take_mail(&self) -> Result<Vec<Event>> {
+        let now = self.map.get(MAILSEQ + (self.me % MAILSEQ_SLOTS) * 8);
+        if now == self.mail_seen.load(std::sync::atomic::Ordering::Acquire) {
+            let mut buf = [0u8; 64];
+            while self.sh.socket().recv(&mut buf).is_ok() {}
+            return Ok(Vec::new());
+        }
+        let evs = self.sh.take_mail()?;
+        self.mail_seen.store(now, std::sync::atomic::Ordering::Release);
+        Ok(evs)
+    }
+
+    /// BATCH: lock rows wait to be written.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.lock().locks.is_empty()
+    }
+
+    /// BATCH: writes the coalesced lock rows.
+    pub fn flush(&self) -> Result<()> {
+        let j = std::mem::take(&mut *self.pending.lock());
+        if j.is_empty() {
+            return Ok(());
+        }
+        let conn = self.sh.conn().lock();
+        let tx = conn.unchecked_transaction().map_err(serr)?;
+        store::apply_journal(&tx, j).map_err(|e| Error::Store(e.0))?;
+        tx.commit().map_err(serr)
+    }
+
+    /// Bytes in use in the mapping's heaps (tests).
+    pub fn heap_in_use(&self) -> u64 {
+        (0..NPART).map(|p| alloc::in_use(&self.map, p)).sum()
+    }
+}
+
+/// A file's lease set as the journal writes it (`FileState::take_journal`).
+fn lease_rows(file: &[u8], fs: &FileState) -> Vec<store::LeaseRow> {
+    fs.leases
+        .leases
+        .iter()
+        .map(|l| store::LeaseRow {
+            file: file.into(),
+            client: l.client.clone(),
+            key: l.key,
+            kind: l.kind as u8,
+            version: l.version,
+            dir: l.dir,
+            state: l.state,
+            epoch: l.epoch,
+            breaking: l.breaking,
+            break_to: l.break_to,
+        })
+        .collect()
+}
+
+impl Drop for ShmBackend {
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            log::error!("unilock: flushing batched lock rows at close failed: {e:?}");
+        }
+        // The last process to leave removes the mapping (the next one starts afresh anyway: with no
+        // process alive, an open is a restart that rebuilds the table from the database).
+        if !self.mpath.exists() {
+            return;
+        }
+        let Ok(f) = open_mapping_file(&self.mpath) else { return };
+        let others = self.sh.procs().map(|ps| ps.iter().any(|(p, id)| *p != self.me && id.alive()));
+        if others == Ok(false) {
+            // With the mapping goes this process's registration (a handle closed without `leave`
+            // keeps it): the next process to open must see a restart, not join a table that is gone.
+            let _ = self.sh.forget_proc(self.me);
+            let _ = std::fs::remove_file(&self.mpath);
+        }
+        unlock_mapping_file(f);
+    }
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

@@ -1,0 +1,263 @@
+use super::*;
+use crate::core::{Flavour, LockType, Range};
+use crate::owners::OwnerRef;
+
+struct Dir(std::path::PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!("unilock-shm-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+    fn db(&self) -> String {
+        self.0.join("t.db").to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        if let Ok(p) = mapping_path(&self.db()) {
+            let _ = std::fs::remove_file(p);
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Env {
+    metrics: crate::metrics::Metrics,
+    requests: crate::requests::Requests,
+    graph: parking_lot::Mutex<crate::core::wait::WaitGraph<crate::requests::OwnerKey>>,
+    events: crate::events::Events<Event>,
+    outbox: parking_lot::Mutex<Vec<Event>>,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env {
+            metrics: Default::default(),
+            requests: Default::default(),
+            graph: Default::default(),
+            events: crate::events::Events::new(std::sync::Arc::new(crate::clock::SystemClock), true).unwrap(),
+            outbox: Default::default(),
+        }
+    }
+    fn ctx(&self, me: u64) -> Ctx<'_> {
+        Ctx {
+            me,
+            outbox: Some(&self.outbox),
+            metrics: &self.metrics,
+            requests: &self.requests,
+            graph: &self.graph,
+            events: &self.events,
+        }
+    }
+}
+
+fn owner(c: &'static [u8]) -> OwnerRef<'static> {
+    OwnerRef { client: c, owner: b"o", open_id: 1 }
+}
+
+fn lock(b: &ShmBackend, env: &Env, file: &[u8], c: &'static [u8], start: u64) -> Result<Result<()>> {
+    let r = Range::from_request(Flavour::Posix, start, 10).unwrap();
+    b.with_file(file, true, &env.ctx(b.me), |fs| fs.unwrap().lock(&owner(c), Flavour::Posix, LockType::Exclusive, &r))
+}
+
+fn test_lock(b: &ShmBackend, env: &Env, file: &[u8], c: &'static [u8], start: u64) -> Result<bool> {
+    let r = Range::from_request(Flavour::Posix, start, 10).unwrap();
+    b.with_file(file, false, &env.ctx(b.me), |fs| {
+        fs.map(|fs| fs.test(&owner(c), Flavour::Posix, LockType::Exclusive, &r).is_none()).unwrap_or(true)
+    })
+}
+
+fn seqs(b: &ShmBackend) -> u64 {
+    (0..NPART).map(|p| b.map.get(part_off(p) + P_SEQ)).sum()
+}
+
+fn db_rows(db: &str, table: &str) -> i64 {
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn two_handles_share_one_table_and_reads_write_nothing() {
+    let d = Dir::new("basic");
+    let env = Env::new();
+    let (a, rec) = ShmBackend::open(&d.db(), Durability::Process).unwrap();
+    assert!(rec.is_some(), "the first process starts the table");
+    let (b, rec) = ShmBackend::open(&d.db(), Durability::Process).unwrap();
+    assert!(rec.is_none(), "the second joins it");
+    assert_eq!(lock(&a, &env, b"f1", b"nlm:a", 0).unwrap(), Ok(()));
+    assert!(lock(&b, &env, b"f1", b"nlm:b", 5).unwrap().is_err(), "b sees a's lock");
+    assert_eq!(lock(&b, &env, b"f2", b"nlm:b", 5).unwrap(), Ok(()));
+    assert_eq!(db_rows(&d.db(), "locks"), 2, "PROCESS: both locks are in the database");
+    assert_eq!(b.files().unwrap().len(), 2);
+    assert_eq!(a.files_of(a.me).unwrap(), vec![Box::from(&b"f1"[..])]);
+    // A test and a refused lock change nothing: no intent, no record, no database write.
+    let wal = std::fs::metadata(format!("{}-wal", d.db())).map(|m| m.len()).unwrap_or(0);
+    let (s0, heap0) = (seqs(&a), a.heap_in_use());
+    assert!(!test_lock(&b, &env, b"f1", b"nlm:b", 0).unwrap());
+    assert!(test_lock(&b, &env, b"f1", b"nlm:b", 100).unwrap());
+    assert!(lock(&b, &env, b"f1", b"nlm:b", 0).unwrap().is_err());
+    assert_eq!(seqs(&a), s0, "a read published something");
+    assert_eq!(a.heap_in_use(), heap0);
+    assert_eq!(std::fs::metadata(format!("{}-wal", d.db())).map(|m| m.len()).unwrap_or(0), wal);
+    // Unlock everything: the records go, and their blocks are reused, not leaked.
+    for (h, f, c, start) in [(&a, &b"f1"[..], &b"nlm:a"[..], 0), (&b, &b"f2"[..], &b"nlm:b"[..], 5)] {
+        let r = Range::from_request(Flavour::Posix, start, 10).unwrap();
+        h.with_file(f, false, &env.ctx(h.me), |fs| {
+            fs.unwrap().unlock(&OwnerRef { client: c, owner: b"o", open_id: 1 }, Flavour::Posix, &r)
+        })
+        .unwrap()
+        .unwrap();
+    }
+    assert!(a.files().unwrap().is_empty());
+    assert_eq!(db_rows(&d.db(), "locks"), 0);
+    let used = a.heap_in_use();
+    for i in 0..200 {
+        assert_eq!(lock(&a, &env, b"f1", b"nlm:a", i).unwrap(), Ok(()));
+        let r = Range::from_request(Flavour::Posix, i, 10).unwrap();
+        a.with_file(b"f1", false, &env.ctx(a.me), |fs| fs.unwrap().unlock(&owner(b"nlm:a"), Flavour::Posix, &r))
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(a.heap_in_use(), used, "copy-on-write leaked blocks");
+}
+
+#[test]
+fn batch_mode_writes_lock_rows_at_flush() {
+    let d = Dir::new("batch");
+    let env = Env::new();
+    let (a, _) = ShmBackend::open(&d.db(), Durability::Batch).unwrap();
+    assert_eq!(lock(&a, &env, b"f", b"nlm:a", 0).unwrap(), Ok(()));
+    assert!(a.has_pending());
+    assert_eq!(db_rows(&d.db(), "locks"), 0, "BATCH: not written yet");
+    a.flush().unwrap();
+    assert!(!a.has_pending());
+    assert_eq!(db_rows(&d.db(), "locks"), 1);
+}
+
+/// Rewrites a word of the mapping file of `db` (as another library version, or damage, would).
+fn poke(db: &str, off: u64, v: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(mapping_path(db).unwrap()).unwrap();
+    f.write_all_at(v, off).unwrap();
+}
+
+fn refused_then_rebuilt(name: &str, damage: impl Fn(&str), want: &str) {
+    let d = Dir::new(name);
+    let env = Env::new();
+    let (a, _) = ShmBackend::open(&d.db(), Durability::Process).unwrap();
+    assert_eq!(lock(&a, &env, b"f", b"nlm:a", 0).unwrap(), Ok(()));
+    damage(&d.db());
+    // `a` is alive: the mapping is refused, never trusted.
+    let e = ShmBackend::open(&d.db(), Durability::Process).err().expect("a bad mapping was accepted");
+    assert!(format!("{e:?}").contains(want), "{e:?} does not say {want:?}");
+    // The refused process left no registration behind.
+    assert_eq!(a.procs().unwrap().len(), 1);
+    // `a` dies (its registration goes, the damaged mapping stays): the next process rebuilds the
+    // table, and recovers a's lock from the database.
+    a.forget_proc(a.me).unwrap();
+    std::mem::forget(a);
+    assert!(mapping_path(&d.db()).unwrap().exists());
+    let (b, rec) = ShmBackend::open(&d.db(), Durability::Process).unwrap();
+    let rec = rec.expect("a restart");
+    assert_eq!(rec.locks.len(), 1, "the pre-restart lock comes from the database");
+    assert!(b.files().unwrap().is_empty(), "the rebuilt table starts empty");
+    assert_eq!(lock(&b, &env, b"f", b"nlm:b", 0).unwrap(), Ok(()));
+}
+
+#[test]
+fn a_mapping_of_another_layout_version_is_refused_or_rebuilt() {
+    let v = (LAYOUT_VERSION as u64 + 1) | ((std::mem::size_of::<libc::pthread_mutex_t>() as u64) << 32);
+    refused_then_rebuilt("version", |db| poke(db, H_VERSION, &v.to_le_bytes()), "layout version");
+}
+
+#[test]
+fn a_mapping_with_another_mutex_size_is_refused_or_rebuilt() {
+    let v = LAYOUT_VERSION as u64 | (7u64 << 32);
+    refused_then_rebuilt("mutex", |db| poke(db, H_VERSION, &v.to_le_bytes()), "pthread_mutex_t");
+}
+
+#[test]
+fn a_mapping_from_an_older_boot_is_refused_or_rebuilt() {
+    refused_then_rebuilt("boot", |db| poke(db, H_BOOT, b"00000000-0000-0000-0000-000000000000"), "older boot");
+}
+
+#[test]
+fn a_mapping_of_another_instance_is_refused_or_rebuilt() {
+    refused_then_rebuilt("epoch", |db| poke(db, H_EPOCH, &12345u64.to_le_bytes()), "instance");
+}
+
+#[test]
+fn a_truncated_mapping_is_refused_or_rebuilt() {
+    // The running handle is not used after the truncation (its pages are gone: SIGBUS).
+    refused_then_rebuilt(
+        "truncated",
+        |db| {
+            std::fs::OpenOptions::new().write(true).open(mapping_path(db).unwrap()).unwrap().set_len(100).unwrap();
+        },
+        "truncated",
+    );
+}
+
+#[test]
+fn an_overwritten_mapping_is_a_store_error_under_a_running_handle() {
+    let d = Dir::new("smashed");
+    let env = Env::new();
+    let (a, _) = ShmBackend::open(&d.db(), Durability::Process).unwrap();
+    assert_eq!(lock(&a, &env, b"f", b"nlm:a", 0).unwrap(), Ok(()));
+    poke(&d.db(), 0, &[0xff; 4096]);
+    assert!(matches!(test_lock(&a, &env, b"f", b"nlm:b", 0), Err(Error::Store(_))));
+    assert!(matches!(a.files(), Err(Error::Store(_))));
+}
+
+#[test]
+fn an_intent_left_by_a_dead_holder_is_rolled_forward() {
+    // What a process killed after recording its intent leaves: the intent, the new record written
+    // but not linked, the database work not done. The next locker must finish it.
+    let d = Dir::new("intent");
+    let env = Env::new();
+    let (a, _) = ShmBackend::open(&d.db(), Durability::Process).unwrap();
+    let file = b"f";
+    let h = fnv1a(file);
+    let p = h % NPART;
+    let mut fs = FileState::blank(file, true);
+    fs.me = a.me;
+    let r = Range::from_request(Flavour::Posix, 0, 10).unwrap();
+    fs.lock(&owner(b"nlm:dead"), Flavour::Posix, LockType::Exclusive, &r).unwrap();
+    let aux = Aux { journal: fs.take_journal(), file: file[..].into(), ..Default::default() };
+    {
+        let _g = a.lock_part(p).unwrap();
+        let (link, rec) = a.find(p, h, file).unwrap();
+        assert_eq!(rec, 0);
+        let new = a.write_record(p, h, 0, &fs.procs(), file, &fs.encode()).unwrap();
+        let auxb = a.write_aux(p, &aux.encode()).unwrap();
+        let o = part_off(p);
+        let m = &a.map;
+        let seq = m.get(o + P_SEQ) + 1;
+        m.set(o + P_SEQ, seq);
+        for (f, v) in [(P_I_LINK, link), (P_I_VALUE, new), (P_I_OLD, 0), (P_I_AUX, auxb), (P_I_SEQ, seq)] {
+            m.set(o + f, v);
+        }
+        m.set(o + P_INTENT, 1);
+        // ...and the holder "dies" (here: unlocks without finishing).
+    }
+    assert_eq!(db_rows(&d.db(), "locks"), 0);
+    // The next operation on the partition finishes it: the lock is there, in the table and the database.
+    assert!(!test_lock(&a, &env, file, b"nlm:b", 0).unwrap());
+    assert_eq!(db_rows(&d.db(), "locks"), 1);
+    assert_eq!(a.map.get(part_off(p) + P_INTENT), 0);
+    // Rolling forward twice never applies the database work twice.
+    let o = part_off(p);
+    a.map.set(o + P_INTENT, 1);
+    let (_, rec) = a.find(p, h, file).unwrap();
+    a.map.set(o + P_I_OLD, 0);
+    a.map.set(o + P_I_AUX, a.write_aux(p, &aux.encode()).unwrap());
+    a.map.set(o + P_I_VALUE, rec);
+    assert!(!test_lock(&a, &env, file, b"nlm:b", 0).unwrap());
+    let c = rusqlite::Connection::open(d.db()).unwrap();
+    let n: i64 = c.query_row("SELECT count FROM locks", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 1, "the journal was applied twice");
+}
