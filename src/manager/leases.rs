@@ -61,23 +61,12 @@ impl Manager {
         spec: &OpenSpec,
     ) -> Result<Option<lease::Grant>> {
         let wants = spec.kind.is_some() && spec.requested != 0 && !spec.sharing_violation;
-        if !self.grace_active.load(Ordering::Acquire) {
-            return if spec.reclaim { Err(Error::NoGrace) } else { Ok(None) };
+        if !self.grace_active.load(Ordering::Acquire) && !spec.reclaim {
+            return Ok(None);
         }
-        let (state, epoch) = {
-            let mut g = self.grace.lock();
-            if !g.active {
-                return if spec.reclaim { Err(Error::NoGrace) } else { Ok(None) };
-            }
-            if !wants {
-                return if spec.reclaim { Err(Error::ReclaimDenied) } else { Ok(None) };
-            }
-            let by_key = spec.kind == Some(lease::Kind::Lease) && g.knows_lease(file, client, &spec.key);
-            if !spec.reclaim && !by_key {
-                return Err(Error::Grace);
-            }
-            g.reclaim_lease(file, client, &spec.key, spec.requested).ok_or(Error::ReclaimDenied)?
-        };
+        let smb_key = spec.kind == Some(lease::Kind::Lease);
+        let r = self.grace.lock().gate_open(spec.reclaim, wants, smb_key, file, client, &spec.key, spec.requested);
+        let Some((state, epoch)) = r.map_err(super::locks::gate_error)? else { return Ok(None) };
         self.ensure_client(client)?;
         let mut spec = spec.clone();
         if let Some(e) = epoch {

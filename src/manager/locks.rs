@@ -2,6 +2,7 @@
 //! operation on the file's state through its table or backend.
 
 use super::*;
+use crate::core::grace::Gate;
 
 impl Manager {
     /// Refuses a new lock when the client's or the total limit is already reached.
@@ -52,23 +53,24 @@ impl Manager {
         range: &Range,
         flags: LockFlags,
     ) -> Result<()> {
-        if !self.grace_active.load(Ordering::Acquire) {
-            return if flags.reclaim { Err(Error::NoGrace) } else { Ok(()) };
+        // The mirror of `grace.active` keeps the lock path off the grace mutex outside grace.
+        if !self.grace_active.load(Ordering::Acquire) && !flags.reclaim {
+            return Ok(());
         }
-        let mut g = self.grace.lock();
-        if !g.active {
-            return if flags.reclaim { Err(Error::NoGrace) } else { Ok(()) };
+        let r = self.grace.lock().gate_lock(
+            flags.reclaim,
+            file,
+            o.client,
+            o.owner,
+            o.open_id,
+            req.flavour,
+            req.kind,
+            range,
+        );
+        if flags.reclaim && !matches!(r, Err(Gate::NoGrace)) {
+            self.metrics.reclaim(r.is_ok());
         }
-        if !flags.reclaim {
-            return Err(Error::Grace);
-        }
-        let ok = g.reclaim_lock(file, o.client, o.owner, o.open_id, req.flavour, req.kind, range);
-        self.metrics.reclaim(ok);
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::ReclaimDenied)
-        }
+        r.map_err(gate_error)
     }
 
     /// A blocking lock request (SPEC.md §3): `Queued::Granted`, or `Queued::Pending(id, holder)` and a
@@ -378,5 +380,14 @@ impl Manager {
     pub fn list(&self, file: &[u8]) -> Result<Vec<Holder>> {
         check_file_id(file)?;
         self.try_file(file, false, |fs| fs.map(|fs| fs.list()).unwrap_or_default())
+    }
+}
+
+/// The status of a grace-gate refusal.
+pub(super) fn gate_error(g: Gate) -> Error {
+    match g {
+        Gate::Grace => Error::Grace,
+        Gate::NoGrace => Error::NoGrace,
+        Gate::ReclaimDenied => Error::ReclaimDenied,
     }
 }
