@@ -7,28 +7,26 @@ use crate::core::grace::Gate;
 impl Manager {
     /// Refuses a new lock when the client's or the total limit is already reached.
     pub(super) fn check_limits(&self, client: &[u8]) -> Result<()> {
-        // Counts are compared as u64: a limit of 2^63 or more is larger than any count (never `as i64`).
-        let count = |n: i64| n.max(0) as u64;
-        if self.max_total > 0 && count(self.total_locks.load(Ordering::Relaxed)) >= self.max_total {
-            self.metrics.limit(crate::metrics::LimitKind::Total);
-            return Err(Error::Limit(crate::metrics::LimitKind::Total));
-        }
-        if self.max_per_client > 0
-            && count(self.client_locks.lock().get(client).copied().unwrap_or(0)) >= self.max_per_client
-        {
-            self.metrics.limit(crate::metrics::LimitKind::Client);
-            return Err(Error::Limit(crate::metrics::LimitKind::Client));
-        }
-        Ok(())
+        let total = self.total_locks.load(Ordering::Relaxed);
+        let r = self.limits.check_new(total, || self.client_locks.lock().get(client).copied().unwrap_or(0));
+        r.map_err(|l| self.limit_error(l))
     }
 
     /// The per-file limit, checked under the file's lock.
     pub(super) fn check_file_limit(&self, fs: &crate::table::FileState) -> Result<()> {
-        if self.max_per_file > 0 && fs.lock_count() as u64 >= self.max_per_file {
-            self.metrics.limit(crate::metrics::LimitKind::File);
-            return Err(Error::Limit(crate::metrics::LimitKind::File));
-        }
-        Ok(())
+        self.limits.check_file(fs.lock_count()).map_err(|l| self.limit_error(l))
+    }
+
+    fn limit_error(&self, l: crate::core::limits::Limit) -> Error {
+        use crate::core::limits::Limit;
+        use crate::metrics::LimitKind;
+        let k = match l {
+            Limit::File => LimitKind::File,
+            Limit::Client => LimitKind::Client,
+            Limit::Total => LimitKind::Total,
+        };
+        self.metrics.limit(k);
+        Error::Limit(k)
     }
 
     pub(super) fn count_acquire(&self, req: &LockReq, r: &Result<()>) {

@@ -94,9 +94,7 @@ pub struct Manager {
     pub store_errors: AtomicU64,
     pub metrics: crate::metrics::Metrics,
     clients: Mutex<crate::clients::Clients>,
-    max_per_file: u64,
-    max_per_client: u64,
-    max_total: u64,
+    limits: crate::core::limits::Limits,
     /// Locks per client and in total, kept only when a client or total limit is set.
     client_locks: Mutex<std::collections::HashMap<Box<[u8]>, i64>>,
     total_locks: std::sync::atomic::AtomicI64,
@@ -186,13 +184,16 @@ impl Manager {
             }
         };
         let grace_active = AtomicBool::new(grace.active);
+        let limits = crate::core::limits::Limits {
+            per_file: settings.max_locks_per_file,
+            per_client: settings.max_locks_per_client,
+            total: settings.max_locks_total,
+        };
         Ok(Manager {
-            table: Table::new(store.is_some(), settings.max_locks_per_client > 0 || settings.max_locks_total > 0),
+            table: Table::new(store.is_some(), limits.tracking()),
             metrics: crate::metrics::Metrics::default(),
             clients: Mutex::new(crate::clients::Clients::default()),
-            max_per_file: settings.max_locks_per_file,
-            max_per_client: settings.max_locks_per_client,
-            max_total: settings.max_locks_total,
+            limits,
             client_locks: Mutex::new(std::collections::HashMap::new()),
             total_locks: std::sync::atomic::AtomicI64::new(0),
             shared,
@@ -306,7 +307,7 @@ impl Manager {
     }
 
     fn tracking(&self) -> bool {
-        self.max_per_client > 0 || self.max_total > 0
+        self.limits.tracking()
     }
 
     /// After an operation on a file: journal to the store, lock counts to the limits.
