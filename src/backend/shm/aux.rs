@@ -55,7 +55,7 @@ impl Aux {
         }
         w.u64(self.events.len() as u64);
         for e in &self.events {
-            w.bytes(&crate::shared::encode_event(e));
+            w.bytes(&crate::backend::sqlite_shared::encode_event(e));
         }
         match &self.edges {
             None => w.u8(0),
@@ -65,7 +65,7 @@ impl Aux {
                 for (id, who, blockers) in edges {
                     w.u64(*id);
                     w.bytes(who);
-                    w.bytes(&crate::shared::encode_keys(blockers));
+                    w.bytes(&crate::backend::sqlite_shared::encode_keys(blockers));
                 }
             }
         }
@@ -123,7 +123,7 @@ impl Aux {
             for _ in 0..r.u64()? {
                 let id = r.u64()?;
                 let who: OwnerKey = r.bytes()?.into();
-                let blockers = crate::shared::decode_keys(r.bytes()?)?;
+                let blockers = crate::backend::sqlite_shared::decode_keys(r.bytes()?)?;
                 edges.push((id, who, blockers));
             }
             a.edges = Some(edges);

@@ -36,9 +36,10 @@ pub mod layout;
 pub mod mutex;
 pub mod select;
 
+use crate::backend::sqlite_shared::Shared;
+use crate::backend::{Backend, ProcIdent};
 use crate::error::{Error, Result};
 use crate::requests::{Ctx, Event};
-use crate::shared::{ProcIdent, Shared};
 use crate::store::{self, Durability, Journal, Recovered};
 use crate::table::FileState;
 use aux::Aux;
@@ -508,8 +509,13 @@ impl ShmBackend {
                 .prepare_cached("INSERT OR REPLACE INTO shared_waits(file, id, who, blockers) VALUES (?1, ?2, ?3, ?4)")
                 .map_err(serr)?;
             for (id, who, blockers) in edges {
-                ins.execute(params![&*aux.file, *id as i64, &**who, crate::shared::encode_keys(blockers)])
-                    .map_err(serr)?;
+                ins.execute(params![
+                    &*aux.file,
+                    *id as i64,
+                    &**who,
+                    crate::backend::sqlite_shared::encode_keys(blockers)
+                ])
+                .map_err(serr)?;
             }
         }
         tx.prepare_cached("INSERT OR REPLACE INTO shm_applied(part, seq) VALUES (?1, ?2)")
@@ -535,7 +541,7 @@ impl ShmBackend {
         f: impl FnOnce(Option<&mut FileState>) -> T,
     ) -> Result<T> {
         self.check()?;
-        let need_graph = crate::shared::NEED_GRAPH.with(|c| c.get());
+        let need_graph = ctx.need_graph;
         // A blocking request: its deadlock check reads every process's edges, and no other blocking
         // request may add one meanwhile (order: graph mutex, then partition, then the database).
         let graph = if need_graph {
@@ -679,10 +685,10 @@ impl ShmBackend {
             .map_err(serr)?;
         for row in rows {
             let (f2, id, who, blockers) = row.map_err(serr)?;
-            let blockers = crate::shared::decode_keys(&blockers)
+            let blockers = crate::backend::sqlite_shared::decode_keys(&blockers)
                 .ok_or_else(|| Error::Store("a shared wait edge is corrupt".into()))?;
             g.set(
-                (id as u64) ^ ((f2.len() as u64) << 56) ^ crate::shared::hash_bytes(&f2),
+                (id as u64) ^ ((f2.len() as u64) << 56) ^ crate::backend::sqlite_shared::hash_bytes(&f2),
                 who.into_boxed_slice(),
                 blockers,
             );
@@ -718,52 +724,77 @@ impl ShmBackend {
         Ok(out)
     }
 
-    pub fn files(&self) -> Result<Vec<Box<[u8]>>> {
+    /// Bytes in use in the mapping's heaps (tests).
+    pub fn heap_in_use(&self) -> u64 {
+        (0..NPART).map(|p| alloc::in_use(&self.map, p)).sum()
+    }
+}
+
+impl Backend for ShmBackend {
+    fn name(&self) -> &'static str {
+        "shm"
+    }
+
+    fn me(&self) -> u64 {
+        self.me
+    }
+
+    fn with_file_dyn(
+        &self,
+        file: &[u8],
+        create: bool,
+        ctx: &Ctx,
+        f: &mut dyn FnMut(Option<&mut FileState>),
+    ) -> Result<()> {
+        self.with_file(file, create, ctx, f)
+    }
+
+    fn wake_fd(&self) -> Option<i32> {
+        self.sh.wake_fd()
+    }
+
+    fn files(&self) -> Result<Vec<Box<[u8]>>> {
         self.scan(|_, _| true)
     }
 
-    pub fn files_of(&self, proc: u64) -> Result<Vec<Box<[u8]>>> {
+    fn files_of(&self, proc: u64) -> Result<Vec<Box<[u8]>>> {
         self.scan(|_, procs| procs.contains(&proc))
     }
 
-    pub fn fd(&self) -> i32 {
-        self.sh.fd()
-    }
-
-    pub fn procs(&self) -> Result<Vec<(u64, ProcIdent)>> {
+    fn procs(&self) -> Result<Vec<(u64, ProcIdent)>> {
         self.sh.procs()
     }
 
-    pub fn release_at(&self, proc: u64) -> Result<u64> {
+    fn release_at(&self, proc: u64) -> Result<u64> {
         self.sh.release_at(proc)
     }
 
-    pub fn set_release_at(&self, proc: u64, at: u64) -> Result<()> {
+    fn set_release_at(&self, proc: u64, at: u64) -> Result<()> {
         self.sh.set_release_at(proc, at)
     }
 
-    pub fn max_ttl(&self, clients: &[Box<[u8]>]) -> Result<u64> {
+    fn max_ttl(&self, clients: &[Box<[u8]>]) -> Result<u64> {
         self.sh.max_ttl(clients)
     }
 
-    pub fn lease_file(&self, client: &[u8], key: &[u8; 16]) -> Result<Option<Box<[u8]>>> {
+    fn lease_file(&self, client: &[u8], key: &[u8; 16]) -> Result<Option<Box<[u8]>>> {
         self.sh.lease_file(client, key)
     }
 
-    pub fn forget_proc(&self, proc: u64) -> Result<()> {
+    fn forget_proc(&self, proc: u64) -> Result<()> {
         self.sh.forget_proc(proc)
     }
 
-    pub fn put_client(&self, client: &[u8], adapter: &str, address: &str, ttl_ms: u64) -> Result<()> {
+    fn put_client(&self, client: &[u8], adapter: &str, address: &str, ttl_ms: u64) -> Result<()> {
         self.sh.put_client(client, adapter, address, ttl_ms)
     }
 
-    pub fn end_grace(&self) -> Result<()> {
+    fn end_grace(&self) -> Result<()> {
         self.sh.end_grace()
     }
 
     /// This process's mail: read from the database only when the counter in the mapping moved.
-    pub fn take_mail(&self) -> Result<Vec<Event>> {
+    fn take_mail(&self) -> Result<Vec<Event>> {
         let now = self.map.get(MAILSEQ + (self.me % MAILSEQ_SLOTS) * 8);
         if now == self.mail_seen.load(std::sync::atomic::Ordering::Acquire) {
             let mut buf = [0u8; 64];
@@ -776,12 +807,12 @@ impl ShmBackend {
     }
 
     /// BATCH: lock rows wait to be written.
-    pub fn has_pending(&self) -> bool {
+    fn has_pending(&self) -> bool {
         !self.pending.lock().locks.is_empty()
     }
 
     /// BATCH: writes the coalesced lock rows.
-    pub fn flush(&self) -> Result<()> {
+    fn flush(&self) -> Result<()> {
         let j = std::mem::take(&mut *self.pending.lock());
         if j.is_empty() {
             return Ok(());
@@ -790,11 +821,6 @@ impl ShmBackend {
         let tx = conn.unchecked_transaction().map_err(serr)?;
         store::apply_journal(&tx, j).map_err(|e| Error::Store(e.0))?;
         tx.commit().map_err(serr)
-    }
-
-    /// Bytes in use in the mapping's heaps (tests).
-    pub fn heap_in_use(&self) -> u64 {
-        (0..NPART).map(|p| alloc::in_use(&self.map, p)).sum()
     }
 }
 

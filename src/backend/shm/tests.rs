@@ -1,4 +1,5 @@
 use super::*;
+use crate::backend::Backend;
 use crate::core::{Flavour, LockType, Range};
 use crate::owners::OwnerRef;
 
@@ -51,6 +52,7 @@ impl Env {
             requests: &self.requests,
             graph: &self.graph,
             events: &self.events,
+            need_graph: false,
         }
     }
 }
