@@ -249,6 +249,7 @@ impl ShmBackend {
     }
 
     fn new(sh: Shared, map: Map, mpath: std::path::PathBuf, epoch: u64, mode: Durability) -> ShmBackend {
+        *LIVE.lock().entry(mpath.clone()).or_insert(0) += 1;
         let stop_one_in = std::env::var("UNILOCK_SHM_TEST_STOP").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
         let me = sh.me;
         ShmBackend {
@@ -824,6 +825,11 @@ impl Backend for ShmBackend {
     }
 }
 
+/// The handles of this process on each mapping (a registration of this pid with no live handle
+/// is a handle dropped without `leave`).
+static LIVE: once_cell::sync::Lazy<Mutex<std::collections::HashMap<std::path::PathBuf, usize>>> =
+    once_cell::sync::Lazy::new(Default::default);
+
 /// A file's lease set as the journal writes it (`FileState::take_journal`).
 fn lease_rows(file: &[u8], fs: &FileState) -> Vec<store::LeaseRow> {
     fs.leases
@@ -851,15 +857,35 @@ impl Drop for ShmBackend {
         }
         // The last process to leave removes the mapping (the next one starts afresh anyway: with no
         // process alive, an open is a restart that rebuilds the table from the database).
+        // Registrations of this process whose handles are gone (closed without `leave`) are not
+        // other users of the table.
+        let here = {
+            let mut live = LIVE.lock();
+            let n = live.get(&self.mpath).copied().unwrap_or(1).saturating_sub(1);
+            if n == 0 {
+                live.remove(&self.mpath);
+            } else {
+                live.insert(self.mpath.clone(), n);
+            }
+            n
+        };
         if !self.mpath.exists() {
             return;
         }
         let Ok(f) = open_mapping_file(&self.mpath) else { return };
-        let others = self.sh.procs().map(|ps| ps.iter().any(|(p, id)| *p != self.me && id.alive()));
+        let pid = std::process::id();
+        let procs = self.sh.procs();
+        let others = procs
+            .as_ref()
+            .map(|ps| ps.iter().any(|(p, id)| *p != self.me && id.alive() && (id.pid != pid || here > 0)));
         if others == Ok(false) {
-            // With the mapping goes this process's registration (a handle closed without `leave`
-            // keeps it): the next process to open must see a restart, not join a table that is gone.
-            let _ = self.sh.forget_proc(self.me);
+            // With the mapping go this process's registrations: the next process to open must see
+            // a restart, not join a table that is gone.
+            for (p, id) in procs.iter().flatten() {
+                if id.pid == pid {
+                    let _ = self.sh.forget_proc(*p);
+                }
+            }
             let _ = std::fs::remove_file(&self.mpath);
         }
         unlock_mapping_file(f);
