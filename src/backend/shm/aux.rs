@@ -6,6 +6,9 @@ use crate::codec::{R, W};
 use crate::requests::{Event, OwnerKey};
 use crate::store::{Journal, LeaseRow, LockRow};
 
+/// Events kept encoded, with the process each is for.
+pub type Mail = Vec<(u64, Vec<u8>)>;
+
 #[derive(Default)]
 pub struct Aux {
     pub journal: Journal,
@@ -73,7 +76,7 @@ impl Aux {
     }
 
     /// The events are kept encoded (the mailbox stores them so); `None` if malformed.
-    pub fn decode(b: &[u8]) -> Option<(Aux, Vec<(u64, Vec<u8>)>)> {
+    pub fn decode(b: &[u8]) -> Option<(Aux, Mail)> {
         let mut r = R { b };
         if r.u8()? != 1 {
             return None;

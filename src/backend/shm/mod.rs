@@ -433,7 +433,7 @@ impl ShmBackend {
             }
         }
         self.maybe_stop(2);
-        if !(link % 8 == 0 && link >= PARTS && link < TOTAL) {
+        if !(link % 8 == 0 && (PARTS..TOTAL).contains(&link)) {
             return Err(Error::Store("a shared-memory intent is corrupt".into()));
         }
         m.set(link, value);
@@ -495,7 +495,7 @@ impl ShmBackend {
         aux: Aux,
         events: &[(u64, Vec<u8>)],
     ) -> Result<()> {
-        store::apply_journal(&tx, aux.journal).map_err(|e| Error::Store(e.0))?;
+        store::apply_journal(tx, aux.journal).map_err(|e| Error::Store(e.0))?;
         {
             let mut ins = tx.prepare_cached("INSERT INTO mailbox(proc, event) VALUES (?1, ?2)").map_err(serr)?;
             for (t, ev) in events {
