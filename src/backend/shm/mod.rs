@@ -297,17 +297,19 @@ impl ShmBackend {
     fn lock_part(&self, p: u64) -> Result<Held<'_>> {
         let (g, died) = self.lock_at(part_off(p) + P_MUTEX)?;
         if died {
+            // Every change in a partition is published by one 8-byte store, so its structure is
+            // sound; what the dead holder left undone is its intent, finished below (and, should
+            // that fail, by the next locker: the intent stays until it is done). Marked consistent
+            // first, so a failure here never leaves the mutex unrecoverable.
             log::warn!("unilock: a process died holding shared-memory partition {p}; repairing it");
+            // SAFETY: held by us.
+            unsafe { mutex::consistent(self.map.mutex(part_off(p) + P_MUTEX)) };
         }
         if self.map.get(part_off(p) + P_INTENT) != 0 {
             // Found after EOWNERDEAD (or left by a roll-forward that failed): finish it first.
             let wake = self.roll_forward(p)?;
             self.wake(&wake);
             log::warn!("unilock: rolled forward the unfinished operation in partition {p}");
-        }
-        if died {
-            // SAFETY: held by us.
-            unsafe { mutex::consistent(self.map.mutex(part_off(p) + P_MUTEX)) };
         }
         Ok(g)
     }
@@ -599,23 +601,22 @@ impl ShmBackend {
             }
             None => Vec::new(),
         };
-        let new_state = if fs.is_empty_state() {
-            None
-        } else {
-            let enc = fs.encode();
-            if Some(&enc[..]) == old_state {
-                Some(enc)
-            } else {
-                // Records are kept canonical (owner indices renumbered as a decode does), so that
-                // an operation that changes nothing encodes to the very bytes it read.
-                Some(FileState::decode(file, &enc, true).map(|d| d.encode()).unwrap_or(enc))
+        let new_state = if fs.is_empty_state() { None } else { Some(fs.encode()) };
+        if journal.is_empty() && events.is_empty() {
+            // Perhaps nothing changed (a test, a check, a refused lock): then nothing is written.
+            // The bytes read may number owners differently from a fresh encoding of the same state
+            // (a decode renumbers them), so unequal bytes are compared as states once more.
+            let same = match (old_state, &new_state) {
+                (None, None) => true,
+                (Some(o), Some(n)) if o == &n[..] => true,
+                (Some(o), Some(n)) => FileState::decode(file, o, true).is_some_and(|d| d.encode() == *n),
+                _ => false,
+            };
+            if same {
+                return Ok(r);
             }
-        };
-        let edges_changed = had_waits || fs.waiter_count() > 0;
-        if journal.is_empty() && events.is_empty() && new_state.as_deref() == old_state {
-            // Nothing changed (the wait edges follow from the state): nothing is written.
-            return Ok(r);
         }
+        let edges_changed = had_waits || fs.waiter_count() > 0;
         self.maybe_stop(0);
         let batched = if self.mode == Durability::Batch { std::mem::take(&mut journal.locks) } else { Vec::new() };
         let aux = Aux { journal, events, edges: edges_changed.then(|| fs.wait_edges()), file: file.into() };
