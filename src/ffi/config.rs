@@ -6,7 +6,11 @@ use crate::manager::{Manager, Settings};
 
 /// `unilock_config.flags`: shared mode. Every process that opens the same `db_path` with this flag
 /// sees and honours one lock table (forking servers such as smbd: open once per process, after
-/// fork). Requires `db_path`.
+/// fork). Requires `db_path`. The table lives in shared memory (`/dev/shm/unilock-<hash of the
+/// database's real path>`, mode 0666) when robust process-shared mutexes pass a self-test at open,
+/// else in the database; the environment variable `UNILOCK_SHARED_BACKEND=shm|sqlite`, read at open,
+/// forces one. Every process of one database must use the same: a mismatch fails `unilock_open` with
+/// `UNILOCK_E_STORE`. The database stays the durable record in both.
 pub const UNILOCK_CONFIG_SHARED: u32 = 0x1;
 /// `unilock_config.flags`: the server offers no directory leases (Samba 4.17 offers none): a lease
 /// request on a directory (`UNILOCK_OPEN_DIRECTORY`) is answered as a plain open, granted none, and
@@ -31,8 +35,11 @@ pub const UNILOCK_DURABILITY_PROCESS: u32 = 1;
 /// committed at most `batch_ms` later, by the library thread or by `unilock_process_events` (the
 /// event fd becomes readable when a batch is due), and at `unilock_close`. After a crash, changes of
 /// the last `batch_ms` (or since the host last ran its event loop) may be missing. Client records
-/// are still written before a client's first grant. In shared mode (`UNILOCK_CONFIG_SHARED`) every
-/// operation is its own transaction, so this mode behaves as `UNILOCK_DURABILITY_PROCESS` there.
+/// are still written before a client's first grant. In shared mode (`UNILOCK_CONFIG_SHARED`) on the
+/// shared-memory table, lock rows are coalesced by the process that made the change and written as
+/// above, while lease changes and events for other processes are committed in the call; on the
+/// database table every operation is its own transaction, so this mode behaves as
+/// `UNILOCK_DURABILITY_PROCESS` there.
 pub const UNILOCK_DURABILITY_BATCH: u32 = 2;
 
 /// Configuration for `unilock_open`.
