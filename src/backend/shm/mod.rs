@@ -1,3 +1,6 @@
+//! (One concept — the shared-memory backend's operation and its crash-safety protocol — hence
+//! over 800 lines; the layout, mutexes, allocator and database work are in the submodules.)
+//!
 //! Shared mode at memory speed: the processes of one server keep the lock table in a shared-memory
 //! mapping (see `layout`) instead of taking SQLite's write lock for every operation. Each file's
 //! state is one immutable record holding `FileState::encode` (the same codec, so the same core runs
@@ -184,7 +187,16 @@ impl ShmBackend {
         let mpath = mapping_path(canon_base).map_err(Error::Store)?;
         let file = open_mapping_file(&mpath)?;
         // Everything below runs with the mapping's flock held: no process joins a table being rebuilt.
-        let (sh, rec) = Shared::open(path, mode)?;
+        let (sh, rec) = match Shared::open(path, mode) {
+            Ok(x) => x,
+            Err(e) => {
+                // A database refused (or failing) leaves no mapping behind that this open made.
+                if file.metadata().map(|m| m.len()).unwrap_or(1) == 0 {
+                    let _ = std::fs::remove_file(&mpath);
+                }
+                return Err(e);
+            }
+        };
         let len = file.metadata().map_err(serr)?.len();
         let recorded = recorded_epoch(&sh.conn().lock())?;
         let (map, epoch) = if rec.is_some() {
