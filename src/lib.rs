@@ -3,6 +3,8 @@
 //! Layout: `core` (pure lock semantics) ← `table` (sharded in-memory state) ← `ffi` (the C ABI).
 
 /// cbindgen:ignore
+pub mod backend;
+/// cbindgen:ignore
 pub mod clients;
 /// cbindgen:ignore
 pub mod clock;
