@@ -41,6 +41,8 @@ pub struct Settings {
     pub batch_ms: u64,
     /// Shared mode: several processes on the database at `db_path` see one lock table.
     pub shared: bool,
+    /// Cluster mode: the processes of several hosts see one lock table in etcd.
+    pub cluster: Option<crate::backend::etcd::EtcdConfig>,
     /// Directory lease requests are granted none (the server offers no directory leases).
     pub no_dir_leases: bool,
     /// Lock limits (0 = unlimited).
@@ -97,7 +99,7 @@ pub struct Manager {
     client_locks: Mutex<std::collections::HashMap<Box<[u8]>, i64>>,
     total_locks: std::sync::atomic::AtomicI64,
     /// Shared mode: the database all processes use, and events for other processes of one operation.
-    shared: Option<crate::shared::Shared>,
+    shared: Option<crate::backend::Participants>,
     outbox: Mutex<Vec<Event>>,
 }
 
@@ -141,7 +143,7 @@ pub struct LockFlags {
 impl Manager {
     pub fn new(settings: Settings) -> Result<Manager> {
         let clock = settings.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        let events = Events::new(clock, settings.loop_mode || settings.shared).map_err(|e| {
+        let events = Events::new(clock, settings.loop_mode || settings.shared || settings.cluster.is_some()).map_err(|e| {
             log::error!("cannot create the event descriptors: {e}");
             Error::Resource("event descriptors")
         })?;
@@ -162,7 +164,17 @@ impl Manager {
                 Self::start_recovered_grace(&mut grace, &events, &mut rec, grace_ms);
             }
             events.add_timer(events.now_ms() + PROC_CHECK_MS, TimerKind::ProcCheck);
-            shared = Some(sh);
+            shared = Some(crate::backend::Participants::Sqlite(sh));
+        }
+        if let Some(c) = &settings.cluster {
+            let (b, _) = crate::backend::etcd::Etcd::open(c).map_err(|e| {
+                log::error!("unilock: cannot join cluster {:?} at {}: {e:?}", c.cluster, c.endpoints);
+                e
+            })?;
+            let b = crate::backend::Participants::Etcd(b);
+            events.add_fd(b.wake_fd()).map_err(|_| Error::Resource("event descriptors"))?;
+            events.add_timer(events.now_ms() + PROC_CHECK_MS, TimerKind::ProcCheck);
+            shared = Some(b);
         }
         let store = match (&settings.db_path, settings.shared) {
             (None, _) | (Some(_), true) => None,
@@ -258,7 +270,7 @@ impl Manager {
                 return 0;
             }
         };
-        let dead: Vec<u64> = procs.into_iter().filter(|(p, id)| *p != sh.me && !id.alive()).map(|(p, _)| p).collect();
+        let dead: Vec<u64> = procs.into_iter().filter(|(p, id)| *p != sh.me() && !sh.alive(*p, id)).map(|(p, _)| p).collect();
         let mut n = 0;
         for p in dead {
             // Clients registered with a TTL keep their state that long after their process died
@@ -313,7 +325,7 @@ impl Manager {
         let procs = sh.procs()?;
         let gone: Vec<u64> = procs
             .into_iter()
-            .filter(|(p, id)| *p != sh.me && id.pid == pid && (start == 0 || id.start == start))
+            .filter(|(p, id)| *p != sh.me() && id.pid == pid && (start == 0 || id.start == start))
             .map(|(p, _)| p)
             .collect();
         for p in &gone {
@@ -328,7 +340,7 @@ impl Manager {
         check_file_id(file)?;
         check_owner(&OwnerRef { client, owner: b"", open_id })?;
         let Some(sh) = &self.shared else { return Err(Error::Invalid("not in shared mode")) };
-        let me = sh.me;
+        let me = sh.me();
         self.try_file(file, false, |fs| fs.map(|fs| fs.rebind(client, open_id, me)).unwrap_or(0))
     }
 
@@ -425,7 +437,7 @@ impl Manager {
     /// Shared mode: releases this process's state (the handle is closing).
     pub fn leave(&self) {
         if let Some(sh) = &self.shared {
-            let me = sh.me;
+            let me = sh.me();
             self.drop_proc(me);
         }
     }
@@ -681,7 +693,7 @@ impl Manager {
 
     fn ctx(&self) -> Ctx<'_> {
         Ctx {
-            me: self.shared.as_ref().map(|s| s.me).unwrap_or(0),
+            me: self.shared.as_ref().map(|s| s.me()).unwrap_or(0),
             outbox: self.shared.as_ref().map(|_| &self.outbox),
             metrics: &self.metrics,
             requests: &self.requests,

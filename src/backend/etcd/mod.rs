@@ -363,7 +363,7 @@ impl Etcd {
             reads.push(Op::Range(&wpre, &wend));
         }
         let (rev, ranges) = self.acquire(&locks, &reads)?;
-        let r = self.run(file, create, ctx, f, &locks, rev, &ranges[locks.len()..], (&fkey, &wkey), need_graph);
+        let r = self.run(file, create, ctx, f, &locks, rev, &ranges, (&fkey, &wkey), need_graph);
         if r.is_err() {
             // Whatever happened, do not leave the file locked (a lost answer may have kept it).
             let _ = self.release(&locks, rev);
