@@ -1,6 +1,7 @@
 //! The lock manager behind one `unilock *` handle: argument checks that do not depend on C, then one
 //! call into the table per request. The FFI layer converts C arguments and calls these methods.
 
+use crate::backend::Backend;
 use crate::clock::{Clock, SystemClock};
 use crate::core::grace::Grace;
 use crate::core::lease::{self, Key, Requester, Trigger};
@@ -99,7 +100,7 @@ pub struct Manager {
     client_locks: Mutex<std::collections::HashMap<Box<[u8]>, i64>>,
     total_locks: std::sync::atomic::AtomicI64,
     /// Shared mode: the database all processes use, and events for other processes of one operation.
-    shared: Option<crate::backend::Participants>,
+    shared: Option<Box<dyn Backend>>,
     outbox: Mutex<Vec<Event>>,
 }
 
@@ -154,27 +155,31 @@ impl Manager {
             let Some(path) = &settings.db_path else {
                 return Err(Error::Invalid("shared mode needs a database path"));
             };
-            let (sh, rec) = crate::shared::Shared::open(path, settings.durability.unwrap_or(Durability::Process))
-                .map_err(|e| {
+            let (sh, rec) =
+                crate::backend::sqlite_shared::Shared::open(path, settings.durability.unwrap_or(Durability::Process))
+                    .map_err(|e| {
                     log::error!("unilock: cannot join the shared database {path}: {e:?}");
                     e
                 })?;
-            events.add_fd(sh.fd()).map_err(|_| Error::Resource("event descriptors"))?;
+            if let Some(fd) = sh.wake_fd() {
+                events.add_fd(fd).map_err(|_| Error::Resource("event descriptors"))?;
+            }
             if let Some(mut rec) = rec {
                 Self::start_recovered_grace(&mut grace, &events, &mut rec, grace_ms);
             }
             events.add_timer(events.now_ms() + PROC_CHECK_MS, TimerKind::ProcCheck);
-            shared = Some(crate::backend::Participants::Sqlite(sh));
+            shared = Some(Box::new(sh) as Box<dyn Backend>);
         }
         if let Some(c) = &settings.cluster {
             let (b, _) = crate::backend::etcd::Etcd::open(c).map_err(|e| {
                 log::error!("unilock: cannot join cluster {:?} at {}: {e:?}", c.cluster, c.endpoints);
                 e
             })?;
-            let b = crate::backend::Participants::Etcd(b);
-            events.add_fd(b.wake_fd()).map_err(|_| Error::Resource("event descriptors"))?;
+            if let Some(fd) = b.wake_fd() {
+                events.add_fd(fd).map_err(|_| Error::Resource("event descriptors"))?;
+            }
             events.add_timer(events.now_ms() + PROC_CHECK_MS, TimerKind::ProcCheck);
-            shared = Some(b);
+            shared = Some(Box::new(b) as Box<dyn Backend>);
         }
         let store = match (&settings.db_path, settings.shared) {
             (None, _) | (Some(_), true) => None,
@@ -270,12 +275,13 @@ impl Manager {
                 return 0;
             }
         };
-        let dead: Vec<u64> = procs.into_iter().filter(|(p, id)| *p != sh.me() && !sh.alive(*p, id)).map(|(p, _)| p).collect();
+        let dead: Vec<u64> =
+            procs.into_iter().filter(|(p, id)| *p != sh.me() && !sh.alive(*p, id)).map(|(p, _)| p).collect();
         let mut n = 0;
         for p in dead {
             // Clients registered with a TTL keep their state that long after their process died
             // (durable-handle style), as a disconnect with that TTL would.
-            let now = crate::shared::unix_ms();
+            let now = crate::backend::unix_ms();
             let at = match sh.release_at(p) {
                 Ok(0) => {
                     let files = sh.files_of(p).unwrap_or_default();
@@ -353,10 +359,22 @@ impl Manager {
         create: bool,
         f: impl FnOnce(Option<&mut crate::table::FileState>) -> R,
     ) -> R {
+        self.file_g(file, create, false, f)
+    }
+
+    /// `file`; `need_graph`: a blocking request whose deadlock check must see every participant's
+    /// wait-for edges (read by a shared backend with the file).
+    fn file_g<R: StoreFallback>(
+        &self,
+        file: &[u8],
+        create: bool,
+        need_graph: bool,
+        f: impl FnOnce(Option<&mut crate::table::FileState>) -> R,
+    ) -> R {
         if self.shared.is_none() {
             return self.local_file(file, create, f);
         }
-        match self.try_file(file, create, f) {
+        match self.try_file_g(file, create, need_graph, f) {
             Ok(r) => r,
             Err(e) => R::store_failed(e),
         }
@@ -370,24 +388,34 @@ impl Manager {
         create: bool,
         f: impl FnOnce(Option<&mut crate::table::FileState>) -> R,
     ) -> Result<R> {
+        self.try_file_g(file, create, false, f)
+    }
+
+    fn try_file_g<R>(
+        &self,
+        file: &[u8],
+        create: bool,
+        need_graph: bool,
+        f: impl FnOnce(Option<&mut crate::table::FileState>) -> R,
+    ) -> Result<R> {
         if let Some(sh) = &self.shared {
-            let ctx = self.ctx();
-            return sh
-                .with_file(file, create, &ctx, |fs| match fs {
-                    Some(fs) => {
-                        let r = f(Some(&mut *fs));
-                        if self.tracking() {
-                            self.after_counts(fs);
-                        }
-                        r
+            let mut ctx = self.ctx();
+            ctx.need_graph = need_graph;
+            return crate::backend::with_file(&**sh, file, create, &ctx, |fs| match fs {
+                Some(fs) => {
+                    let r = f(Some(&mut *fs));
+                    if self.tracking() {
+                        self.after_counts(fs);
                     }
-                    None => f(None),
-                })
-                .map_err(|e| {
-                    self.store_errors.fetch_add(1, Ordering::Relaxed);
-                    log::error!("unilock: shared database: {e:?}");
-                    e
-                });
+                    r
+                }
+                None => f(None),
+            })
+            .map_err(|e| {
+                self.store_errors.fetch_add(1, Ordering::Relaxed);
+                log::error!("unilock: shared database: {e:?}");
+                e
+            });
         }
         Ok(self.local_file(file, create, f))
     }
@@ -699,6 +727,7 @@ impl Manager {
             requests: &self.requests,
             graph: &self.graph,
             events: &self.events,
+            need_graph: false,
         }
     }
 
@@ -895,19 +924,6 @@ impl Manager {
         wait: &WaitSpec,
         flags: LockFlags,
     ) -> Result<Queued> {
-        // Shared mode: the deadlock check must see every process's waits (rebuilt in the transaction).
-        struct Flag(bool);
-        impl Drop for Flag {
-            fn drop(&mut self) {
-                if self.0 {
-                    crate::shared::NEED_GRAPH.with(|c| c.set(false));
-                }
-            }
-        }
-        let _flag = Flag(self.shared.is_some());
-        if self.shared.is_some() {
-            crate::shared::NEED_GRAPH.with(|c| c.set(true));
-        }
         check_file_id(file)?;
         check_owner(o)?;
         let range = req.range()?;
@@ -916,7 +932,8 @@ impl Manager {
         self.ensure_client(o.client)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let ctx = self.ctx();
-        let r = self.file(file, true, |fs| {
+        // A shared backend: the deadlock check must see every participant's waits, read with the file.
+        let r = self.file_g(file, true, self.shared.is_some(), |fs| {
             let fs = fs.unwrap();
             self.check_file_limit(fs)?;
             fs.brl_trigger(&ctx, o)?;

@@ -32,7 +32,7 @@ pub mod client;
 
 use crate::error::{Error, Result};
 use crate::requests::{Ctx, Event};
-use crate::shared::ProcIdent;
+use super::{Backend, ProcIdent};
 use crate::table::FileState;
 use client::{prefix_end, Client, Cmp, Kv, Op};
 use parking_lot::{Condvar, Mutex};
@@ -124,7 +124,7 @@ impl Inner {
             }
             match self.client.keepalive(self.lease) {
                 Ok(ttl) if ttl > 0 => {
-                    self.alive_at.store(crate::shared::unix_ms(), Ordering::Release);
+                    self.alive_at.store(super::unix_ms(), Ordering::Release);
                     if reported {
                         log::warn!("unilock: etcd reachable again (lease {:x} kept)", self.lease);
                         reported = false;
@@ -235,7 +235,7 @@ impl Etcd {
             prefix: format!("{}/", cfg.cluster),
             lease,
             ttl_s,
-            alive_at: AtomicU64::new(crate::shared::unix_ms()),
+            alive_at: AtomicU64::new(super::unix_ms()),
             lost: AtomicBool::new(false),
             stop: Mutex::new(false),
             stop_cv: Condvar::new(),
@@ -266,24 +266,11 @@ impl Etcd {
         Ok((e, None))
     }
 
-    pub fn name(&self) -> &'static str {
-        "etcd"
-    }
-
-    pub fn me(&self) -> u64 {
-        self.me
-    }
-
-    /// The wake-up pipe's read end (add it to the event fd).
-    pub fn wake_fd(&self) -> Option<i32> {
-        Some(self.wake_r)
-    }
-
     fn check(&self) -> Result<()> {
         if self.inner.lost.load(Ordering::Acquire) {
             return Err(Error::Store("this participant's etcd lease expired: the cluster released its state".into()));
         }
-        let since = crate::shared::unix_ms().saturating_sub(self.inner.alive_at.load(Ordering::Acquire));
+        let since = super::unix_ms().saturating_sub(self.inner.alive_at.load(Ordering::Acquire));
         if since > self.inner.ttl_s * 1000 {
             return Err(Error::Store(format!("etcd has not renewed this participant's lease for {since} ms")));
         }
@@ -338,39 +325,6 @@ impl Etcd {
         self.inner.client.txn(&cmps, &ops, &[]).map(|_| ()).map_err(serr)
     }
 
-    /// Runs `f` on `file`'s state (see the module comment); events for other participants go to
-    /// their mailboxes in the same transaction.
-    pub fn with_file_dyn(
-        &self,
-        file: &[u8],
-        create: bool,
-        ctx: &Ctx,
-        f: &mut dyn FnMut(Option<&mut FileState>),
-    ) -> Result<()> {
-        let _op = self.op.lock();
-        let hf = hex(file);
-        let fkey = self.inner.key(&["f/", &hf]);
-        let lkey = self.inner.key(&["l/", &hf]);
-        let gkey = self.inner.key(&["l/~graph"]);
-        let wkey = self.inner.key(&["w/", &hf]);
-        let wpre = self.inner.key(&["w/"]);
-        let wend = prefix_end(&wpre);
-        let need_graph = crate::shared::NEED_GRAPH.with(|c| c.get());
-        let mut locks: Vec<&[u8]> = vec![&lkey];
-        let mut reads = vec![Op::Range(&fkey, &[])];
-        if need_graph {
-            locks.push(&gkey);
-            reads.push(Op::Range(&wpre, &wend));
-        }
-        let (rev, ranges) = self.acquire(&locks, &reads)?;
-        let r = self.run(file, create, ctx, f, &locks, rev, &ranges, (&fkey, &wkey), need_graph);
-        if r.is_err() {
-            // Whatever happened, do not leave the file locked (a lost answer may have kept it).
-            let _ = self.release(&locks, rev);
-        }
-        r
-    }
-
     #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
@@ -404,7 +358,7 @@ impl Etcd {
                 for (id, who, blockers) in decode_edges(&kv.value)
                     .ok_or_else(|| Error::Store("a wait edge in etcd is corrupt".into()))?
                 {
-                    g.set(id ^ crate::shared::hash_bytes(&kv.key), who, blockers);
+                    g.set(id ^ super::sqlite_shared::hash_bytes(&kv.key), who, blockers);
                 }
             }
             for (id, who, blockers) in fs.wait_edges() {
@@ -442,7 +396,7 @@ impl Etcd {
         for ev in &out {
             let seq = self.seq.fetch_add(1, Ordering::Relaxed);
             let k = self.inner.key(&["m/", &format!("{:016x}/{:016x}{seq:016x}", ev.proc, self.me)]);
-            owned.push((k, crate::shared::encode_event(ev), true));
+            owned.push((k, super::sqlite_shared::encode_event(ev), true));
         }
         let mut ops: Vec<Op> = Vec::with_capacity(owned.len() + 4);
         match &state {
@@ -475,56 +429,6 @@ impl Etcd {
         Ok(())
     }
 
-    /// `with_file_dyn` with a result.
-    pub fn with_file<T>(
-        &self,
-        file: &[u8],
-        create: bool,
-        ctx: &Ctx,
-        f: impl FnOnce(Option<&mut FileState>) -> T,
-    ) -> Result<T> {
-        let mut f = Some(f);
-        let mut out = None;
-        self.with_file_dyn(file, create, ctx, &mut |fs| {
-            if let Some(f) = f.take() {
-                out = Some(f(fs));
-            }
-        })?;
-        out.ok_or_else(|| Error::Store("the operation did not run".into()))
-    }
-
-    /// Takes the events other participants addressed to this one (and drains the wake pipe).
-    pub fn take_mail(&self) -> Result<Vec<Event>> {
-        let mut buf = [0u8; 256];
-        // SAFETY: a valid non-blocking pipe and buffer.
-        while unsafe { libc::read(self.wake_r, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) } > 0 {}
-        self.check()?;
-        let pre = self.inner.key(&["m/", &format!("{:016x}/", self.me)]);
-        let mut kvs = self.inner.client.range(&pre, &prefix_end(&pre), false).map_err(serr)?;
-        if kvs.is_empty() {
-            return Ok(Vec::new());
-        }
-        kvs.sort_by(|a, b| a.create_revision.cmp(&b.create_revision).then_with(|| a.key.cmp(&b.key)));
-        let ops: Vec<Op> = kvs.iter().map(|kv| Op::Delete(&kv.key)).collect();
-        self.inner.client.txn(&[], &ops, &[]).map_err(serr)?;
-        Ok(kvs.iter().filter_map(|kv| crate::shared::decode_event(&kv.value)).collect())
-    }
-
-    /// Every participant known: those registered, and those that still have state (dead ones).
-    pub fn procs(&self) -> Result<Vec<(u64, ProcIdent)>> {
-        let mut v = self.registered()?;
-        let pre = self.inner.key(&["p/"]);
-        for kv in self.inner.client.range(&pre, &prefix_end(&pre), true).map_err(serr)? {
-            let id = proc_of(&kv.key[pre.len()..]);
-            if let Some(id) = id {
-                if !v.iter().any(|(p, _)| *p == id) {
-                    v.push((id, ProcIdent { pid: 0, start: 0, boot: String::new() }));
-                }
-            }
-        }
-        Ok(v)
-    }
-
     fn registered(&self) -> Result<Vec<(u64, ProcIdent)>> {
         let pre = self.inner.key(&["h/"]);
         let mut v = Vec::new();
@@ -553,9 +457,90 @@ impl Etcd {
             .collect())
     }
 
+}
+
+impl Backend for Etcd {
+    fn name(&self) -> &'static str {
+        "etcd"
+    }
+
+    fn me(&self) -> u64 {
+        self.me
+    }
+
+    /// The wake-up pipe's read end (add it to the event fd).
+    fn wake_fd(&self) -> Option<i32> {
+        Some(self.wake_r)
+    }
+
+    /// Runs `f` on `file`'s state (see the module comment); events for other participants go to
+    /// their mailboxes in the same transaction.
+    fn with_file_dyn(
+        &self,
+        file: &[u8],
+        create: bool,
+        ctx: &Ctx,
+        f: &mut dyn FnMut(Option<&mut FileState>),
+    ) -> Result<()> {
+        let _op = self.op.lock();
+        let hf = hex(file);
+        let fkey = self.inner.key(&["f/", &hf]);
+        let lkey = self.inner.key(&["l/", &hf]);
+        let gkey = self.inner.key(&["l/~graph"]);
+        let wkey = self.inner.key(&["w/", &hf]);
+        let wpre = self.inner.key(&["w/"]);
+        let wend = prefix_end(&wpre);
+        let need_graph = ctx.need_graph;
+        let mut locks: Vec<&[u8]> = vec![&lkey];
+        let mut reads = vec![Op::Range(&fkey, &[])];
+        if need_graph {
+            locks.push(&gkey);
+            reads.push(Op::Range(&wpre, &wend));
+        }
+        let (rev, ranges) = self.acquire(&locks, &reads)?;
+        let r = self.run(file, create, ctx, f, &locks, rev, &ranges, (&fkey, &wkey), need_graph);
+        if r.is_err() {
+            // Whatever happened, do not leave the file locked (a lost answer may have kept it).
+            let _ = self.release(&locks, rev);
+        }
+        r
+    }
+
+    /// Takes the events other participants addressed to this one (and drains the wake pipe).
+    fn take_mail(&self) -> Result<Vec<Event>> {
+        let mut buf = [0u8; 256];
+        // SAFETY: a valid non-blocking pipe and buffer.
+        while unsafe { libc::read(self.wake_r, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) } > 0 {}
+        self.check()?;
+        let pre = self.inner.key(&["m/", &format!("{:016x}/", self.me)]);
+        let mut kvs = self.inner.client.range(&pre, &prefix_end(&pre), false).map_err(serr)?;
+        if kvs.is_empty() {
+            return Ok(Vec::new());
+        }
+        kvs.sort_by(|a, b| a.create_revision.cmp(&b.create_revision).then_with(|| a.key.cmp(&b.key)));
+        let ops: Vec<Op> = kvs.iter().map(|kv| Op::Delete(&kv.key)).collect();
+        self.inner.client.txn(&[], &ops, &[]).map_err(serr)?;
+        Ok(kvs.iter().filter_map(|kv| super::sqlite_shared::decode_event(&kv.value)).collect())
+    }
+
+    /// Every participant known: those registered, and those that still have state (dead ones).
+    fn procs(&self) -> Result<Vec<(u64, ProcIdent)>> {
+        let mut v = self.registered()?;
+        let pre = self.inner.key(&["p/"]);
+        for kv in self.inner.client.range(&pre, &prefix_end(&pre), true).map_err(serr)? {
+            let id = proc_of(&kv.key[pre.len()..]);
+            if let Some(id) = id {
+                if !v.iter().any(|(p, _)| *p == id) {
+                    v.push((id, ProcIdent { pid: 0, start: 0, boot: String::new() }));
+                }
+            }
+        }
+        Ok(v)
+    }
+
     /// Is participant `id` alive: is its registration there? (An etcd that cannot be asked says
     /// yes: a participant is never declared dead on a guess.)
-    pub fn alive(&self, id: u64, _ident: &ProcIdent) -> bool {
+    fn alive(&self, id: u64, _ident: &ProcIdent) -> bool {
         if id == self.me {
             return true;
         }
@@ -566,18 +551,18 @@ impl Etcd {
         }
     }
 
-    pub fn release_at(&self, proc: u64) -> Result<u64> {
+    fn release_at(&self, proc: u64) -> Result<u64> {
         let k = self.inner.key(&["r/", &format!("{proc:016x}")]);
         let v = self.inner.client.range(&k, &[], false).map_err(serr)?;
         Ok(v.first().and_then(|kv| std::str::from_utf8(&kv.value).ok()?.parse().ok()).unwrap_or(0))
     }
 
-    pub fn set_release_at(&self, proc: u64, at: u64) -> Result<()> {
+    fn set_release_at(&self, proc: u64, at: u64) -> Result<()> {
         let k = self.inner.key(&["r/", &format!("{proc:016x}")]);
         self.inner.client.txn(&[], &[Op::Put(&k, at.to_string().as_bytes(), 0)], &[]).map(|_| ()).map_err(serr)
     }
 
-    pub fn max_ttl(&self, clients: &[Box<[u8]>]) -> Result<u64> {
+    fn max_ttl(&self, clients: &[Box<[u8]>]) -> Result<u64> {
         let mut m = 0;
         for c in clients {
             let k = self.inner.key(&["c/", &hex(c)]);
@@ -591,7 +576,7 @@ impl Etcd {
         Ok(m)
     }
 
-    pub fn files_of(&self, proc: u64) -> Result<Vec<Box<[u8]>>> {
+    fn files_of(&self, proc: u64) -> Result<Vec<Box<[u8]>>> {
         let pre = self.inner.key(&["p/", &format!("{proc:016x}/")]);
         let kvs = self.inner.client.range(&pre, &prefix_end(&pre), true).map_err(serr)?;
         kvs.iter()
@@ -603,7 +588,7 @@ impl Etcd {
             .collect()
     }
 
-    pub fn files(&self) -> Result<Vec<Box<[u8]>>> {
+    fn files(&self) -> Result<Vec<Box<[u8]>>> {
         let pre = self.inner.key(&["f/"]);
         let kvs = self.inner.client.range(&pre, &prefix_end(&pre), true).map_err(serr)?;
         kvs.iter()
@@ -615,14 +600,14 @@ impl Etcd {
             .collect()
     }
 
-    pub fn lease_file(&self, client: &[u8], key: &[u8; 16]) -> Result<Option<Box<[u8]>>> {
+    fn lease_file(&self, client: &[u8], key: &[u8; 16]) -> Result<Option<Box<[u8]>>> {
         let k = self.inner.key(&["k/", &hex(client), "/", &hex(key)]);
         let v = self.inner.client.range(&k, &[], false).map_err(serr)?;
         Ok(v.into_iter().next().map(|kv| kv.value.into_boxed_slice()))
     }
 
     /// Forgets a dead participant once its state was released (its index, mailbox and timers).
-    pub fn forget_proc(&self, proc: u64) -> Result<()> {
+    fn forget_proc(&self, proc: u64) -> Result<()> {
         let p = format!("{proc:016x}");
         for pre in [self.inner.key(&["p/", &p, "/"]), self.inner.key(&["m/", &p, "/"])] {
             let end = prefix_end(&pre);
@@ -638,14 +623,14 @@ impl Etcd {
         self.inner.client.txn(&[], &[Op::Delete(&r)], &[]).map(|_| ()).map_err(serr)
     }
 
-    pub fn put_client(&self, client: &[u8], adapter: &str, address: &str, ttl_ms: u64) -> Result<()> {
+    fn put_client(&self, client: &[u8], adapter: &str, address: &str, ttl_ms: u64) -> Result<()> {
         let k = self.inner.key(&["c/", &hex(client)]);
         let v = format!("{ttl_ms}\n{adapter}\n{address}");
         self.inner.client.txn(&[], &[Op::Put(&k, v.as_bytes(), 0)], &[]).map(|_| ()).map_err(serr)
     }
 
     /// No grace bookkeeping is kept in etcd yet (see the README).
-    pub fn end_grace(&self) -> Result<()> {
+    fn end_grace(&self) -> Result<()> {
         Ok(())
     }
 }
@@ -694,7 +679,7 @@ fn encode_edges(fs: &FileState) -> Vec<u8> {
     for (id, who, blockers) in edges {
         w.u64(id);
         w.bytes(&who);
-        w.bytes(&crate::shared::encode_keys(&blockers));
+        w.bytes(&super::sqlite_shared::encode_keys(&blockers));
     }
     w.0
 }
@@ -711,7 +696,7 @@ fn decode_edges(b: &[u8]) -> Option<Vec<Edge>> {
         .map(|_| {
             let id = r.u64()?;
             let who = r.bytes()?.to_vec().into_boxed_slice();
-            let blockers = crate::shared::decode_keys(r.bytes()?)?;
+            let blockers = super::sqlite_shared::decode_keys(r.bytes()?)?;
             Some((id, who, blockers))
         })
         .collect()
