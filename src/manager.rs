@@ -50,7 +50,7 @@ pub struct Settings {
     pub max_locks_per_file: u64,
     pub max_locks_per_client: u64,
     pub max_locks_total: u64,
-    /// The clock (default: CLOCK_MONOTONIC). Tests pass a `ManualClock`.
+    /// The clock (default: CLOCK_MONOTONIC; cluster mode: CLOCK_REALTIME). Tests pass a `ManualClock`.
     pub clock: Option<Arc<dyn Clock>>,
     /// Where events go; without one they are dropped after their request is settled.
     pub callback: Option<EventCallback>,
@@ -143,7 +143,11 @@ pub struct LockFlags {
 
 impl Manager {
     pub fn new(settings: Settings) -> Result<Manager> {
-        let clock = settings.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        // Cluster mode: break deadlines stored in the shared table are read on other hosts.
+        let clock = settings.clock.unwrap_or_else(|| match settings.cluster {
+            Some(_) => Arc::new(crate::clock::WallClock::default()),
+            None => Arc::new(SystemClock),
+        });
         let events = Events::new(clock, settings.loop_mode || settings.shared || settings.cluster.is_some()).map_err(|e| {
             log::error!("cannot create the event descriptors: {e}");
             Error::Resource("event descriptors")
