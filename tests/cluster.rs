@@ -204,6 +204,12 @@ fn a_cut_connection_answers_store_errors() {
     let _ = etcd.child.wait();
     // Never granted, never "nothing there".
     assert!(matches!(a.m.lock(b"f2", &oa, &px(X, 0, 1)), Err(Error::Store(_))));
+    assert!(matches!(a.m.test(b"f2", &own(b"nlm:b"), &px(X, 0, 1)), Err(Error::Store(_))));
+    // A change on a file whose lock A kept needs etcd too.
+    assert!(matches!(a.m.lock(b"f", &oa, &px(X, 5, 1)), Err(Error::Store(_))));
+    // A read of that file may be answered from A's own kept lock only while A's lease is surely
+    // alive; once the TTL has passed without a renewal, every call fails.
+    std::thread::sleep(Duration::from_millis(2100));
     assert!(matches!(a.m.test(b"f", &own(b"nlm:b"), &px(X, 0, 1)), Err(Error::Store(_))));
     assert!(matches!(a.m.list(b"f"), Err(Error::Store(_))));
 }

@@ -87,7 +87,20 @@ struct Inner {
     /// Write end of the wake pipe.
     wake_w: i32,
     watch_sock: Mutex<Option<std::net::TcpStream>>,
+    /// Files whose lock this participant kept after its last operation on them, with their state.
+    kept: Mutex<std::collections::HashMap<Box<[u8]>, Kept>>,
+    /// Files another participant asked for while an operation of this one had them.
+    let_go: Mutex<std::collections::HashSet<Box<[u8]>>>,
 }
+
+/// A file lock kept after an operation: its revision and the state last written (None: no state).
+struct Kept {
+    rev: i64,
+    state: Option<Vec<u8>>,
+}
+
+/// The most file locks a participant keeps between operations.
+const MAX_KEPT: usize = 4096;
 
 impl Inner {
     fn key(&self, parts: &[&str]) -> Vec<u8> {
@@ -122,9 +135,11 @@ impl Inner {
                     return;
                 }
             }
+            // The lease lives at least TTL past the moment the renewal was sent.
+            let sent = super::unix_ms();
             match self.client.keepalive(self.lease) {
                 Ok(ttl) if ttl > 0 => {
-                    self.alive_at.store(super::unix_ms(), Ordering::Release);
+                    self.alive_at.store(sent, Ordering::Release);
                     if reported {
                         log::warn!("unilock: etcd reachable again (lease {:x} kept)", self.lease);
                         reported = false;
@@ -150,12 +165,34 @@ impl Inner {
         }
     }
 
+    /// Another participant asked for a file whose lock this one kept: let go of it now, or at the
+    /// end of the operation that has it.
+    fn let_go_of(&self, me: u64, hf: &str) {
+        let Some(file) = unhex(hf.as_bytes()) else { return };
+        let q = self.key(&["q/", &format!("{me:016x}/"), hf]);
+        let kept = self.kept.lock().remove(&file[..]);
+        let r = match kept {
+            Some(k) => {
+                let l = self.key(&["l/", hf]);
+                self.client.txn(&[Cmp::Modified(&l, k.rev)], &[Op::Delete(&l), Op::Delete(&q)], &[Op::Delete(&q)])
+            }
+            None => {
+                self.let_go.lock().insert(file.into_boxed_slice());
+                self.client.txn(&[], &[Op::Delete(&q)], &[])
+            }
+        };
+        if let Err(e) = r {
+            log::warn!("unilock: etcd: letting go of a file lock: {e}");
+        }
+    }
+
     fn watch_loop(&self, me: u64) {
         let mbox = self.key(&["m/", &format!("{me:016x}/")]);
         let hosts = self.key(&["h/"]);
+        let asks = self.key(&["q/", &format!("{me:016x}/")]);
         let mut failures = 0u32;
         while !self.stopped() {
-            match client::Watch::open(&self.client, &[&mbox, &hosts]) {
+            match client::Watch::open(&self.client, &[&mbox, &hosts, &asks]) {
                 Ok(mut w) => {
                     if let Ok(s) = w.stopper() {
                         *self.watch_sock.lock() = Some(s);
@@ -165,11 +202,28 @@ impl Inner {
                     }
                     // Anything may have arrived while no watch was open.
                     self.wake();
+                    if let Ok(kvs) = self.client.range(&asks, &prefix_end(&asks), true) {
+                        for kv in kvs {
+                            self.let_go_of(me, &String::from_utf8_lossy(&kv.key[asks.len()..]));
+                        }
+                    }
                     failures = 0;
                     loop {
                         match w.next() {
                             Ok(v) => {
-                                if v["result"]["events"].is_array() {
+                                let Some(evs) = v["result"]["events"].as_array() else { continue };
+                                let mut wake = false;
+                                for ev in evs {
+                                    let key = client::kv_of(&ev["kv"]).map(|kv| kv.key).unwrap_or_default();
+                                    if key.starts_with(&asks) {
+                                        if ev["type"].as_str() != Some("DELETE") {
+                                            self.let_go_of(me, &String::from_utf8_lossy(&key[asks.len()..]));
+                                        }
+                                    } else {
+                                        wake = true;
+                                    }
+                                }
+                                if wake {
                                     self.wake();
                                 }
                             }
@@ -241,6 +295,8 @@ impl Etcd {
             stop_cv: Condvar::new(),
             wake_w: fds[1],
             watch_sock: Mutex::new(None),
+            kept: Mutex::new(std::collections::HashMap::new()),
+            let_go: Mutex::new(std::collections::HashSet::new()),
         });
         let id = ProcIdent::me();
         let reg = format!("{}\n{}\n{}\n{}", cfg.host, id.pid, id.start, id.boot);
@@ -277,8 +333,16 @@ impl Etcd {
         Ok(())
     }
 
-    /// Takes the locks `keys` and reads `reads` in one transaction; waits while another participant
-    /// holds one. Returns the lock revision and the ranges read.
+    /// Is this participant's lease surely alive (renewed less than 3/4 TTL ago)? Then a file lock it
+    /// kept is still its own and an operation that changes nothing needs no write to be sure.
+    fn lease_fresh(&self) -> bool {
+        let since = super::unix_ms().saturating_sub(self.inner.alive_at.load(Ordering::Acquire));
+        !self.inner.lost.load(Ordering::Acquire) && since < self.inner.ttl_s * 750
+    }
+
+    /// Takes the locks `locks` and reads `reads` in one transaction; while another participant holds
+    /// one, asks it to let go (`q/<holder>/<file>`: a file lock kept after its last operation) and
+    /// waits. Returns the locks' revision and the ranges read.
     fn acquire(&self, locks: &[&[u8]], reads: &[Op]) -> Result<(i64, Vec<Vec<Kv>>)> {
         let me = self.me.to_string();
         let cmps: Vec<Cmp> = locks.iter().map(|k| Cmp::Created(k, 0)).collect();
@@ -289,7 +353,9 @@ impl Etcd {
             then.push(Op::Range(k, e));
             otherwise.push(Op::Range(k, e));
         }
+        let lpre = self.inner.key(&["l/"]);
         let start = Instant::now();
+        let mut asked = None::<Instant>;
         let mut pause = Duration::from_micros(100);
         loop {
             self.check()?;
@@ -299,12 +365,18 @@ impl Etcd {
             }
             // Held: by this participant (a lock left by an operation whose end was lost) or another.
             let mut mine = false;
+            let ask = asked.is_none_or(|t| t.elapsed() > Duration::from_millis(50));
             for (k, held) in locks.iter().zip(&r.ranges) {
-                if let Some(kv) = held.first() {
-                    if kv.value == me.as_bytes() {
-                        mine = true;
-                        let _ = self.inner.client.txn(&[Cmp::Modified(k, kv.mod_revision)], &[Op::Delete(k)], &[]);
-                    }
+                let Some(kv) = held.first() else { continue };
+                if kv.value == me.as_bytes() {
+                    mine = true;
+                    let _ = self.inner.client.txn(&[Cmp::Modified(k, kv.mod_revision)], &[Op::Delete(k)], &[]);
+                } else if ask && !k.ends_with(b"~graph") {
+                    let holder: u64 = std::str::from_utf8(&kv.value).ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+                    let file = std::str::from_utf8(&k[lpre.len()..]).unwrap_or("");
+                    let q = self.inner.key(&["q/", &format!("{holder:016x}/"), file]);
+                    let _ = self.inner.client.txn(&[], &[Op::Put(&q, b"", self.inner.lease)], &[]);
+                    asked = Some(Instant::now());
                 }
             }
             if mine {
@@ -314,17 +386,19 @@ impl Etcd {
                 return Err(Error::Store("a file's etcd lock stayed held by another participant".into()));
             }
             std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(5));
+            pause = (pause * 2).min(Duration::from_millis(2));
         }
     }
 
-    /// Drops locks taken at `rev` (after an operation that wrote nothing).
-    fn release(&self, locks: &[&[u8]], rev: i64) -> Result<()> {
-        let cmps: Vec<Cmp> = locks.iter().map(|k| Cmp::Modified(k, rev)).collect();
-        let ops: Vec<Op> = locks.iter().map(|k| Op::Delete(k)).collect();
-        self.inner.client.txn(&cmps, &ops, &[]).map(|_| ()).map_err(serr)
+    /// Drops locks (best effort: after a failure).
+    fn release(&self, locks: &[(&[u8], i64)]) {
+        for (k, rev) in locks {
+            let _ = self.inner.client.txn(&[Cmp::Modified(k, *rev)], &[Op::Delete(k)], &[]);
+        }
     }
 
+    /// One operation with the locks held (`locks`: key and revision; the file's lock first) and the
+    /// file's state as etcd has it (`state`), or its wait edges (`edges`, with `need_graph`).
     #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
@@ -332,26 +406,27 @@ impl Etcd {
         create: bool,
         ctx: &Ctx,
         f: &mut dyn FnMut(Option<&mut FileState>),
-        locks: &[&[u8]],
-        rev: i64,
-        ranges: &[Vec<Kv>],
+        locks: &[(&[u8], i64)],
+        state: Option<Vec<u8>>,
+        edges: Option<&[Kv]>,
         (fkey, wkey): (&[u8], &[u8]),
-        need_graph: bool,
-    ) -> Result<()> {
-        let mut fs = match ranges[0].first() {
-            Some(kv) => FileState::decode(file, &kv.value, false)
+    ) -> Result<Option<Vec<u8>>> {
+        let mut fs = match &state {
+            Some(b) => FileState::decode(file, b, false)
                 .ok_or_else(|| Error::Store("a file state in etcd is corrupt".into()))?,
             None if create => FileState::blank(file, false),
             None => {
-                self.release(locks, rev)?;
                 f(None);
-                return Ok(());
+                if locks.len() > 1 {
+                    self.release(&locks[1..]);
+                }
+                return Ok(None);
             }
         };
         fs.me = self.me;
-        if need_graph {
+        if let Some(edges) = edges {
             let mut g = crate::core::wait::WaitGraph::default();
-            for kv in &ranges[1] {
+            for kv in edges {
                 if kv.key == wkey {
                     continue;
                 }
@@ -372,11 +447,16 @@ impl Etcd {
         fs.expire_leases(ctx);
         f(Some(&mut fs));
         let _ = fs.take_journal();
-        let state = if fs.is_empty_state() { None } else { Some(fs.encode()) };
-        let edges = (had_waits || fs.waiter_count() > 0).then(|| encode_edges(&fs));
+        let new_state = if fs.is_empty_state() { None } else { Some(fs.encode()) };
+        let new_edges = (had_waits || fs.waiter_count() > 0).then(|| encode_edges(&fs));
         let procs_after = fs.procs();
         let keys_after = lease_keys(&fs);
         let out: Vec<Event> = ctx.outbox.map(|o| std::mem::take(&mut *o.lock())).unwrap_or_default();
+        if new_state == state && new_edges.is_none() && out.is_empty() && locks.len() == 1 && self.lease_fresh() {
+            // Nothing changed and the file's lock stays: nothing to write (a test, a list, a
+            // refused lock on a file this participant keeps).
+            return Ok(state);
+        }
 
         // The commit: owned keys first, then the operations that borrow them.
         let hf = hex(file);
@@ -399,11 +479,13 @@ impl Etcd {
             owned.push((k, super::sqlite_shared::encode_event(ev), true));
         }
         let mut ops: Vec<Op> = Vec::with_capacity(owned.len() + 4);
-        match &state {
-            Some(s) => ops.push(Op::Put(fkey, s, 0)),
-            None => ops.push(Op::Delete(fkey)),
+        if new_state != state {
+            match &new_state {
+                Some(s) => ops.push(Op::Put(fkey, s, 0)),
+                None => ops.push(Op::Delete(fkey)),
+            }
         }
-        match &edges {
+        match &new_edges {
             Some(e) if fs.waiter_count() > 0 => ops.push(Op::Put(wkey, e, 0)),
             Some(_) => ops.push(Op::Delete(wkey)),
             None => {}
@@ -411,10 +493,12 @@ impl Etcd {
         for (k, v, put) in &owned {
             ops.push(if *put { Op::Put(k, v, 0) } else { Op::Delete(k) });
         }
-        for k in locks {
+        // The graph's lock goes now; the file's lock is kept for this participant's next operation
+        // on the file (until another participant asks for it).
+        for (k, _) in &locks[1..] {
             ops.push(Op::Delete(k));
         }
-        let cmps: Vec<Cmp> = locks.iter().map(|k| Cmp::Modified(k, rev)).collect();
+        let cmps: Vec<Cmp> = locks.iter().map(|(k, rev)| Cmp::Modified(k, *rev)).collect();
         let ok = match self.inner.client.txn(&cmps, &ops, &[]) {
             Ok(r) => r.succeeded,
             Err(e) => {
@@ -426,7 +510,7 @@ impl Etcd {
             log::error!("unilock: etcd: this participant lost a file's lock during an operation (its lease expired?)");
             return Err(Error::Store("lost the file's etcd lock during the operation".into()));
         }
-        Ok(())
+        Ok(new_state)
     }
 
     fn registered(&self) -> Result<Vec<(u64, ProcIdent)>> {
@@ -483,6 +567,7 @@ impl Backend for Etcd {
         f: &mut dyn FnMut(Option<&mut FileState>),
     ) -> Result<()> {
         let _op = self.op.lock();
+        self.check()?;
         let hf = hex(file);
         let fkey = self.inner.key(&["f/", &hf]);
         let lkey = self.inner.key(&["l/", &hf]);
@@ -490,20 +575,60 @@ impl Backend for Etcd {
         let wkey = self.inner.key(&["w/", &hf]);
         let wpre = self.inner.key(&["w/"]);
         let wend = prefix_end(&wpre);
-        let need_graph = ctx.need_graph;
-        let mut locks: Vec<&[u8]> = vec![&lkey];
-        let mut reads = vec![Op::Range(&fkey, &[])];
-        if need_graph {
-            locks.push(&gkey);
+        // The file's lock kept from this participant's last operation on it: no need to take it, and
+        // its state is the one this participant wrote (nobody else may write without the lock).
+        let kept = self.inner.kept.lock().remove(file);
+        let mut take: Vec<&[u8]> = Vec::new();
+        let mut reads = Vec::new();
+        if kept.is_none() {
+            take.push(&lkey);
+            reads.push(Op::Range(&fkey, &[]));
+        }
+        if ctx.need_graph {
+            take.push(&gkey);
             reads.push(Op::Range(&wpre, &wend));
         }
-        let (rev, ranges) = self.acquire(&locks, &reads)?;
-        let r = self.run(file, create, ctx, f, &locks, rev, &ranges, (&fkey, &wkey), need_graph);
-        if r.is_err() {
-            // Whatever happened, do not leave the file locked (a lost answer may have kept it).
-            let _ = self.release(&locks, rev);
+        let (rev, ranges) = if take.is_empty() {
+            (0, Vec::new())
+        } else {
+            match self.acquire(&take, &reads) {
+                Ok(x) => x,
+                Err(e) => {
+                    if let Some(k) = kept {
+                        self.inner.kept.lock().insert(file.into(), k);
+                    }
+                    return Err(e);
+                }
+            }
+        };
+        let mut ranges = ranges.into_iter();
+        let (lrev, state) = match kept {
+            Some(k) => (k.rev, k.state),
+            None => (rev, ranges.next().unwrap_or_default().into_iter().next().map(|kv| kv.value)),
+        };
+        let edges = if ctx.need_graph { Some(ranges.next().unwrap_or_default()) } else { None };
+        let mut locks: Vec<(&[u8], i64)> = vec![(&lkey, lrev)];
+        if ctx.need_graph {
+            locks.push((&gkey, rev));
         }
-        r
+        match self.run(file, create, ctx, f, &locks, state, edges.as_deref(), (&fkey, &wkey)) {
+            Ok(state) => {
+                let let_go = self.inner.let_go.lock().remove(file);
+                let mut kept = self.inner.kept.lock();
+                if !let_go && kept.len() < MAX_KEPT {
+                    kept.insert(file.into(), Kept { rev: lrev, state });
+                } else {
+                    drop(kept);
+                    self.release(&locks[..1]);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Whatever happened, do not leave the file locked (a lost answer may have kept it).
+                self.release(&locks);
+                Err(e)
+            }
+        }
     }
 
     /// Takes the events other participants addressed to this one (and drains the wake pipe).
@@ -609,7 +734,7 @@ impl Backend for Etcd {
     /// Forgets a dead participant once its state was released (its index, mailbox and timers).
     fn forget_proc(&self, proc: u64) -> Result<()> {
         let p = format!("{proc:016x}");
-        for pre in [self.inner.key(&["p/", &p, "/"]), self.inner.key(&["m/", &p, "/"])] {
+        for pre in [self.inner.key(&["p/", &p, "/"]), self.inner.key(&["m/", &p, "/"]), self.inner.key(&["q/", &p, "/"])] {
             let end = prefix_end(&pre);
             self.inner
                 .client
