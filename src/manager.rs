@@ -148,10 +148,11 @@ impl Manager {
             Some(_) => Arc::new(crate::clock::WallClock::default()),
             None => Arc::new(SystemClock),
         });
-        let events = Events::new(clock, settings.loop_mode || settings.shared || settings.cluster.is_some()).map_err(|e| {
-            log::error!("cannot create the event descriptors: {e}");
-            Error::Resource("event descriptors")
-        })?;
+        let events =
+            Events::new(clock, settings.loop_mode || settings.shared || settings.cluster.is_some()).map_err(|e| {
+                log::error!("cannot create the event descriptors: {e}");
+                Error::Resource("event descriptors")
+            })?;
         let grace_ms = if settings.grace_ms == 0 { crate::defaults::GRACE_PERIOD_MS } else { settings.grace_ms };
         let mut grace = Grace::default();
         let mut shared = None;

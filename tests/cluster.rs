@@ -146,19 +146,26 @@ fn one_table_across_hosts() {
     assert_eq!(a.m.list(b"f").unwrap()[0].client, b"nlm:b", "A sees B's granted lock");
     // A lease of A broken by B's open; A's ack completes B's open.
     let g = b"g";
-    assert!(matches!(a.m.open_file(g, b"smb:a", 1, &lease_spec(1), None), Ok(LeaseAnswer::Ready(g)) if g.state == lease::RWH));
+    assert!(
+        matches!(a.m.open_file(g, b"smb:a", 1, &lease_spec(1), None), Ok(LeaseAnswer::Ready(g)) if g.state == lease::RWH)
+    );
     let pid = match b.m.open_file(g, b"smb:b", 2, &lease_spec(2), Some(&wait(5))) {
         Ok(LeaseAnswer::Pending(id)) => id,
         other => panic!("B's open did not wait for the break: {other:?}"),
     };
     let ev = a.drain();
     assert_eq!(ev.len(), 1, "{ev:?}");
-    assert_eq!((ev[0].kind, ev[0].lease.state, ev[0].lease.break_to), (EventKind::LeaseBreak, lease::RWH, lease::R | lease::H));
+    assert_eq!(
+        (ev[0].kind, ev[0].lease.state, ev[0].lease.break_to),
+        (EventKind::LeaseBreak, lease::RWH, lease::R | lease::H)
+    );
     // The ack by key alone finds the file through the cluster's index.
     a.m.lease_ack_by_key(b"smb:a", &[1; 16], lease::R | lease::H).unwrap();
     let ev = b.drain();
     assert_eq!(ev.iter().map(|e| (e.kind, e.request_id)).collect::<Vec<_>>(), vec![(EventKind::BreaksDone, pid)]);
-    assert!(matches!(b.m.open_file(g, b"smb:b", 2, &lease_spec(2), Some(&wait(5))), Ok(LeaseAnswer::Ready(g)) if g.state == lease::R | lease::H));
+    assert!(
+        matches!(b.m.open_file(g, b"smb:b", 2, &lease_spec(2), Some(&wait(5))), Ok(LeaseAnswer::Ready(g)) if g.state == lease::R | lease::H)
+    );
     // A host that leaves releases its state; B's waiter proceeds.
     a.m.lock(g, &oa, &px(X, 0, 1)).unwrap();
     let id = pending(b.m.lock_blocking(g, &ob, &px(X, 0, 1), &wait(6)));
@@ -258,6 +265,8 @@ fn host_death_releases_state_within_the_ttl() {
     assert!(granted, "the dead host's lock was not released within {:?}", killed.elapsed());
     println!("released {} ms after SIGKILL", killed.elapsed().as_millis());
     // Its lease went too: another client gets the RWH lease at once.
-    assert!(matches!(b.m.open_file(b"g", b"smb:b", 1, &lease_spec(8), None), Ok(LeaseAnswer::Ready(g)) if g.state == lease::RWH));
+    assert!(
+        matches!(b.m.open_file(b"g", b"smb:b", 1, &lease_spec(8), None), Ok(LeaseAnswer::Ready(g)) if g.state == lease::RWH)
+    );
     b.m.leave();
 }

@@ -351,7 +351,7 @@ impl Client {
                     }
                     Op::Put(k, v, _) => json!({"request_put": {"key": b64(k), "value": b64(v)}}),
                     Op::Delete(k) => json!({"request_delete_range": {"key": b64(k)}}),
-                    Op::Range(k, e) if e.is_empty() => json!({"request_range": {"key": b64(k)}}),
+                    Op::Range(k, &[]) => json!({"request_range": {"key": b64(k)}}),
                     Op::Range(k, e) => json!({"request_range": {"key": b64(k), "range_end": b64(e)}}),
                 })
                 .collect()
@@ -428,7 +428,7 @@ impl Watch {
     }
 
     /// The next message of the stream (a JSON object).
-    pub fn next(&mut self) -> Res<Value> {
+    pub fn next_message(&mut self) -> Res<Value> {
         loop {
             if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = self.buf.drain(..=i).collect();

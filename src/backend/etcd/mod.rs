@@ -30,9 +30,9 @@
 
 pub mod client;
 
+use super::{Backend, ProcIdent};
 use crate::error::{Error, Result};
 use crate::requests::{Ctx, Event};
-use super::{Backend, ProcIdent};
 use crate::table::FileState;
 use client::{prefix_end, Client, Cmp, Kv, Op};
 use parking_lot::{Condvar, Mutex};
@@ -209,7 +209,7 @@ impl Inner {
                     }
                     failures = 0;
                     loop {
-                        match w.next() {
+                        match w.next_message() {
                             Ok(v) => {
                                 let Some(evs) = v["result"]["events"].as_array() else { continue };
                                 let mut wake = false;
@@ -318,7 +318,12 @@ impl Etcd {
         let i2 = inner.clone();
         let t2 = spawn("unilock-etcd-watch", Box::new(move || i2.watch_loop(me)))?;
         e.threads.lock().extend([t1, t2]);
-        log::info!("unilock: joined cluster {:?} on {} as participant {me:x} ({})", cfg.cluster, cfg.endpoints, cfg.host);
+        log::info!(
+            "unilock: joined cluster {:?} on {} as participant {me:x} ({})",
+            cfg.cluster,
+            cfg.endpoints,
+            cfg.host
+        );
         Ok((e, None))
     }
 
@@ -365,7 +370,7 @@ impl Etcd {
             }
             // Held: by this participant (a lock left by an operation whose end was lost) or another.
             let mut mine = false;
-            let ask = asked.is_none_or(|t| t.elapsed() > Duration::from_millis(50));
+            let ask = asked.map_or(true, |t| t.elapsed() > Duration::from_millis(50));
             for (k, held) in locks.iter().zip(&r.ranges) {
                 let Some(kv) = held.first() else { continue };
                 if kv.value == me.as_bytes() {
@@ -430,8 +435,8 @@ impl Etcd {
                 if kv.key == wkey {
                     continue;
                 }
-                for (id, who, blockers) in decode_edges(&kv.value)
-                    .ok_or_else(|| Error::Store("a wait edge in etcd is corrupt".into()))?
+                for (id, who, blockers) in
+                    decode_edges(&kv.value).ok_or_else(|| Error::Store("a wait edge in etcd is corrupt".into()))?
                 {
                     g.set(id ^ super::sqlite_shared::hash_bytes(&kv.key), who, blockers);
                 }
@@ -540,7 +545,6 @@ impl Etcd {
             })
             .collect())
     }
-
 }
 
 impl Backend for Etcd {
@@ -734,7 +738,9 @@ impl Backend for Etcd {
     /// Forgets a dead participant once its state was released (its index, mailbox and timers).
     fn forget_proc(&self, proc: u64) -> Result<()> {
         let p = format!("{proc:016x}");
-        for pre in [self.inner.key(&["p/", &p, "/"]), self.inner.key(&["m/", &p, "/"]), self.inner.key(&["q/", &p, "/"])] {
+        for pre in
+            [self.inner.key(&["p/", &p, "/"]), self.inner.key(&["m/", &p, "/"]), self.inner.key(&["q/", &p, "/"])]
+        {
             let end = prefix_end(&pre);
             self.inner
                 .client
