@@ -13,6 +13,7 @@ pub mod conflict;
 pub mod grace;
 pub mod itree;
 pub mod lease;
+pub mod limits;
 pub mod lockset;
 pub mod posix;
 pub mod range;
