@@ -3,7 +3,7 @@
 //! with the reason printed, when no `etcd` binary is installed (`cluster/deps.sh` installs it).
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,61 +18,9 @@ use unilock::table::{LeaseAnswer, OpenSpec, Queued};
 
 use LockType::{Exclusive as X, Shared as S};
 
-/// A private single-member etcd, stopped (and its data removed) on drop.
-struct Etcd {
-    child: Child,
-    dir: std::path::PathBuf,
-    url: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-impl Etcd {
-    fn start() -> Option<Etcd> {
-        if Command::new("etcd").arg("--version").output().is_err() {
-            println!("SKIPPED: no etcd binary (apt-get install etcd-server, or cluster/deps.sh)");
-            return None;
-        }
-        let dir = std::env::temp_dir().join(format!("unilock-etcd-{}-{}", std::process::id(), free_port()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let (c, p) = (free_port(), free_port());
-        let url = format!("http://127.0.0.1:{c}");
-        let peer = format!("http://127.0.0.1:{p}");
-        let log = std::fs::File::create(dir.join("etcd.log")).unwrap();
-        let child = Command::new("etcd")
-            .args(["--name", "n1", "--data-dir"])
-            .arg(dir.join("data"))
-            .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("n1={peer}")])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let e = Etcd { child, dir, url };
-        let start = Instant::now();
-        let client = unilock::backend::etcd::client::Client::new(&e.url, Duration::from_secs(1)).unwrap();
-        while client.range(b"x", b"", true).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(20), "etcd did not start: see {}", e.dir.display());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(e)
-    }
-
-    fn config(&self, cluster: &str, host: &str) -> EtcdConfig {
-        EtcdConfig { endpoints: self.url.clone(), cluster: cluster.into(), host: host.into(), ttl_ms: 2000 }
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+#[path = "common/etcd.rs"]
+mod etcd;
+use etcd::Etcd;
 
 struct Host {
     m: Manager,
