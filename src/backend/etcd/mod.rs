@@ -75,6 +75,8 @@ fn serr(e: String) -> Error {
 /// State shared with the keep-alive and watch threads.
 struct Inner {
     client: Client,
+    /// The keep-alive's own connection: never queued behind an operation's slow call.
+    ka_client: Client,
     prefix: String,
     lease: i64,
     ttl_s: u64,
@@ -137,7 +139,7 @@ impl Inner {
             }
             // The lease lives at least TTL past the moment the renewal was sent.
             let sent = super::unix_ms();
-            match self.client.keepalive(self.lease) {
+            match self.ka_client.keepalive(self.lease) {
                 Ok(ttl) if ttl > 0 => {
                     self.alive_at.store(sent, Ordering::Release);
                     if reported {
@@ -260,6 +262,8 @@ pub struct Etcd {
     seq: AtomicU64,
     wake_r: i32,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// The registrations `procs` last read, and when.
+    seen: Mutex<(Instant, std::collections::HashSet<u64>)>,
 }
 
 /// How long an operation waits for a file's lock held by another participant before answering
@@ -284,8 +288,10 @@ impl Etcd {
             let _ = client.revoke(lease);
             return Err(Error::Resource("event descriptors"));
         }
+        let ka_client = Client::new(&cfg.endpoints, client.timeout).map_err(serr)?;
         let inner = Arc::new(Inner {
             client,
+            ka_client,
             prefix: format!("{}/", cfg.cluster),
             lease,
             ttl_s,
@@ -308,6 +314,7 @@ impl Etcd {
             seq: AtomicU64::new(0),
             wake_r: fds[0],
             threads: Mutex::new(Vec::new()),
+            seen: Mutex::new((Instant::now(), std::collections::HashSet::new())),
         };
         e.inner.client.txn(&[], &[Op::Put(&hkey, reg.as_bytes(), lease)], &[]).map_err(serr)?;
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
@@ -654,11 +661,14 @@ impl Backend for Etcd {
 
     /// Every participant known: those registered, and those that still have state (dead ones).
     fn procs(&self) -> Result<Vec<(u64, ProcIdent)>> {
-        let mut v = self.registered()?;
+        // The index first: a participant writes it only after registering, so one found there and
+        // not among the registrations read after it is gone (not one that has just started).
         let pre = self.inner.key(&["p/"]);
-        for kv in self.inner.client.range(&pre, &prefix_end(&pre), true).map_err(serr)? {
-            let id = proc_of(&kv.key[pre.len()..]);
-            if let Some(id) = id {
+        let indexed = self.inner.client.range(&pre, &prefix_end(&pre), true).map_err(serr)?;
+        let mut v = self.registered()?;
+        *self.seen.lock() = (Instant::now(), v.iter().map(|(p, _)| *p).collect());
+        for kv in indexed {
+            if let Some(id) = proc_of(&kv.key[pre.len()..]) {
                 if !v.iter().any(|(p, _)| *p == id) {
                     v.push((id, ProcIdent { pid: 0, start: 0, boot: String::new() }));
                 }
@@ -672,6 +682,13 @@ impl Backend for Etcd {
     fn alive(&self, id: u64, _ident: &ProcIdent) -> bool {
         if id == self.me {
             return true;
+        }
+        // Registered in the snapshot `procs` just took: alive (the reaper asks right after it).
+        {
+            let seen = self.seen.lock();
+            if seen.0.elapsed() < Duration::from_secs(1) && seen.1.contains(&id) {
+                return true;
+            }
         }
         let k = self.inner.key(&["h/", &format!("{id:016x}")]);
         match self.inner.client.range(&k, &[], true) {
