@@ -1,4 +1,5 @@
 //! Cluster mode: the processes of several file-server hosts share one lock table kept in etcd.
+//! (One concept, the etcd backend, in one file over 800 lines; the client is `client.rs`.)
 //!
 //! Every participant (one process with a handle: an `nfsd`, each `smbd` child) grants itself an
 //! etcd lease, kept alive by a thread, and registers under it; its participant id is the lease id
