@@ -428,7 +428,7 @@ pub(crate) fn encode_event(e: &Event) -> Vec<u8> {
     w.0
 }
 
-fn decode_event(b: &[u8]) -> Option<Event> {
+pub(crate) fn decode_event(b: &[u8]) -> Option<Event> {
     let mut r = R { b };
     let kind = EventKind::try_from(r.u8()?).ok()?;
     let result = match r.u64()? {
