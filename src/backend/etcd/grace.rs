@@ -153,6 +153,7 @@ impl Etcd {
         let (h, f, p) = (inner.key(&["h/"]), inner.key(&["f/"]), inner.key(&["p/"]));
         let (hend, fend, pend) = (prefix_end(&h), prefix_end(&f), prefix_end(&p));
         let my_boot = ProcIdent::me().boot;
+        let my_ns = super::pid_ns();
         for _ in 0..TRIES {
             // One consistent read of the record, the registrations, the file states and the index.
             let reads = [Op::Range(&g, &[]), Op::Range(&h, &hend), Op::Range(&f, &fend), Op::Range(&p, &pend)];
@@ -174,7 +175,7 @@ impl Etcd {
                 None => None,
             };
             // Registrations still under their lease, less this participant and the processes of
-            // this boot known to be gone (killed: their lease has not expired yet).
+            // this boot and pid namespace known to be gone (killed: their lease has not expired yet).
             let mut dead = Vec::new();
             let mut alive = 0;
             for kv in &regs {
@@ -183,7 +184,8 @@ impl Etcd {
                     continue;
                 }
                 let ident = super::ident_of(&kv.value);
-                if ident.boot == my_boot && !ident.alive() {
+                let ns = String::from_utf8_lossy(&kv.value).split('\n').nth(4).unwrap_or("").to_string();
+                if ident.boot == my_boot && !my_ns.is_empty() && ns == my_ns && !ident.alive() {
                     dead.push(id);
                 } else {
                     alive += 1;

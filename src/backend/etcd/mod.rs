@@ -13,7 +13,7 @@
 //! | `p/<proc>/<hex file>` | index: the participant has state on the file |
 //! | `k/<hex client>/<hex key>` | index: the file an SMB lease key leases |
 //! | `m/<proc>/<sender><seq>` | mailbox: an event for the participant |
-//! | `h/<proc>` | registration (under the lease): host, pid, start time, boot id |
+//! | `h/<proc>` | registration (under the lease): host, pid, start time, boot id, pid namespace |
 //! | `c/<hex client>`, `r/<proc>` | client TTLs; when a dead participant's state may go |
 //! | `g` | the cluster's grace record after a whole-cluster restart (`grace.rs`) |
 //!
@@ -312,7 +312,7 @@ impl Etcd {
             let_go: Mutex::new(std::collections::HashSet::new()),
         });
         let id = ProcIdent::me();
-        let reg = format!("{}\n{}\n{}\n{}", cfg.host, id.pid, id.start, id.boot);
+        let reg = format!("{}\n{}\n{}\n{}\n{}", cfg.host, id.pid, id.start, id.boot, pid_ns());
         let hkey = inner.key(&["h/", &format!("{me:016x}")]);
         let e = Etcd {
             inner: inner.clone(),
@@ -809,7 +809,13 @@ impl Drop for Etcd {
     }
 }
 
-/// The process of a registration (`host\npid\nstart\nboot`).
+/// This process's pid namespace (`pid:[inode]`): a pid means something only inside it (two
+/// containers on one kernel share the boot id).
+fn pid_ns() -> String {
+    std::fs::read_link("/proc/self/ns/pid").map(|p| p.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// The process of a registration (`host\npid\nstart\nboot\npid namespace`).
 fn ident_of(v: &[u8]) -> ProcIdent {
     let s = String::from_utf8_lossy(v).to_string();
     let mut it = s.split('\n').skip(1);
