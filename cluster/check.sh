@@ -5,7 +5,8 @@
 # another; a blocking lock granted when the holder unlocks; a lease break delivered to the holder
 # on another host and its ack completing the waiting open; deadlock detection across hosts; SIGKILL
 # of a host releases its state on the others within the lease TTL; a restart of the single member,
-# or of one of three members, loses no acknowledged lock. Prints "N passed, N failed"; stops
+# or of one of three members, loses no acknowledged lock; a whole-cluster restart (every host
+# SIGKILLed, one restarted, then a second) enters one grace period across hosts. Prints "N passed, N failed"; stops
 # everything it started. Needs the packages cluster/deps.sh installs and `make lib`.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -15,6 +16,8 @@ command -v etcd >/dev/null || { echo "check-cluster: no etcd binary: run sh clus
 stage=${UNILOCK_STAGE:-$top/build}
 work=$(mktemp -d "${TMPDIR:-/tmp}/unilock-cluster.XXXXXX")
 TTL_MS=2000
+GRACE=108    # UNILOCK_E_GRACE
+DENIED=110   # UNILOCK_E_RECLAIM_DENIED
 passed=0; failed=0
 hosts=""
 
@@ -143,7 +146,27 @@ scenarios() {
   expect "$s: after the restart B is still refused by A's lock" "$(cmd $b lock r1 nlm:b 0 1)" "= 102"
   expect "$s: after the restart A unlocks" "$(cmd $a unlock r1 nlm:a 0 1)" "= 0"
   expect "$s: then B gets it" "$(cmd $b lock r1 nlm:b 0 1)" "= 0"
-  host_quit $a; host_quit $b
+  # A whole-cluster restart: every host SIGKILLed; the first host back enters grace with what they
+  # held, a second host joining enforces the same grace; after grace the unreclaimed state is gone.
+  expect "$s: lock before the cluster restart" "$(cmd $a lock z1 nlm:a 0 10)" "= 0"
+  expect "$s: another lock before the cluster restart" "$(cmd $b lock z2 nlm:b 0 10)" "= 0"
+  host_kill $a; host_kill $b
+  host_start "d$n" "cl$n" || { bad "$s: host D did not start"; return; }
+  local d=d$n e=e$n
+  r=$(cmd $d grace); expect "$s: cluster restart: D is in grace" "${r% *}" "= 0 1"
+  expect "$s: grace: a new lock on D refused" "$(cmd $d lock z3 nlm:d 0 1)" "= $GRACE"
+  expect "$s: grace: A's lock reclaimed on D" "$(cmd $d reclaim z1 nlm:a 0 10)" "= 0"
+  expect "$s: grace: a reclaim of what was never held denied" "$(cmd $d reclaim z1 nlm:x 20 1)" "= $DENIED"
+  host_start "$e" "cl$n" || { bad "$s: host E did not start"; return; }
+  r=$(cmd $e grace); expect "$s: cluster restart: E joining is in the same grace" "${r% *}" "= 0 1"
+  expect "$s: grace: a new lock on E refused" "$(cmd $e lock z3 nlm:e 0 1)" "= $GRACE"
+  expect "$s: grace: a reclaim on E of what was never held denied" "$(cmd $e reclaim z1 nlm:b 0 1)" "= $DENIED"
+  expect "$s: grace ends on D" "$(cmd $d graceend)" "= 0"
+  expect "$s: grace ends on E" "$(cmd $e graceend)" "= 0"
+  r=$(cmd $e grace); expect "$s: E no longer in grace" "${r% *}" "= 0 0"
+  expect "$s: after grace: B's unreclaimed lock is gone" "$(cmd $e lock z2 nlm:e 0 10)" "= 0"
+  expect "$s: after grace: A's reclaimed lock holds" "$(cmd $e lock z1 nlm:e 0 1)" "= 102"
+  host_quit $d; host_quit $e
   etcd_down "$dir"
 }
 

@@ -9,6 +9,9 @@
  *   lease FILE CLIENT KEY                   open with an RWH SMB lease  = status state
  *   openw FILE CLIENT KEY TOKEN             the same, waiting for breaks = status state
  *   ack FILE CLIENT KEY STATE               lease break acknowledgement = status
+ *   reclaim FILE CLIENT OFFSET LENGTH       POSIX exclusive reclaim     = status
+ *   grace                                   grace status                = status active expected_clients
+ *   graceend                                ends grace now              = status
  *   quit
  */
 #include <pthread.h>
@@ -93,6 +96,19 @@ int main(int argc, char **argv)
 			memset(&res, 0, sizeof res);
 			st = unilock_file_open(ul, f, flen, client, 1, &req, cmd[0] == 'o' ? &w : NULL, &res);
 			answer("= %llu %llu\n", (unsigned)st, res.state);
+		} else if (strcmp(cmd, "reclaim") == 0 && n == 5) {
+			r.flags = UNILOCK_LOCK_RECLAIM;
+			answer("= %llu%.0llu\n", (unsigned)unilock_lock(ul, f, flen, &o, &r, NULL), 0);
+		} else if (strcmp(cmd, "grace") == 0) {
+			struct unilock_grace_info gi;
+			memset(&gi, 0, sizeof gi);
+			st = unilock_grace_status(ul, &gi);
+			pthread_mutex_lock(&out_lock);
+			printf("= %u %u %llu\n", (unsigned)st, gi.active, (unsigned long long)gi.expected_clients);
+			fflush(stdout);
+			pthread_mutex_unlock(&out_lock);
+		} else if (strcmp(cmd, "graceend") == 0) {
+			answer("= %llu%.0llu\n", (unsigned)unilock_grace_end(ul), 0);
 		} else if (strcmp(cmd, "ack") == 0 && n == 5) {
 			uint8_t key[16];
 			memset(key, (int)a, sizeof key);

@@ -286,28 +286,36 @@ impl FileState {
         }
     }
 
+    fn lease_rows(&self) -> Vec<crate::store::LeaseRow> {
+        self.leases
+            .leases
+            .iter()
+            .map(|l| crate::store::LeaseRow {
+                file: self.id.clone(),
+                client: l.client.clone(),
+                key: l.key,
+                kind: l.kind as u8,
+                version: l.version,
+                dir: l.dir,
+                state: l.state,
+                epoch: l.epoch,
+                breaking: l.breaking,
+                break_to: l.break_to,
+            })
+            .collect()
+    }
+
+    /// Every lock and lease as the store keeps them (cluster mode's grace record).
+    pub fn rows(&self) -> (Vec<crate::store::LockRow>, Vec<crate::store::LeaseRow>) {
+        (self.locks.iter().map(|(_, l)| self.row_of(l)).collect(), self.lease_rows())
+    }
+
     /// Takes what changed since the last call, for the store.
     pub fn take_journal(&mut self) -> crate::store::Journal {
         let mut j = std::mem::take(&mut self.journal);
         if self.leases_dirty {
             self.leases_dirty = false;
-            let rows = self
-                .leases
-                .leases
-                .iter()
-                .map(|l| crate::store::LeaseRow {
-                    file: self.id.clone(),
-                    client: l.client.clone(),
-                    key: l.key,
-                    kind: l.kind as u8,
-                    version: l.version,
-                    dir: l.dir,
-                    state: l.state,
-                    epoch: l.epoch,
-                    breaking: l.breaking,
-                    break_to: l.break_to,
-                })
-                .collect();
+            let rows = self.lease_rows();
             j.leases.push((self.id.clone(), rows));
         }
         j

@@ -11,7 +11,7 @@ use unilock::backend::etcd::EtcdConfig;
 use unilock::core::lease;
 use unilock::core::{Flavour, LockType};
 use unilock::error::Error;
-use unilock::manager::{LockReq, Manager, Settings, WaitSpec};
+use unilock::manager::{LockFlags, LockReq, Manager, Settings, WaitSpec};
 use unilock::owners::OwnerRef;
 use unilock::requests::{Event, EventKind};
 use unilock::table::{LeaseAnswer, OpenSpec, Queued};
@@ -28,11 +28,16 @@ struct Host {
 }
 
 fn host(cfg: EtcdConfig) -> Host {
+    host_grace(cfg, 0)
+}
+
+fn host_grace(cfg: EtcdConfig, grace_ms: u64) -> Host {
     let (tx, rx) = mpsc::channel();
     let tx = Mutex::new(tx);
     let m = Manager::new(Settings {
         loop_mode: true,
         cluster: Some(cfg),
+        grace_ms,
         callback: Some(Box::new(move |e: &Event| {
             let _ = tx.lock().unwrap().send(e.clone());
         })),
@@ -217,4 +222,106 @@ fn host_death_releases_state_within_the_ttl() {
         matches!(b.m.open_file(b"g", b"smb:b", 1, &lease_spec(8), None), Ok(LeaseAnswer::Ready(g)) if g.state == lease::RWH)
     );
     b.m.leave();
+}
+
+/// Not a test by itself: a host of the cluster restarted in `whole_cluster_restart_enters_one_grace`
+/// (`UNILOCK_TEST_ROLE` a or b), in a child process killed with SIGKILL.
+#[test]
+#[ignore]
+fn child_restart_host() {
+    let (Ok(url), Ok(role)) = (std::env::var("UNILOCK_TEST_ETCD"), std::env::var("UNILOCK_TEST_ROLE")) else { return };
+    let cfg = EtcdConfig { endpoints: url, cluster: "t5".into(), host: format!("host-{role}"), ttl_ms: 2000 };
+    let h = host(cfg);
+    if role == "a" {
+        h.m.lock(b"f", &own(b"nlm:a"), &px(X, 0, 100)).unwrap();
+        assert!(matches!(h.m.open_file(b"g", b"smb:a", 1, &lease_spec(7), None), Ok(LeaseAnswer::Ready(_))));
+    } else {
+        h.m.lock(b"f2", &own(b"nlm:b"), &px(S, 0, 10)).unwrap();
+    }
+    println!("LOCKED");
+    std::thread::sleep(Duration::from_secs(120));
+}
+
+fn spawn_child(test: &str, url: &str, role: &str) -> std::process::Child {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", test, "--nocapture", "--test-threads=1"])
+        .env("UNILOCK_TEST_ETCD", url)
+        .env("UNILOCK_TEST_ROLE", role)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("LOCKED") {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the child host died before locking");
+    }
+    child
+}
+
+fn reclaim() -> LockFlags {
+    LockFlags { reclaim: true }
+}
+
+#[test]
+fn whole_cluster_restart_enters_one_grace() {
+    let Some(etcd) = Etcd::start() else { return };
+    // Two hosts hold locks and a lease, and are killed (no leave): the whole cluster is gone.
+    let mut a = spawn_child("child_restart_host", &etcd.url, "a");
+    let mut b = spawn_child("child_restart_host", &etcd.url, "b");
+    a.kill().unwrap();
+    b.kill().unwrap();
+    a.wait().unwrap();
+    b.wait().unwrap();
+    // A new host starts the cluster alone (within the dead hosts' lease TTL): grace.
+    let c = host_grace(etcd.config("t5", "host-c"), 30_000);
+    let (active, left, expected, _) = c.m.grace_status();
+    assert!(active && left > 20_000 && left <= 30_000, "not in grace: {active} {left}");
+    assert_eq!(expected, 3, "nlm:a, smb:a and nlm:b are expected");
+    assert_eq!(c.m.lock(b"h", &own(b"nlm:new"), &px(X, 0, 1)), Err(Error::Grace));
+    c.m.lock_with(b"f", &own(b"nlm:a"), &px(X, 0, 100), reclaim()).unwrap();
+    assert_eq!(c.m.lock_with(b"f", &own(b"nlm:never"), &px(X, 200, 1), reclaim()), Err(Error::ReclaimDenied));
+    assert_eq!(c.m.lock_with(b"f2", &own(b"nlm:a"), &px(S, 0, 10), reclaim()), Err(Error::ReclaimDenied));
+    // The old state is no longer in the table: only the reclaimed lock is.
+    assert_eq!(c.m.list(b"f2").unwrap().len(), 0);
+    assert_eq!(c.m.list(b"f").unwrap().len(), 1);
+    // A second host joining during the cluster's grace enforces it too, for the time left.
+    let d = host_grace(etcd.config("t5", "host-d"), 60_000);
+    let (active, left_d, expected, _) = d.m.grace_status();
+    assert!(active && left_d <= 30_000, "the joining host is not in the cluster's grace: {active} {left_d}");
+    assert_eq!(expected, 3);
+    assert_eq!(d.m.lock(b"h", &own(b"nlm:new"), &px(X, 0, 1)), Err(Error::Grace));
+    match d.m.test(b"f", &own(b"nlm:other"), &px(X, 0, 1)) {
+        Ok(Some(h)) => assert_eq!(h.client, b"nlm:a"),
+        other => panic!("D does not see the reclaimed lock: {other:?}"),
+    }
+    assert_eq!(d.m.lock_with(b"f", &own(b"nlm:never"), &px(X, 0, 1), reclaim()), Err(Error::ReclaimDenied));
+    // nlm:b reclaims on D.
+    d.m.lock_with(b"f2", &own(b"nlm:b"), &px(S, 0, 10), reclaim()).unwrap();
+    // Grace ends on C: what was not reclaimed (smb:a's lease) is released and reported; the record goes.
+    c.m.grace_end();
+    let ev = c.drain();
+    let released: Vec<&[u8]> =
+        ev.iter().filter(|e| e.kind == EventKind::GraceReleased).map(|e| e.client.as_slice()).collect();
+    assert!(released.contains(&b"smb:a".as_slice()), "{ev:?}");
+    assert!(!c.m.grace_status().0);
+    let cl = unilock::backend::etcd::client::Client::new(&etcd.url, Duration::from_secs(1)).unwrap();
+    assert!(cl.range(b"t5/g", b"", true).unwrap().is_empty(), "the grace record is still there");
+    // D's end does not fail (the record is already gone).
+    d.m.grace_end();
+    assert_eq!(d.m.metrics_snapshot().1.store_errors, 0);
+    assert!(!d.m.grace_status().0);
+    // New locks are granted; the reclaimed ones hold.
+    c.m.lock(b"h", &own(b"nlm:new"), &px(X, 0, 1)).unwrap();
+    assert!(matches!(d.m.lock(b"f", &own(b"nlm:new"), &px(X, 0, 1)), Err(Error::Conflict(_))));
+    assert!(matches!(d.m.lock(b"f2", &own(b"nlm:new"), &px(X, 0, 1)), Err(Error::Conflict(_))));
+    assert!(
+        matches!(d.m.open_file(b"g", b"smb:new", 1, &lease_spec(8), None), Ok(LeaseAnswer::Ready(g)) if g.state == lease::RWH)
+    );
+    c.m.leave();
+    d.m.leave();
+    // Everyone left: a host starting now finds nothing to reclaim.
+    let e = host_grace(etcd.config("t5", "host-e"), 30_000);
+    assert!(!e.m.grace_status().0);
+    e.m.leave();
 }

@@ -14,6 +14,7 @@ impl Manager {
         if rec.locks.is_empty() && rec.leases.is_empty() {
             return false;
         }
+        let grace_ms = rec.remaining_ms.unwrap_or(grace_ms);
         log::info!(
             "unilock: {} locks and {} leases of {} clients from the previous run: grace period of {} ms",
             rec.locks.len(),

@@ -175,12 +175,16 @@ impl Manager {
             shared = Some(sh);
         }
         if let Some(c) = &settings.cluster {
-            let (b, _) = crate::backend::etcd::Etcd::open(c).map_err(|e| {
+            let (b, rec) = crate::backend::etcd::Etcd::open(c, grace_ms).map_err(|e| {
                 log::error!("unilock: cannot join cluster {:?} at {}: {e:?}", c.cluster, c.endpoints);
                 e
             })?;
             if let Some(fd) = b.wake_fd() {
                 events.add_fd(fd).map_err(|_| Error::Resource("event descriptors"))?;
+            }
+            // A whole-cluster restart, or a host joining during the cluster's grace period.
+            if let Some(mut rec) = rec {
+                Self::start_recovered_grace(&mut grace, events, &mut rec, grace_ms);
             }
             events.add_timer(events.now_ms() + PROC_CHECK_MS, TimerKind::ProcCheck);
             shared = Some(Box::new(b) as Box<dyn Backend>);

@@ -80,6 +80,9 @@ pub struct Recovered {
     pub leases: Vec<LeaseRow>,
     /// Clients that held state (the expected clients of the grace period).
     pub clients: Vec<Box<[u8]>>,
+    /// How long grace lasts when the backend decided it (cluster mode: what is left of the
+    /// cluster-wide grace period); `None`: the configured period.
+    pub remaining_ms: Option<u64>,
 }
 
 #[derive(Debug)]

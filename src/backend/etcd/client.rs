@@ -30,12 +30,18 @@ pub enum Cmp<'a> {
     Created(&'a [u8], i64),
     /// The key's mod revision equals this.
     Modified(&'a [u8], i64),
+    /// Every key in `[key, end)` was created before this revision (true for none).
+    CreatedBefore(&'a [u8], &'a [u8], i64),
+    /// Every key in `[key, end)` was last changed before this revision (true for none).
+    ModifiedBefore(&'a [u8], &'a [u8], i64),
 }
 
 /// An operation of a transaction.
 pub enum Op<'a> {
     Put(&'a [u8], &'a [u8], i64),
     Delete(&'a [u8]),
+    /// Deletes every key in `[key, end)`.
+    DeleteRange(&'a [u8], &'a [u8]),
     /// A range `[key, end)` (`end` empty: the key alone).
     Range(&'a [u8], &'a [u8]),
 }
@@ -341,6 +347,10 @@ impl Client {
                 Cmp::Modified(k, r) => {
                     json!({"target": "MOD", "result": "EQUAL", "key": b64(k), "mod_revision": r.to_string()})
                 }
+                Cmp::CreatedBefore(k, e, r) => json!({"target": "CREATE", "result": "LESS", "key": b64(k),
+                    "range_end": b64(e), "create_revision": r.to_string()}),
+                Cmp::ModifiedBefore(k, e, r) => json!({"target": "MOD", "result": "LESS", "key": b64(k),
+                    "range_end": b64(e), "mod_revision": r.to_string()}),
             })
             .collect();
         let ops = |ops: &[Op]| -> Vec<Value> {
@@ -351,6 +361,7 @@ impl Client {
                     }
                     Op::Put(k, v, _) => json!({"request_put": {"key": b64(k), "value": b64(v)}}),
                     Op::Delete(k) => json!({"request_delete_range": {"key": b64(k)}}),
+                    Op::DeleteRange(k, e) => json!({"request_delete_range": {"key": b64(k), "range_end": b64(e)}}),
                     Op::Range(k, &[]) => json!({"request_range": {"key": b64(k)}}),
                     Op::Range(k, e) => json!({"request_range": {"key": b64(k), "range_end": b64(e)}}),
                 })

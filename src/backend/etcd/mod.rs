@@ -13,8 +13,9 @@
 //! | `p/<proc>/<hex file>` | index: the participant has state on the file |
 //! | `k/<hex client>/<hex key>` | index: the file an SMB lease key leases |
 //! | `m/<proc>/<sender><seq>` | mailbox: an event for the participant |
-//! | `h/<proc>` | registration (under the lease): host, pid, start time, boot id |
+//! | `h/<proc>` | registration (under the lease): host, pid, start time, boot id, pid namespace |
 //! | `c/<hex client>`, `r/<proc>` | client TTLs; when a dead participant's state may go |
+//! | `g` | the cluster's grace record after a whole-cluster restart (`grace.rs`) |
 //!
 //! An operation takes the file's lock and reads its state in one transaction (`If create_revision(l) =
 //! 0 Then put l, range f`), runs the caller's closure exactly once, and writes the state, the indexes,
@@ -30,6 +31,7 @@
 //! the others as a dead process's is in shared mode.
 
 pub mod client;
+mod grace;
 
 use super::{Backend, ProcIdent};
 use crate::error::{Error, Result};
@@ -265,6 +267,8 @@ pub struct Etcd {
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// The registrations `procs` last read, and when.
     seen: Mutex<(Instant, std::collections::HashSet<u64>)>,
+    /// The create revision of the cluster's grace record this participant enforces (`grace.rs`).
+    grace_rev: Mutex<Option<i64>>,
 }
 
 /// How long an operation waits for a file's lock held by another participant before answering
@@ -274,8 +278,10 @@ fn lock_patience(ttl_s: u64) -> Duration {
 }
 
 impl Etcd {
-    /// Joins the cluster table. Never a restart's state: see the README (grace across hosts).
-    pub fn open(cfg: &EtcdConfig) -> Result<(Etcd, Option<crate::store::Recovered>)> {
+    /// Joins the cluster table. Returns the pre-restart state when this participant starts the
+    /// cluster alone (a whole-cluster restart: a grace period of `grace_ms`) or joins it during
+    /// that grace period (for the time left): see `grace.rs`.
+    pub fn open(cfg: &EtcdConfig, grace_ms: u64) -> Result<(Etcd, Option<crate::store::Recovered>)> {
         if cfg.cluster.is_empty() || cfg.cluster.contains('\0') {
             return Err(Error::Invalid("cluster mode needs a cluster name"));
         }
@@ -306,7 +312,7 @@ impl Etcd {
             let_go: Mutex::new(std::collections::HashSet::new()),
         });
         let id = ProcIdent::me();
-        let reg = format!("{}\n{}\n{}\n{}", cfg.host, id.pid, id.start, id.boot);
+        let reg = format!("{}\n{}\n{}\n{}\n{}", cfg.host, id.pid, id.start, id.boot, pid_ns());
         let hkey = inner.key(&["h/", &format!("{me:016x}")]);
         let e = Etcd {
             inner: inner.clone(),
@@ -316,6 +322,7 @@ impl Etcd {
             wake_r: fds[0],
             threads: Mutex::new(Vec::new()),
             seen: Mutex::new((Instant::now(), std::collections::HashSet::new())),
+            grace_rev: Mutex::new(None),
         };
         e.inner.client.txn(&[], &[Op::Put(&hkey, reg.as_bytes(), lease)], &[]).map_err(serr)?;
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
@@ -326,13 +333,14 @@ impl Etcd {
         let i2 = inner.clone();
         let t2 = spawn("unilock-etcd-watch", Box::new(move || i2.watch_loop(me)))?;
         e.threads.lock().extend([t1, t2]);
+        let rec = e.grace_at_open(grace_ms)?;
         log::info!(
             "unilock: joined cluster {:?} on {} as participant {me:x} ({})",
             cfg.cluster,
             cfg.endpoints,
             cfg.host
         );
-        Ok((e, None))
+        Ok((e, rec))
     }
 
     fn check(&self) -> Result<()> {
@@ -531,12 +539,7 @@ impl Etcd {
         let mut v = Vec::new();
         for kv in self.inner.client.range(&pre, &prefix_end(&pre), false).map_err(serr)? {
             let Some(id) = proc_of(&kv.key[pre.len()..]) else { continue };
-            let s = String::from_utf8_lossy(&kv.value).to_string();
-            let mut it = s.split('\n').skip(1);
-            let pid = it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
-            let start = it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
-            let boot = it.next().unwrap_or("").to_string();
-            v.push((id, ProcIdent { pid, start, boot }));
+            v.push((id, ident_of(&kv.value)));
         }
         Ok(v)
     }
@@ -778,9 +781,9 @@ impl Backend for Etcd {
         self.inner.client.txn(&[], &[Op::Put(&k, v.as_bytes(), 0)], &[]).map(|_| ()).map_err(serr)
     }
 
-    /// No grace bookkeeping is kept in etcd yet (see the README).
+    /// Deletes the cluster's grace record this participant enforced (`grace.rs`).
     fn end_grace(&self) -> Result<()> {
-        Ok(())
+        self.end_cluster_grace()
     }
 }
 
@@ -804,6 +807,22 @@ impl Drop for Etcd {
             libc::close(self.inner.wake_w);
         }
     }
+}
+
+/// This process's pid namespace (`pid:[inode]`): a pid means something only inside it (two
+/// containers on one kernel share the boot id).
+fn pid_ns() -> String {
+    std::fs::read_link("/proc/self/ns/pid").map(|p| p.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// The process of a registration (`host\npid\nstart\nboot\npid namespace`).
+fn ident_of(v: &[u8]) -> ProcIdent {
+    let s = String::from_utf8_lossy(v).to_string();
+    let mut it = s.split('\n').skip(1);
+    let pid = it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+    let start = it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+    let boot = it.next().unwrap_or("").to_string();
+    ProcIdent { pid, start, boot }
 }
 
 /// A participant id from the start of a key suffix (`<16 hex>...`).
