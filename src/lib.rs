@@ -28,6 +28,8 @@ pub mod requests;
 /// cbindgen:ignore
 pub mod shared;
 /// cbindgen:ignore
+pub mod state;
+/// cbindgen:ignore
 pub mod store;
 /// cbindgen:ignore
 pub mod table;
