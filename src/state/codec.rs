@@ -1,8 +1,9 @@
 //! The shared-mode wire format of a whole `FileState` (one row per file in the shared database).
 
 use super::leases::LeaseWaiter;
-use super::waits::{GrantedReq, WaitMeta, Watch};
+use super::waits::{WaitMeta, Watch};
 use super::FileState;
+use crate::core::file::GrantedReq;
 use crate::core::lease;
 use crate::core::wait::Waiter;
 use crate::core::{self, Flavour, LockType, OwnerIdx, Range};

@@ -1,6 +1,7 @@
 //! Opens, leases, oplocks and delegations of one file, and the requests waiting for their breaks.
 
 use super::FileState;
+use crate::core::file::{self, Effect};
 use crate::core::lease::{self, Grant, Key, Note, Requester, Trigger};
 use crate::core::{Flavour, LockType};
 use crate::error::{Error, Result};
@@ -28,60 +29,33 @@ pub enum LeaseAnswer {
     Pending(u64),
 }
 
-/// What an open asks for.
-#[derive(Clone, Debug, Default)]
-pub struct OpenSpec {
-    /// `None`: a plain open with no lease.
-    pub kind: Option<lease::Kind>,
-    pub key: Key,
-    pub requested: u8,
-    pub version: u8,
-    pub epoch: u16,
-    pub stat: bool,
-    pub write: bool,
-    pub overwrite: bool,
-    pub dir: bool,
-    pub sharing_violation: bool,
-    /// A reclaim (NFSv4 CLAIM_PREVIOUS) during the grace period.
-    pub reclaim: bool,
-    pub file_size: u64,
-    pub timeout_ms: u64,
-    /// An open re-issued after `BreaksDone` (it also waits for contending leases still breaking).
-    pub retry: bool,
-    /// v2 leases: the parent directory's lease key.
-    pub parent: Option<Key>,
-}
+/// What an open asks for (the type is the core's: `core::file` decides how an open runs).
+pub use crate::core::file::OpenSpec;
 
 impl FileState {
     /// Grants a lease reclaimed during grace (checked against the pre-restart state by the caller).
     pub fn reclaim_open(&mut self, client: &[u8], open_id: u64, spec: &OpenSpec, state: u8) -> Grant {
-        let r = lease::Request {
-            client,
-            open_id,
-            kind: spec.kind.unwrap_or(lease::Kind::Lease),
-            key: spec.key,
-            requested: state,
-            version: spec.version,
-            epoch: spec.epoch,
-            parent: spec.parent,
-            dir: spec.dir,
-            stat: spec.stat,
-            write: spec.write,
-            overwrite: spec.overwrite,
-            brl_below_eof: false,
-            timeout_ms: spec.timeout_ms,
-            proc: self.me,
-        };
-        let g = Grant { state, epoch: spec.epoch, breaking: false, version: spec.version, parent: spec.parent };
+        let (r, g) = file::reclaim_request(spec, client, open_id, state, self.me);
         self.leases.attach(&r, &g);
         self.leases_dirty = self.persist;
         g
     }
 
-    /// Delivers lease notes as events and arms a timer for every break that needs an ack.
+    /// Delivers lease notes as events and arms a timer for every break that needs an ack: the core
+    /// says to whom and which timers (`file::note_effects`); this applies it.
     pub(super) fn send_notes(&self, ctx: &Ctx, notes: Vec<Note>) {
-        for n in notes {
-            let (kind, client, key, lkind, from, to, epoch, ack) = match n {
+        if notes.is_empty() {
+            return;
+        }
+        for effect in file::note_effects(&self.leases, notes) {
+            let (note, proc, open_id) = match effect {
+                Effect::ArmBreakTimer { at } => {
+                    ctx.events.add_timer(at, TimerKind::LeaseBreak(self.id.clone()));
+                    continue;
+                }
+                Effect::Notify { note, proc, open_id } => (note, proc, open_id),
+            };
+            let (kind, client, key, lkind, from, to, epoch, ack) = match note {
                 Note::Break { client, key, kind, from, to, epoch, ack } => {
                     (EventKind::LeaseBreak, client, key, kind, from, to, epoch, ack)
                 }
@@ -89,11 +63,6 @@ impl FileState {
                     (EventKind::LeaseRevoked, client, key, kind, from, 0, epoch, false)
                 }
             };
-            let holder_proc = self
-                .leases
-                .find(&client, &key)
-                .map(|i| self.leases.leases[i].proc)
-                .unwrap_or_else(|| self.proc_of_client(&client));
             match kind {
                 EventKind::LeaseBreak => ctx.metrics.lease_break(),
                 _ => {
@@ -101,22 +70,6 @@ impl FileState {
                     ctx.metrics.release(crate::metrics::Release::BreakTimeout, 1);
                 }
             }
-            if ack {
-                if let Some(i) = self.leases.find(&client, &key) {
-                    ctx.events.add_timer(self.leases.leases[i].deadline, TimerKind::LeaseBreak(self.id.clone()));
-                }
-            }
-            // An oplock belongs to one open: its events name it. A lease is named by its key alone.
-            let open_id = match lkind {
-                lease::Kind::Oplock => self
-                    .leases
-                    .opens
-                    .iter()
-                    .find(|o| *o.client == *client && o.lease == Some(key))
-                    .map(|o| o.open_id)
-                    .unwrap_or(0),
-                _ => 0,
-            };
             ctx.complete(Event {
                 kind,
                 result: Ok(()),
@@ -132,7 +85,7 @@ impl FileState {
                 offset: 0,
                 length: 0,
                 lease: LeaseInfo { key, kind: Some(lkind), state: from, break_to: to, epoch, ack_required: ack },
-                proc: holder_proc,
+                proc,
             });
         }
     }
@@ -166,11 +119,6 @@ impl FileState {
                 proc: w.proc,
             });
         }
-    }
-
-    /// The process of a client's opens on this file (for a lease that went with its last open).
-    fn proc_of_client(&self, client: &[u8]) -> u64 {
-        self.leases.opens.iter().find(|o| *o.client == *client).map(|o| o.proc).unwrap_or(0)
     }
 
     /// Runs a trigger; `wait` = None means the requester cannot wait (`Busy` if breaks must end first).
@@ -229,55 +177,26 @@ impl FileState {
         wait: Option<(u64, u64, usize)>,
     ) -> Result<LeaseAnswer> {
         self.leases_dirty = self.persist;
-        let trigger = if spec.sharing_violation {
-            Some(Trigger::SharingViolation)
-        } else if spec.overwrite {
-            Some(Trigger::Overwrite)
-        } else if spec.stat {
-            None
-        } else {
-            Some(Trigger::Open)
-        };
-        // Asking for a delegation is only ever a try (it never waits), but the open itself still
-        // breaks what any open breaks.
-        let wait = if spec.kind == Some(lease::Kind::Delegation) { None } else { wait };
-        if let Some(t) = trigger {
-            let own_key = if spec.kind == Some(lease::Kind::Lease) { Some(&spec.key) } else { None };
-            let req = Requester { client, key: own_key, retry: spec.retry, write: spec.write || spec.overwrite };
+        let plan = file::open_plan(spec);
+        let wait = if plan.may_wait { wait } else { None };
+        if let Some(t) = plan.trigger {
+            let own_key = if plan.own_key { Some(&spec.key) } else { None };
+            let req = Requester { client, key: own_key, retry: spec.retry, write: plan.write };
             match self.lease_trigger(ctx, &req, t, wait)? {
                 LeaseAnswer::Pending(id) => return Ok(LeaseAnswer::Pending(id)),
                 LeaseAnswer::Ready(_) => {}
             }
         }
-        if spec.sharing_violation {
+        if !plan.records {
             // The open failed; only its breaks mattered. Nothing is recorded.
             return Ok(LeaseAnswer::Ready(Grant { state: 0, epoch: spec.epoch, breaking: false, ..Grant::NONE }));
         }
-        let r = lease::Request {
-            client,
-            open_id,
-            kind: spec.kind.unwrap_or(lease::Kind::Lease),
-            key: spec.key,
-            requested: if spec.kind.is_some() { spec.requested } else { 0 },
-            version: spec.version,
-            epoch: spec.epoch,
-            parent: spec.parent,
-            dir: spec.dir,
-            stat: spec.stat,
-            write: spec.write,
-            overwrite: spec.overwrite,
-            brl_below_eof: self.brl_below(spec.file_size),
-            timeout_ms: spec.timeout_ms,
-            proc: self.me,
-        };
+        let r = file::open_request(spec, client, open_id, self.brl_below(spec.file_size), self.me);
         let g = self.leases.grant(&r);
         if spec.kind.is_none() {
-            // A plain open holds no lease, whatever key bytes came with it.
-            let mut r = r;
-            r.key = [0xFF; 16];
-            r.requested = 0;
-            self.leases.attach(&r, &Grant { state: 0, epoch: 0, breaking: false, ..Grant::NONE });
-            return Ok(LeaseAnswer::Ready(Grant { state: 0, epoch: 0, breaking: false, ..Grant::NONE }));
+            let (r, none) = file::plain_open(&r);
+            self.leases.attach(&r, &none);
+            return Ok(LeaseAnswer::Ready(none));
         }
         self.leases.attach(&r, &g);
         // Attaching may have changed a lease that others wait on (a same-key open): settle them.

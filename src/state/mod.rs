@@ -23,8 +23,8 @@ use crate::core::{self, Access, Changes, Denied, Flavour, Lock, LockId, LockSet,
 use crate::error::{Error, Holder, Result};
 use crate::owners::{OwnerRef, Owners};
 use crate::requests::Ctx;
+use core::file::GrantedReq;
 use leases::LeaseWaiter;
-use waits::GrantedReq;
 
 /// One lock element of a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -191,11 +191,7 @@ impl FileState {
     pub fn lock(&mut self, o: &OwnerRef, flavour: Flavour, kind: LockType, range: &Range) -> Result<()> {
         let owner = self.owners.intern(flavour, o);
         self.owners.claim(owner, self.me);
-        let decision = match flavour {
-            Flavour::Posix => core::posix::lock(&self.locks, owner, kind, range),
-            Flavour::Windows => core::windows::lock(&self.locks, owner, kind, range),
-        };
-        match decision {
+        match core::file::lock(&self.locks, owner, flavour, kind, range) {
             Ok(c) => {
                 self.commit(&c);
                 Ok(())
@@ -231,34 +227,20 @@ impl FileState {
     ) -> std::result::Result<(), (usize, Error)> {
         let owner = self.owners.intern(flavour, o);
         self.owners.claim(owner, self.me);
-        // Every element changes only this owner's locks: a snapshot of them is the whole undo.
-        let mut before: Vec<Lock> = Vec::new();
-        self.locks.of_owner(owner).for_each(|id| before.push(*self.locks.get(id)));
-        for (i, (kind, range)) in elems.iter().enumerate() {
-            let decision = match flavour {
-                Flavour::Posix => core::posix::lock(&self.locks, owner, *kind, range),
-                Flavour::Windows => core::windows::lock(&self.locks, owner, *kind, range),
-            };
-            match decision {
-                Ok(c) => {
-                    self.commit(&c);
-                }
-                Err(d) => {
-                    let err = self.refusal(d);
-                    let mut back = Changes::default();
-                    self.locks.of_owner(owner).for_each(|id| back.removed.push(id));
-                    back.added.extend(before.into_iter().map(|l| core::NewLock {
-                        owner: l.owner,
-                        flavour: l.flavour,
-                        kind: l.kind,
-                        range: l.range,
-                    }));
-                    self.commit(&back);
-                    return Err((i, err));
-                }
+        // All or none as one `Changes`, decided by the core: a refusal changes nothing.
+        match core::file::lock_many(&self.locks, owner, flavour, elems) {
+            Ok(c) => {
+                self.commit(&c);
+                Ok(())
             }
+            Err(r) => Err((
+                r.index,
+                match r.why {
+                    core::file::Refusal::Conflict(l) => Error::Conflict(Box::new(holder_of(&self.owners, &l))),
+                    core::file::Refusal::Denied(d) => self.refusal(d),
+                },
+            )),
         }
-        Ok(())
     }
 
     /// The strict-locking check for a read or write by the open `o`.

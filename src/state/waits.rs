@@ -3,8 +3,9 @@
 
 use super::FileState;
 use super::LockReq;
+use crate::core::file::{self, GrantedReq, Resubmit};
 use crate::core::wait::{self, Waiter};
-use crate::core::{self, Flavour, LockType, OwnerIdx, Range};
+use crate::core::{Flavour, LockType, OwnerIdx, Range};
 use crate::error::{Error, Holder, Result};
 use crate::owners::OwnerRef;
 use crate::requests::{owner_key, Ctx, Event, EventKind, OwnerKey, ReqState};
@@ -20,16 +21,6 @@ pub struct WaitMeta {
     pub key: OwnerKey,
     pub offset: u64,
     pub length: u64,
-}
-
-/// A blocking request that was granted, as remembered for an idempotent re-submission: the whole
-/// request (the interned owner stands for client, owner, open id and flavour), not the token alone.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct GrantedReq {
-    pub(super) owner: OwnerIdx,
-    pub(super) token: u64,
-    pub(super) kind: LockType,
-    pub(super) range: Range,
 }
 
 /// A one-shot watch of the file's locks.
@@ -93,15 +84,12 @@ impl FileState {
     ) -> Result<Queued> {
         let owner = self.owners.intern(req.flavour, o);
         self.owners.claim(owner, self.me);
-        // Idempotent only for the same request (owner, flavour, type, range) with the same token; the
-        // token with anything else is a new request.
-        let same = |w: &Waiter| w.owner == owner && w.kind == req.kind && w.range == *range;
-        if let Some(i) = self.waiters.iter().zip(&self.meta).position(|(w, m)| same(w) && m.token == token) {
-            return Ok(Queued::Pending(self.waiters[i].id, None));
-        }
+        // Idempotent only for the same request (owner, flavour, type, range) with the same token.
         let this = GrantedReq { owner, token, kind: req.kind, range: *range };
-        if self.granted.contains(&this) {
-            return Ok(Queued::Granted);
+        match file::resubmission(&self.waiters, self.meta.iter().map(|m| m.token), &self.granted, &this) {
+            Resubmit::Waiting(i) => return Ok(Queued::Pending(self.waiters[i].id, None)),
+            Resubmit::Granted => return Ok(Queued::Granted),
+            Resubmit::New => {}
         }
         let w = Waiter { id, owner, flavour: req.flavour, kind: req.kind, range: *range };
         match wait::blocked_by(&self.locks, &self.waiters, owner, w.flavour, w.kind, range) {
@@ -211,30 +199,18 @@ impl FileState {
             }
         }
         self.released = false;
-        let mut i = 0;
-        while i < self.waiters.len() {
-            let w = &self.waiters[i];
-            if wait::blocked_by(&self.locks, &self.waiters[..i], w.owner, w.flavour, w.kind, &w.range).is_some() {
-                i += 1;
-                continue;
-            }
-            let decision = match w.flavour {
-                Flavour::Posix => core::posix::lock(&self.locks, w.owner, w.kind, &w.range),
-                Flavour::Windows => core::windows::lock(&self.locks, w.owner, w.kind, &w.range),
-            };
-            let changes = decision.expect("no held lock conflicts with a waiter found unblocked");
+        // The core picks each grant (arrival order; from the front again after a downgrade); this
+        // applies it and delivers the waiter's event.
+        let mut from = 0;
+        while let Some(g) = file::next_grant(&self.locks, &self.waiters, from) {
+            let i = g.index;
             let ev = self.event_for(i, Ok(()));
-            let (owner, kind, range) = (w.owner, w.kind, w.range);
-            self.commit(&changes);
-            let (_, m) = self.take_waiter(i);
-            self.granted.push(GrantedReq { owner, token: m.token, kind, range });
+            self.commit(&g.changes);
+            let (w, m) = self.take_waiter(i);
+            self.granted.push(GrantedReq { owner: w.owner, token: m.token, kind: w.kind, range: w.range });
             ctx.metrics.waited(ctx.events.now_ms().saturating_sub(m.since));
             ctx.complete(ev);
-            // A grant that replaced locks (a POSIX downgrade) may unblock earlier waiters: look again
-            // from the front. Each pass grants one waiter, so this ends.
-            if !changes.removed.is_empty() {
-                i = 0;
-            }
+            from = g.next_from;
         }
         self.dirty = false;
         if !self.waiters.is_empty() {
