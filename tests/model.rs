@@ -23,7 +23,11 @@
 //! Also covered: `lock_many` (all or none), `unlock_many` (in order, stopping at the first error),
 //! `check_io` (strict locking), `release_open`, `release_client`, and invalid ranges (state unchanged).
 //!
-//! `PROPTEST_CASES=<n>` changes the number of cases; regression seeds are kept in
+//! Every property and regression runs over every backend (tests/common/backends.rs: in memory, on a
+//! database, and in shared mode with two managers on one database, each client through its own);
+//! `UNILOCK_TEST_BACKEND=memory|db|shared` picks one. The database backends run a sixteenth of the cases.
+//!
+//! `PROPTEST_CASES=<n>` changes the number of cases in memory; regression seeds are kept in
 //! `tests/proptest-regressions/model.txt`.
 
 use std::collections::BTreeMap;

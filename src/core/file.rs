@@ -9,6 +9,8 @@
 //! * `next_grant`: the waiter grant loop, one grant at a time, in arrival order.
 //! * `open_plan`, `open_request`, `plain_open`: the open -> break trigger mapping, "a delegation never
 //!   waits", and the key of a plain open.
+//! * `brl_below_eof`, `open_lease_key`, `trigger_outcome`, `breaks_done`: the lease rules a lock or a
+//!   trigger meets on its way (write caching, the requester's own key, busy or wait, when a wait ends).
 //! * `note_effects`: lease notes -> the events to deliver (with the holder's process, and for an oplock
 //!   the open it belongs to) and the break timers to arm.
 
@@ -309,6 +311,47 @@ pub fn reclaim_request<'a>(
     r.requested = state;
     let g = Grant { state, epoch: spec.epoch, breaking: false, version: spec.version, parent: spec.parent };
     (r, g)
+}
+
+/// The file has a byte-range lock starting below its end (and is not empty): a lease request then
+/// gets no write caching (SPEC.md §4).
+pub fn brl_below_eof(set: &LockSet, size: u64) -> bool {
+    if size == 0 {
+        return false;
+    }
+    let hit = |t: &super::itree::IntervalTree| t.find(0, size as u128, |_| true).is_some();
+    hit(set.exclusive()) || hit(set.shared())
+}
+
+/// The lease key of the open (client, open id), if its open has a lease: the byte-range-lock
+/// trigger run before a lock by that open spares that lease (and never waits, never writes).
+pub fn open_lease_key(leases: &FileLeases, client: &[u8], open_id: u64) -> Option<Key> {
+    leases.opens.iter().find(|x| *x.client == *client && x.open_id == open_id).and_then(|x| x.lease)
+}
+
+/// What a trigger that had to wait for `waits` breaks answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TriggerOutcome {
+    /// Nothing to wait for: proceed.
+    Ready,
+    /// Breaks must end first and the requester cannot wait.
+    Busy,
+    /// Breaks must end first: the requester waits for `BreaksDone`.
+    Wait,
+}
+
+pub fn trigger_outcome(waits: usize, may_wait: bool) -> TriggerOutcome {
+    match (waits, may_wait) {
+        (0, _) => TriggerOutcome::Ready,
+        (_, false) => TriggerOutcome::Busy,
+        (_, true) => TriggerOutcome::Wait,
+    }
+}
+
+/// A requester waiting for breaks completes when none of the leases it waits on is breaking any more
+/// (SPEC.md §4; a lease that went is not breaking).
+pub fn breaks_done(leases: &FileLeases, waits: &[(Box<[u8]>, Key)]) -> bool {
+    waits.iter().all(|(c, k)| !leases.is_breaking(c, k))
 }
 
 // ---------------------------------------------------------------------------------------------------

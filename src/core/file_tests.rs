@@ -347,3 +347,59 @@ fn note_effects_identity_and_timers() {
     assert_eq!(e, want);
     assert!(note_effects(&fl, Vec::new()).is_empty());
 }
+
+#[test]
+fn brl_below_eof_of_a_size() {
+    let mut set = LockSet::new();
+    assert!(!brl_below_eof(&set, 100));
+    set.apply(&lock(&set, OwnerIdx(0), Flavour::Posix, S, &range(Flavour::Posix, 50, 10)).unwrap());
+    // (size, a lock starts below it): an empty file has none; a lock at 50 is below 51, not below 50.
+    for (size, want) in [(0, false), (50, false), (51, true), (1000, true)] {
+        assert_eq!(brl_below_eof(&set, size), want, "size {size}");
+    }
+    // Exclusive locks count too.
+    let mut set = LockSet::new();
+    set.apply(&lock(&set, OwnerIdx(2), Flavour::Windows, X, &range(Flavour::Windows, 0, 1)).unwrap());
+    assert!(brl_below_eof(&set, 1));
+}
+
+#[test]
+fn open_lease_key_is_the_opens() {
+    let mut fl = FileLeases::default();
+    fl.opens.push(open(b"smb", 1, Some([1; 16]), 0));
+    fl.opens.push(open(b"smb", 2, None, 0));
+    fl.opens.push(open(b"other", 1, Some([3; 16]), 0));
+    assert_eq!(open_lease_key(&fl, b"smb", 1), Some([1; 16]));
+    assert_eq!(open_lease_key(&fl, b"smb", 2), None);
+    assert_eq!(open_lease_key(&fl, b"smb", 3), None);
+    assert_eq!(open_lease_key(&fl, b"other", 1), Some([3; 16]));
+}
+
+#[test]
+fn trigger_outcome_table() {
+    for (waits, may_wait, want) in [
+        (0, false, TriggerOutcome::Ready),
+        (0, true, TriggerOutcome::Ready),
+        (1, false, TriggerOutcome::Busy),
+        (3, false, TriggerOutcome::Busy),
+        (1, true, TriggerOutcome::Wait),
+        (3, true, TriggerOutcome::Wait),
+    ] {
+        assert_eq!(trigger_outcome(waits, may_wait), want, "{waits} waits, may wait {may_wait}");
+    }
+}
+
+#[test]
+fn breaks_done_when_none_is_breaking() {
+    let mut fl = FileLeases::default();
+    fl.leases.push(lease(b"a", [1; 16], Kind::Lease, 0, 0)); // breaking
+    let mut calm = lease(b"b", [2; 16], Kind::Lease, 0, 0);
+    calm.breaking = false;
+    fl.leases.push(calm);
+    let w = |c: &[u8], k: u8| (Box::<[u8]>::from(c), [k; 16]);
+    assert!(breaks_done(&fl, &[]));
+    assert!(breaks_done(&fl, &[w(b"b", 2)]));
+    assert!(breaks_done(&fl, &[w(b"gone", 9)]), "a lease that went is not breaking");
+    assert!(!breaks_done(&fl, &[w(b"b", 2), w(b"a", 1)]));
+    assert!(breaks_done(&fl, &[w(b"a", 2)]), "client a has no lease with key 2");
+}

@@ -1,7 +1,7 @@
 //! Opens, leases, oplocks and delegations of one file, and the requests waiting for their breaks.
 
 use super::FileState;
-use crate::core::file::{self, Effect};
+use crate::core::file::{self, Effect, TriggerOutcome};
 use crate::core::lease::{self, Grant, Key, Note, Requester, Trigger};
 use crate::core::{Flavour, LockType};
 use crate::error::{Error, Result};
@@ -96,9 +96,8 @@ impl FileState {
             return;
         }
         let leases = &self.leases;
-        let (done, keep): (Vec<LeaseWaiter>, Vec<LeaseWaiter>) = std::mem::take(&mut self.lease_waiters)
-            .into_iter()
-            .partition(|w| w.waits.iter().all(|(c, k)| !leases.is_breaking(c, k)));
+        let (done, keep): (Vec<LeaseWaiter>, Vec<LeaseWaiter>) =
+            std::mem::take(&mut self.lease_waiters).into_iter().partition(|w| file::breaks_done(leases, &w.waits));
         self.lease_waiters = keep;
         for w in done {
             ctx.complete(Event {
@@ -134,16 +133,14 @@ impl FileState {
         self.send_notes(ctx, notes);
         // The trigger may have pruned a lease that was still being broken: its waiters are done.
         self.settle_leases(ctx);
-        if waits.is_empty() {
-            return Ok(LeaseAnswer::Ready(Grant { state: 0, epoch: 0, breaking: false, ..Grant::NONE }));
-        }
-        match wait {
-            None => Err(Error::Busy),
-            Some((id, token, user_data)) => {
+        match (file::trigger_outcome(waits.len(), wait.is_some()), wait) {
+            (TriggerOutcome::Ready, _) => Ok(LeaseAnswer::Ready(Grant::NONE)),
+            (TriggerOutcome::Wait, Some((id, token, user_data))) => {
                 ctx.requests.map.lock().insert(id, ReqState::Waiting { file: self.id.clone() });
                 self.lease_waiters.push(LeaseWaiter { id, waits, token, user_data, proc: self.me });
                 Ok(LeaseAnswer::Pending(id))
             }
+            _ => Err(Error::Busy),
         }
     }
 
@@ -153,18 +150,9 @@ impl FileState {
         if self.leases.leases.is_empty() {
             return Ok(());
         }
-        let key =
-            self.leases.opens.iter().find(|x| *x.client == *o.client && x.open_id == o.open_id).and_then(|x| x.lease);
+        let key = file::open_lease_key(&self.leases, o.client, o.open_id);
         let req = Requester { client: o.client, key: key.as_ref(), retry: false, write: false };
         self.lease_trigger(ctx, &req, Trigger::ByteRangeLock, None).map(|_| ())
-    }
-
-    fn brl_below(&self, size: u64) -> bool {
-        if size == 0 {
-            return false;
-        }
-        let hit = |t: &crate::core::itree::IntervalTree| t.find(0, size as u128, |_| true).is_some();
-        hit(self.locks.exclusive()) || hit(self.locks.shared())
     }
 
     /// An open (SMB CREATE, NFS OPEN): runs its break trigger, then grants and records it.
@@ -191,7 +179,7 @@ impl FileState {
             // The open failed; only its breaks mattered. Nothing is recorded.
             return Ok(LeaseAnswer::Ready(Grant { state: 0, epoch: spec.epoch, breaking: false, ..Grant::NONE }));
         }
-        let r = file::open_request(spec, client, open_id, self.brl_below(spec.file_size), self.me);
+        let r = file::open_request(spec, client, open_id, file::brl_below_eof(&self.locks, spec.file_size), self.me);
         let g = self.leases.grant(&r);
         if spec.kind.is_none() {
             let (r, none) = file::plain_open(&r);
