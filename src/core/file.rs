@@ -66,11 +66,16 @@ pub fn lock_many(
     flavour: Flavour,
     elems: &[(LockType, Range)],
 ) -> Result<Changes, ManyRefused> {
+    // In the scratch set the owner is ME and every other owner OTHER: the rules only ever ask whether
+    // a lock is the requester's (so the scratch set's size does not grow with the file's owners).
+    const ME: OwnerIdx = OwnerIdx(0);
+    const OTHER: OwnerIdx = OwnerIdx(1);
+    let scratch_of = |l: &Lock| Lock { owner: if l.owner == owner { ME } else { OTHER }, ..*l };
     let mut scratch = LockSet::new();
-    // scratch id -> the id in `set`, for the locks copied in.
+    // scratch id -> the id in `set`, for the locks copied in (they get ids 0, 1, ...).
     let mut orig: Vec<LockId> = Vec::new();
     let mut copy = |scratch: &mut LockSet, id: LockId| {
-        let l = set.get(id);
+        let l = scratch_of(set.get(id));
         let sid = scratch.insert(NewLock { owner: l.owner, flavour: l.flavour, kind: l.kind, range: l.range });
         debug_assert_eq!(sid as usize, orig.len());
         orig.push(id);
@@ -93,14 +98,24 @@ pub fn lock_many(
     for id in near {
         copy(&mut scratch, id);
     }
-    let copied = orig.len();
+    // The lock of `set` a scratch lock still is, if it is one.
+    let original = |sid: LockId, l: &Lock| -> Option<LockId> {
+        let id = *orig.get(sid as usize)?;
+        (scratch_of(set.get(id)) == *l).then_some(id)
+    };
     for (i, (kind, range)) in elems.iter().enumerate() {
-        match lock(&scratch, owner, flavour, *kind, range) {
+        match lock(&scratch, ME, flavour, *kind, range) {
             Ok(c) => {
                 scratch.apply(&c);
             }
             Err(Denied::Conflict(sid)) => {
-                return Err(ManyRefused { index: i, why: Refusal::Conflict(*scratch.get(sid)) });
+                let l = scratch.get(sid);
+                // Other owners' locks never change here; a lock that is not the set's is the owner's.
+                let holder = match original(sid, l) {
+                    Some(id) => *set.get(id),
+                    None => Lock { owner, ..*l },
+                };
+                return Err(ManyRefused { index: i, why: Refusal::Conflict(holder) });
             }
             Err(d) => return Err(ManyRefused { index: i, why: Refusal::Denied(d) }),
         }
@@ -109,17 +124,13 @@ pub fn lock_many(
     let mut c = Changes::default();
     for (sid, &id) in orig.iter().enumerate() {
         let l = set.get(id);
-        if l.owner == owner && scratch.try_get(sid as LockId) != Some(l) {
+        if l.owner == owner && scratch.try_get(sid as LockId) != Some(&scratch_of(l)) {
             c.removed.push(id);
         }
     }
     for (sid, l) in scratch.iter() {
-        if l.owner != owner {
-            continue;
-        }
-        let kept = (sid as usize) < copied && set.get(orig[sid as usize]) == l;
-        if !kept {
-            c.added.push(NewLock { owner: l.owner, flavour: l.flavour, kind: l.kind, range: l.range });
+        if l.owner == ME && original(sid, l).is_none() {
+            c.added.push(NewLock { owner, flavour: l.flavour, kind: l.kind, range: l.range });
         }
     }
     Ok(c)
