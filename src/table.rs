@@ -25,7 +25,6 @@ const SHARDS: usize = 64;
 /// of the shard's files, so a sweep (a walk over the whole shard) is paid for by as many distinct files
 /// having gone idle since the last one: amortised O(1) per operation.
 const EMPTY_FILES_MIN: usize = 64;
-/// An owner id that matches no interned owner.
 
 /// Invariant: `empty` is the number of files with `counted_idle` set. A file is counted when an
 /// operation leaves it idle and uncounted when one leaves it busy; files made idle outside `with_file`

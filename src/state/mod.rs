@@ -41,6 +41,7 @@ impl LockReq {
     }
 }
 
+/// An owner id that matches no interned owner.
 const NOBODY: OwnerIdx = OwnerIdx(u32::MAX);
 
 /// What a queued request carries besides its core `Waiter`.
