@@ -3,6 +3,7 @@
 #   make check           every test: cargo tests, header/ABI checks, the C tests (cmocka, valgrind)
 #   make demo            build and run the demo file server
 #   make bench           benchmarks against the kernel's lock manager (BENCH_ARGS=--quick for a smoke run)
+#   make bench-compare   this library against BASE=<git rev> on FIGURES=1,3,4, alternating in one run
 #   make install PREFIX=/usr/local DESTDIR=   /   make uninstall
 
 PREFIX     ?= /usr/local
@@ -18,7 +19,7 @@ STAGE   := $(CURDIR)/build
 LIB     := $(STAGE)/lib
 export UNILOCK_STAGE := $(STAGE)
 
-.PHONY: all lib deps deps-check check check-rust check-lint check-header check-symbols check-c demo bench install uninstall clean
+.PHONY: all lib deps deps-check check check-rust check-lint check-header check-symbols check-c demo bench bench-compare install uninstall clean
 
 all: lib
 
@@ -70,6 +71,13 @@ demo: lib
 
 bench: lib
 	$(MAKE) -C bench run
+
+# The library of this checkout against another revision's, alternating in one run (issue 16: the
+# reshaping must cost nothing). BASE: a git revision (default main); FIGURES: which figures.
+BASE    ?= main
+FIGURES ?= 1,3,4
+bench-compare:
+	sh bench/compare.sh $(BASE) $(FIGURES)
 
 install: lib
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)

@@ -180,6 +180,26 @@ impl<E> Events<E> {
         self.wake.notify_all();
     }
 
+    /// Disarms every pending timer of `kind` (its reason went: a request decided, a break acked).
+    /// Returns whether one was pending.
+    pub fn cancel_timer(&self, kind: &TimerKind) -> bool {
+        let removed = {
+            let mut t = self.timers.lock();
+            let before = t.len();
+            t.retain(|Reverse((_, _, k))| k != kind);
+            t.len() != before
+        };
+        if removed {
+            self.rearm();
+        }
+        removed
+    }
+
+    /// Pending timers (for tests and inspection).
+    pub fn timer_count(&self) -> usize {
+        self.timers.lock().len()
+    }
+
     /// Pops every timer due at `now`.
     pub fn due_timers(&self, now: u64) -> Vec<TimerKind> {
         let mut out = Vec::new();

@@ -1,7 +1,10 @@
 //! unilock: one lock table for every file-sharing protocol, shipped as a C library.
 //!
-//! Layout: `core` (pure lock semantics) ← `table` (sharded in-memory state) ← `ffi` (the C ABI).
+//! Layout: see ARCHITECTURE.md: `ffi` (the C ABI) → `manager` (the facade) → `backend` (where states
+//! live), `table` (one file's state) → `core` (every rule, pure).
 
+/// cbindgen:ignore
+pub mod backend;
 /// cbindgen:ignore
 pub mod clients;
 /// cbindgen:ignore
@@ -25,8 +28,6 @@ pub mod metrics;
 pub mod owners;
 /// cbindgen:ignore
 pub mod requests;
-/// cbindgen:ignore
-pub mod shared;
 /// cbindgen:ignore
 pub mod state;
 /// cbindgen:ignore

@@ -150,6 +150,9 @@ pub struct Ctx<'a> {
     pub requests: &'a Requests,
     pub graph: &'a Mutex<WaitGraph<OwnerKey>>,
     pub events: &'a Events<Event>,
+    /// A blocking request is being decided on a shared backend: its deadlock check needs every
+    /// participant's wait-for edges, which the backend reads into `graph` with the file.
+    pub need_graph: bool,
 }
 
 impl Ctx<'_> {

@@ -228,6 +228,17 @@ pub type Unreclaimed = BTreeMap<Box<[u8]>, (u64, u64)>;
 /// A pre-restart lease: (file, client, key).
 type LeaseName = (Box<[u8]>, Box<[u8]>, [u8; 16]);
 
+/// Why the grace gate refuses a request (SPEC.md §5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// A new lock or lease during grace: refused until grace ends.
+    Grace,
+    /// A reclaim outside grace.
+    NoGrace,
+    /// A reclaim that the pre-restart state does not back.
+    ReclaimDenied,
+}
+
 #[derive(Debug, Default)]
 pub struct Grace {
     pub active: bool,
@@ -284,6 +295,58 @@ impl Grace {
 
     pub fn add_lease(&mut self, file: &[u8], client: &[u8], key: [u8; 16], state: u8, epoch: u16) {
         self.leases.insert((file.into(), client.into(), key), PrevLease { state, epoch, reclaimed: false });
+    }
+
+    /// The grace gate of a lock request: outside grace everything but a reclaim passes; during grace
+    /// only a reclaim passes, and only one that a pre-restart lock backs (which is then marked
+    /// reclaimed). `Ok(())` lets the request go on to the table.
+    #[allow(clippy::too_many_arguments)] // the whole identity of a lock, as reclaim_lock
+    pub fn gate_lock(
+        &mut self,
+        reclaim: bool,
+        file: &[u8],
+        client: &[u8],
+        owner: &[u8],
+        open_id: u64,
+        flavour: Flavour,
+        kind: LockType,
+        range: &Range,
+    ) -> Result<(), Gate> {
+        match (self.active, reclaim) {
+            (false, false) => Ok(()),
+            (false, true) => Err(Gate::NoGrace),
+            (true, false) => Err(Gate::Grace),
+            (true, true) if self.reclaim_lock(file, client, owner, open_id, flavour, kind, range) => Ok(()),
+            (true, true) => Err(Gate::ReclaimDenied),
+        }
+    }
+
+    /// The grace gate of an open. `wants`: it asks for a lease, oplock or delegation (not a plain
+    /// open, not a sharing violation); `smb_key`: an SMB lease, whose key alone makes it a reclaim
+    /// when the pre-restart state knows it. `Ok(None)`: go on as a normal open; `Ok(Some((state,
+    /// epoch)))`: a reclaim granted from the pre-restart state.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gate_open(
+        &mut self,
+        reclaim: bool,
+        wants: bool,
+        smb_key: bool,
+        file: &[u8],
+        client: &[u8],
+        key: &[u8; 16],
+        requested: u8,
+    ) -> Result<Option<(u8, Option<u16>)>, Gate> {
+        if !self.active {
+            return if reclaim { Err(Gate::NoGrace) } else { Ok(None) };
+        }
+        if !wants {
+            return if reclaim { Err(Gate::ReclaimDenied) } else { Ok(None) };
+        }
+        let by_key = smb_key && self.knows_lease(file, client, key);
+        if !reclaim && !by_key {
+            return Err(Gate::Grace);
+        }
+        self.reclaim_lease(file, client, key, requested).map(Some).ok_or(Gate::ReclaimDenied)
     }
 
     /// A lock reclaim is valid if one pre-restart lock of the same owner and type covers it.
@@ -424,6 +487,34 @@ mod tests {
 
     fn add(g: &mut Grace, file: &[u8], client: &str, kind: LockType, s: u64, e: u128) {
         g.add_lock(file, client.as_bytes(), b"o", 1, Flavour::Posix, kind, Range::new(s, e));
+    }
+
+    /// The gates, every combination of grace (on/off) and reclaim (yes/no), for locks and opens.
+    #[test]
+    fn the_gates_decide_every_case() {
+        let r = Range::new(10, 20);
+        let lock = |g: &mut Grace, reclaim: bool, client: &[u8]| {
+            g.gate_lock(reclaim, b"f", client, b"o", 1, Flavour::Posix, LockType::Exclusive, &r)
+        };
+        let mut g = Grace::default();
+        assert_eq!(lock(&mut g, false, b"nlm:a"), Ok(()));
+        assert_eq!(lock(&mut g, true, b"nlm:a"), Err(Gate::NoGrace));
+        assert_eq!(g.gate_open(false, true, true, b"f", b"smb:c", &[7; 16], 1), Ok(None));
+        assert_eq!(g.gate_open(true, true, true, b"f", b"smb:c", &[7; 16], 1), Err(Gate::NoGrace));
+        g.start(0, 1000, [b"nlm:a"[..].into()], false);
+        add(&mut g, b"f", "nlm:a", LockType::Exclusive, 0, 100);
+        g.add_lease(b"f", b"smb:c", [7; 16], 3, 4);
+        assert_eq!(lock(&mut g, false, b"nlm:a"), Err(Gate::Grace));
+        assert_eq!(lock(&mut g, true, b"nlm:a"), Ok(()));
+        assert_eq!(lock(&mut g, true, b"nlm:z"), Err(Gate::ReclaimDenied));
+        // Opens: a plain open passes; a reclaim of nothing is denied; an SMB key known from before
+        // is a reclaim by itself; another key is a new lease, refused during grace.
+        assert_eq!(g.gate_open(false, false, false, b"f", b"nfs4:b", &[0; 16], 0), Ok(None));
+        assert_eq!(g.gate_open(true, false, false, b"f", b"nfs4:b", &[0; 16], 0), Err(Gate::ReclaimDenied));
+        assert_eq!(g.gate_open(false, true, true, b"f", b"smb:c", &[7; 16], 1), Ok(Some((1, Some(4)))));
+        assert_eq!(g.gate_open(false, true, true, b"f", b"smb:c", &[8; 16], 1), Err(Gate::Grace));
+        assert_eq!(g.gate_open(true, true, true, b"f", b"smb:c", &[8; 16], 1), Err(Gate::ReclaimDenied));
+        assert_eq!(g.gate_open(false, true, false, b"f", b"smb:c", &[7; 16], 1), Err(Gate::Grace), "not by key");
     }
 
     #[test]

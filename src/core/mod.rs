@@ -14,6 +14,7 @@ pub mod file;
 pub mod grace;
 pub mod itree;
 pub mod lease;
+pub mod limits;
 pub mod lockset;
 pub mod posix;
 pub mod range;

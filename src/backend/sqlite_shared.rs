@@ -12,6 +12,7 @@
 //! handled as a disconnect of its state: its locks, waiting requests, opens and leases are released
 //! and the waiters they blocked are woken.
 
+use super::{Backend, ProcIdent};
 use crate::codec::{R, W};
 use crate::core::{Flavour, LockType};
 use crate::error::{Error, Result};
@@ -23,57 +24,6 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
-
-/// This process's identity: pid, start time (clock ticks since boot) and boot id.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProcIdent {
-    pub pid: u32,
-    pub start: u64,
-    pub boot: String,
-}
-
-/// A process's start time and whether it is a zombie (state `Z`: dead, not yet reaped), from
-/// /proc/PID/stat.
-fn stat_of(pid: u32) -> Option<(u64, bool)> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields 3 (state) and 22 (start time), counted after the ")" that ends the command name.
-    let mut rest = s[s.rfind(')')? + 1..].split_whitespace();
-    let state = rest.next()?;
-    let start = rest.nth(18)?.parse().ok()?;
-    Some((start, state == "Z" || state == "X"))
-}
-
-fn start_time(pid: u32) -> Option<u64> {
-    stat_of(pid).map(|(start, _)| start)
-}
-
-fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
-}
-
-impl ProcIdent {
-    pub fn me() -> ProcIdent {
-        let pid = std::process::id();
-        ProcIdent { pid, start: start_time(pid).unwrap_or(0), boot: boot_id() }
-    }
-
-    /// Is this process still running? A pid alive with another start time is a recycled pid, and a
-    /// zombie (killed, not yet reaped by its parent) is dead: `kill(pid, 0)` still succeeds for it.
-    pub fn alive(&self) -> bool {
-        if self.boot != boot_id() {
-            return false;
-        }
-        // SAFETY: signal 0 only checks for existence and permission.
-        let r = unsafe { libc::kill(self.pid as libc::pid_t, 0) };
-        if r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
-            return false;
-        }
-        match stat_of(self.pid) {
-            Some((s, zombie)) => s == self.start && !zombie,
-            None => r == 0,
-        }
-    }
-}
 
 pub struct Shared {
     conn: Mutex<Connection>,
@@ -172,14 +122,24 @@ impl Shared {
         };
         Ok((s, rec))
     }
+}
 
-    /// The wake-up socket (add it to the event fd).
-    pub fn fd(&self) -> i32 {
-        self.sock.as_raw_fd()
+impl Backend for Shared {
+    fn name(&self) -> &'static str {
+        "sqlite-shared"
+    }
+
+    fn me(&self) -> u64 {
+        self.me
+    }
+
+    /// The wake-up socket (added to the event fd).
+    fn wake_fd(&self) -> Option<i32> {
+        Some(self.sock.as_raw_fd())
     }
 
     /// Every registered process.
-    pub fn procs(&self) -> Result<Vec<(u64, ProcIdent)>> {
+    fn procs(&self) -> Result<Vec<(u64, ProcIdent)>> {
         let conn = self.conn.lock();
         let mut st = conn.prepare("SELECT proc, pid, start, boot FROM procs").map_err(err)?;
         let rows = st
@@ -195,13 +155,13 @@ impl Shared {
 
     /// Runs `f` on the state of `file` inside one immediate transaction and writes the result back;
     /// events for other processes go to their mailboxes and they are woken after the commit.
-    pub fn with_file<T>(
+    fn with_file_dyn(
         &self,
         file: &[u8],
         create: bool,
         ctx: &Ctx,
-        f: impl FnOnce(Option<&mut FileState>) -> T,
-    ) -> Result<T> {
+        f: &mut dyn FnMut(Option<&mut FileState>),
+    ) -> Result<()> {
         let mut conn = self.conn.lock();
         // BEGIN IMMEDIATE: take the write lock now, so two processes never decide on stale state.
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(err)?;
@@ -215,11 +175,12 @@ impl Shared {
             None if create => FileState::blank(file, true),
             None => {
                 drop(tx);
-                return Ok(f(None));
+                f(None);
+                return Ok(());
             }
         };
         fs.me = self.me;
-        if NEED_GRAPH.with(|c| c.get()) {
+        if ctx.need_graph {
             // A blocking request is about to be decided: its deadlock check must see the wait-for
             // edges of every process, read in this same transaction so no concurrent wait slips by.
             // Only files with waiters have edges, kept in step by every commit (below).
@@ -248,7 +209,7 @@ impl Shared {
         let procs_before = fs.procs();
         // Break timeouts are enforced lazily too, in case the process that armed the timer died.
         fs.expire_leases(ctx);
-        let r = f(Some(&mut fs));
+        f(Some(&mut fs));
         let j: Journal = fs.take_journal();
         store::apply_journal(&tx, j).map_err(serr)?;
         if had_waits || fs.waiter_count() > 0 {
@@ -300,12 +261,12 @@ impl Shared {
             // A lost wake-up only delays delivery: the mailbox is read on every processing round.
             let _ = self.sock.send_to(&[1], &p);
         }
-        Ok(r)
+        Ok(())
     }
 
     /// A dead process whose clients asked for a TTL: when its state may be released (unix ms; 0 =
     /// not decided yet).
-    pub fn release_at(&self, proc: u64) -> Result<u64> {
+    fn release_at(&self, proc: u64) -> Result<u64> {
         let conn = self.conn.lock();
         let v: Option<i64> = conn
             .query_row("SELECT release_at_unix_ms FROM procs WHERE proc = ?1", params![proc as i64], |r| r.get(0))
@@ -314,7 +275,7 @@ impl Shared {
         Ok(v.unwrap_or(0) as u64)
     }
 
-    pub fn set_release_at(&self, proc: u64, at: u64) -> Result<()> {
+    fn set_release_at(&self, proc: u64, at: u64) -> Result<()> {
         self.conn
             .lock()
             .execute("UPDATE procs SET release_at_unix_ms = ?1 WHERE proc = ?2", params![at as i64, proc as i64])
@@ -323,7 +284,7 @@ impl Shared {
     }
 
     /// The largest TTL registered for any of `clients` (0 if none registered one).
-    pub fn max_ttl(&self, clients: &[Box<[u8]>]) -> Result<u64> {
+    fn max_ttl(&self, clients: &[Box<[u8]>]) -> Result<u64> {
         let conn = self.conn.lock();
         let mut m = 0u64;
         for c in clients {
@@ -337,7 +298,7 @@ impl Shared {
     }
 
     /// Files on which `proc` has state.
-    pub fn files_of(&self, proc: u64) -> Result<Vec<Box<[u8]>>> {
+    fn files_of(&self, proc: u64) -> Result<Vec<Box<[u8]>>> {
         let conn = self.conn.lock();
         let mut st = conn.prepare("SELECT file FROM shared_procs WHERE proc = ?1").map_err(err)?;
         let rows = st.query_map(params![proc as i64], |r| r.get::<_, Vec<u8>>(0)).map_err(err)?;
@@ -346,7 +307,7 @@ impl Shared {
 
     /// The file a client's SMB lease key leases, from the leases table every process keeps in step
     /// (SMB leases only: the keys unilock makes for oplocks and delegations are per file).
-    pub fn lease_file(&self, client: &[u8], key: &[u8; 16]) -> Result<Option<Box<[u8]>>> {
+    fn lease_file(&self, client: &[u8], key: &[u8; 16]) -> Result<Option<Box<[u8]>>> {
         let conn = self.conn.lock();
         let f: Option<Vec<u8>> = conn
             .query_row(
@@ -360,7 +321,7 @@ impl Shared {
     }
 
     /// Every file with state.
-    pub fn files(&self) -> Result<Vec<Box<[u8]>>> {
+    fn files(&self) -> Result<Vec<Box<[u8]>>> {
         let conn = self.conn.lock();
         let mut st = conn.prepare("SELECT file FROM shared_files").map_err(err)?;
         let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0)).map_err(err)?;
@@ -369,7 +330,7 @@ impl Shared {
     }
 
     /// Forgets a process that is gone (after its state was released).
-    pub fn forget_proc(&self, proc: u64) -> Result<()> {
+    fn forget_proc(&self, proc: u64) -> Result<()> {
         let conn = self.conn.lock();
         let path: Option<String> = conn
             .query_row("SELECT socket FROM procs WHERE proc = ?1", params![proc as i64], |r| r.get(0))
@@ -386,7 +347,7 @@ impl Shared {
     }
 
     /// Takes this process's mailbox (and drains the wake-up socket).
-    pub fn take_mail(&self) -> Result<Vec<Event>> {
+    fn take_mail(&self) -> Result<Vec<Event>> {
         let mut buf = [0u8; 64];
         while self.sock.recv(&mut buf).is_ok() {}
         let mut conn = self.conn.lock();
@@ -409,7 +370,7 @@ impl Shared {
     }
 
     /// Records a client registration (the shared table of client records).
-    pub fn put_client(&self, client: &[u8], adapter: &str, address: &str, ttl_ms: u64) -> Result<()> {
+    fn put_client(&self, client: &[u8], adapter: &str, address: &str, ttl_ms: u64) -> Result<()> {
         self.conn
             .lock()
             .execute(
@@ -422,7 +383,7 @@ impl Shared {
     }
 
     /// Grace bookkeeping on the shared connection.
-    pub fn end_grace(&self) -> Result<()> {
+    fn end_grace(&self) -> Result<()> {
         self.conn
             .lock()
             .execute_batch("DELETE FROM prev_locks; DELETE FROM prev_leases; DELETE FROM grace;")
@@ -507,92 +468,6 @@ fn decode_event(b: &[u8]) -> Option<Event> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_recycled_pid_is_not_the_old_process() {
-        let me = ProcIdent::me();
-        assert!(me.start > 0);
-        assert!(me.alive());
-        // Same pid, another start time: the pid was recycled, the old process is gone.
-        assert!(!ProcIdent { start: me.start + 1, ..me.clone() }.alive());
-        // Another boot.
-        assert!(!ProcIdent { boot: "not-this-boot".into(), ..me.clone() }.alive());
-        // A pid nobody uses.
-        assert!(!ProcIdent { pid: 0x3fff_fff0, ..me }.alive());
-    }
-
-    #[test]
-    fn a_zombie_is_dead() {
-        // A child that exits and is not reaped yet: kill(pid, 0) succeeds, /proc says state Z.
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        let ident = ProcIdent { pid, start: start_time(pid).unwrap(), boot: boot_id() };
-        let mut waited = 0;
-        while !stat_of(pid).is_some_and(|(_, z)| z) {
-            assert!(waited < 5000, "the child never became a zombie");
-            std::thread::sleep(std::time::Duration::from_millis(1));
-            waited += 1;
-        }
-        // SAFETY: signal 0 only checks for existence.
-        assert_eq!(unsafe { libc::kill(pid as libc::pid_t, 0) }, 0, "a zombie still answers kill(pid, 0)");
-        assert!(!ident.alive());
-        child.wait().unwrap();
-        assert!(!ident.alive());
-    }
-
-    #[test]
-    fn events_survive_the_mailbox_encoding() {
-        let e = Event {
-            kind: EventKind::LeaseBreak,
-            result: Err(Error::Timeout),
-            request_id: 7,
-            token: 8,
-            user_data: 9,
-            file: b"f"[..].into(),
-            client: b"c".to_vec(),
-            owner: b"o".to_vec(),
-            open_id: 10,
-            flavour: Flavour::Windows,
-            lock_kind: LockType::Exclusive,
-            offset: 11,
-            length: 12,
-            lease: LeaseInfo {
-                key: [3; 16],
-                kind: Some(crate::core::lease::Kind::Lease),
-                state: 7,
-                break_to: 3,
-                epoch: 5,
-                ack_required: true,
-            },
-            proc: 13,
-        };
-        let d = decode_event(&encode_event(&e)).unwrap();
-        assert_eq!(format!("{d:?}"), format!("{e:?}"));
-        assert!(decode_event(&encode_event(&e)[..20]).is_none());
-        // Unknown bytes are refused, never read as some other kind.
-        let mut b = encode_event(&e);
-        b[0] = 9;
-        assert!(decode_event(&b).is_none(), "unknown event kind");
-        assert!(EventKind::try_from(6).is_err());
-        assert!(Flavour::try_from(0).is_err() && Flavour::try_from(3).is_err());
-        assert!(LockType::try_from(0).is_err());
-        assert!(crate::core::lease::Kind::try_from(3).is_err());
-        for k in [
-            EventKind::LockDone,
-            EventKind::Watch,
-            EventKind::LeaseBreak,
-            EventKind::LeaseRevoked,
-            EventKind::BreaksDone,
-            EventKind::GraceReleased,
-        ] {
-            assert_eq!(EventKind::try_from(k as u8), Ok(k));
-        }
-    }
-}
-
 fn busy(tries: i32) -> bool {
     if tries < 2000 {
         std::thread::yield_now();
@@ -600,11 +475,6 @@ fn busy(tries: i32) -> bool {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     tries < 12_000
-}
-
-thread_local! {
-    /// Set around a blocking request in shared mode: rebuild the wait-for graph from the database.
-    pub static NEED_GRAPH: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// The wait-for edges of every file with waiters, one row per waiting request, so that a blocking
@@ -680,7 +550,56 @@ fn hash_bytes(b: &[u8]) -> u64 {
     h.finish() & 0x00FF_FFFF_FFFF_FFFF
 }
 
-/// Wall-clock milliseconds (shared between processes).
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_survive_the_mailbox_encoding() {
+        let e = Event {
+            kind: EventKind::LeaseBreak,
+            result: Err(Error::Timeout),
+            request_id: 7,
+            token: 8,
+            user_data: 9,
+            file: b"f"[..].into(),
+            client: b"c".to_vec(),
+            owner: b"o".to_vec(),
+            open_id: 10,
+            flavour: Flavour::Windows,
+            lock_kind: LockType::Exclusive,
+            offset: 11,
+            length: 12,
+            lease: LeaseInfo {
+                key: [3; 16],
+                kind: Some(crate::core::lease::Kind::Lease),
+                state: 7,
+                break_to: 3,
+                epoch: 5,
+                ack_required: true,
+            },
+            proc: 13,
+        };
+        let d = decode_event(&encode_event(&e)).unwrap();
+        assert_eq!(format!("{d:?}"), format!("{e:?}"));
+        assert!(decode_event(&encode_event(&e)[..20]).is_none());
+        // Unknown bytes are refused, never read as some other kind.
+        let mut b = encode_event(&e);
+        b[0] = 9;
+        assert!(decode_event(&b).is_none(), "unknown event kind");
+        assert!(EventKind::try_from(6).is_err());
+        assert!(Flavour::try_from(0).is_err() && Flavour::try_from(3).is_err());
+        assert!(LockType::try_from(0).is_err());
+        assert!(crate::core::lease::Kind::try_from(3).is_err());
+        for k in [
+            EventKind::LockDone,
+            EventKind::Watch,
+            EventKind::LeaseBreak,
+            EventKind::LeaseRevoked,
+            EventKind::BreaksDone,
+            EventKind::GraceReleased,
+        ] {
+            assert_eq!(EventKind::try_from(k as u8), Ok(k));
+        }
+    }
 }

@@ -151,6 +151,29 @@ fn timeout_fails_the_request_and_lets_later_waiters_in() {
     assert_eq!(r.m.cancel(idb), Err(Error::NotFound));
 }
 
+/// A request's timer goes with its reason: granted or cancelled, nothing stays armed (issue 16:
+/// "timers cancelled when their reason goes").
+#[test]
+fn a_decided_request_disarms_its_timer() {
+    let r = rig();
+    let (a, b, c) = (own(b"a", b""), own(b"b", b""), own(b"c", b""));
+    r.m.lock(F, &a, &px(LockType::Exclusive, 0, 10)).unwrap();
+    r.m.lock(G, &a, &px(LockType::Exclusive, 0, 10)).unwrap();
+    let spec = WaitSpec { token: 1, user_data: 0, timeout_ms: 500 };
+    let idb = pending(r.m.lock_blocking(F, &b, &px(LockType::Exclusive, 0, 10), &spec));
+    let idc = pending(r.m.lock_blocking(G, &c, &px(LockType::Exclusive, 0, 10), &WaitSpec { token: 2, ..spec }));
+    assert_eq!(r.m.driver.events.timer_count(), 2);
+    // Granted: its timer is disarmed once the grant is delivered.
+    r.m.unlock(F, &a, Flavour::Posix, 0, 10).unwrap();
+    let ev = r.pump();
+    assert_eq!(ev.iter().map(|e| e.request_id).collect::<Vec<_>>(), vec![idb]);
+    assert_eq!(r.m.driver.events.timer_count(), 1);
+    // Cancelled: disarmed at once; nothing is scheduled any more.
+    assert_eq!(r.m.cancel(idc), Ok(CancelOutcome::Cancelled));
+    assert_eq!(r.m.driver.events.timer_count(), 0);
+    assert_eq!(r.m.next_timeout_ms(), None);
+}
+
 #[test]
 fn deadlocks_are_refused_over_the_whole_graph() {
     let r = rig();
