@@ -371,23 +371,11 @@ impl Backend for Shared {
 
     /// Records a client registration (the shared table of client records).
     fn put_client(&self, client: &[u8], adapter: &str, address: &str, ttl_ms: u64) -> Result<()> {
-        self.conn
-            .lock()
-            .execute(
-                "INSERT INTO clients(client, adapter, address, ttl_ms) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(client) DO UPDATE SET adapter = excluded.adapter, address = excluded.address, ttl_ms = excluded.ttl_ms",
-                params![client, adapter, address, ttl_ms as i64],
-            )
-            .map_err(err)?;
-        Ok(())
+        store::put_client_in(&self.conn.lock(), client, adapter, address, ttl_ms).map_err(serr)
     }
 
-    /// Grace bookkeeping on the shared connection.
     fn end_grace(&self) -> Result<()> {
-        self.conn
-            .lock()
-            .execute_batch("DELETE FROM prev_locks; DELETE FROM prev_leases; DELETE FROM grace;")
-            .map_err(err)
+        store::end_grace_in(&self.conn.lock()).map_err(serr)
     }
 }
 
@@ -487,15 +475,11 @@ fn ensure_wait_edges(tx: &rusqlite::Transaction) -> Result<()> {
         })
         .map_err(err)?;
     // Files leave shared_procs by file on every commit that changes who has state there.
-    tx.execute_batch("CREATE INDEX IF NOT EXISTS shared_procs_file ON shared_procs(file);").map_err(err)?;
+    tx.execute_batch(store::schema::SHARED_PROCS_BY_FILE).map_err(err)?;
     if have > 0 {
         return Ok(());
     }
-    tx.execute_batch(
-        "CREATE TABLE shared_waits (file BLOB NOT NULL, id INTEGER NOT NULL, who BLOB NOT NULL, blockers BLOB NOT NULL,
-         PRIMARY KEY (file, id)) WITHOUT ROWID;",
-    )
-    .map_err(err)?;
+    tx.execute_batch(store::schema::SHARED_WAITS_TABLE).map_err(err)?;
     let files: Vec<(Vec<u8>, Vec<u8>)> = {
         let mut st = tx.prepare("SELECT file, state FROM shared_files").map_err(err)?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(err)?;

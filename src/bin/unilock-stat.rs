@@ -1,5 +1,6 @@
 //! `unilock-stat`: lists the locks, leases, clients and grace state recorded in a unilock database,
-//! in the spirit of `/proc/locks` and `smbstatus -L` (STYLE.md §3), or as one JSON object.
+//! in the spirit of `/proc/locks` and `smbstatus -L` (STYLE.md §3), or as one JSON object. One
+//! concept in one file (over 800 lines: the reader, the text and the JSON form of one report).
 //!
 //! The database is only ever read: it is opened with `SQLITE_OPEN_READ_ONLY` (never created),
 //! checkpoint-on-close is off, `query_only` is on, and the journal mode is left alone, so this is safe

@@ -25,6 +25,56 @@ pub type Key = [u8; 16];
 /// A lease named by its holder: (client, key).
 pub type LeaseRef = (Box<[u8]>, Key);
 
+/// What an open asks for, by protocol, before it has a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Asks {
+    /// An SMB2.1/3 lease with the client's key.
+    Lease(Key),
+    /// An oplock: its identity is its open.
+    Oplock,
+    /// An NFSv4 delegation: one per client and file.
+    Delegation,
+    /// A per-open `F_SETLEASE`-style lease: its identity is its open; held as a delegation.
+    SetLease,
+}
+
+/// The identity of what an open asks for: its kind and the key breaks and acks name it by. Keyless
+/// kinds get a key made from a tag and the open (`OPLK`, `SETL`) or the tag alone (`DELG`: a
+/// client's delegation of a file is one, whatever open asked for it).
+pub fn identity(asks: Asks, open_id: u64) -> (Kind, Key) {
+    let made = |tag: &[u8; 4], open: u64| {
+        let mut k = [0u8; 16];
+        k[..4].copy_from_slice(tag);
+        k[8..].copy_from_slice(&open.to_le_bytes());
+        k
+    };
+    match asks {
+        Asks::Lease(key) => (Kind::Lease, key),
+        Asks::Oplock => (Kind::Oplock, made(b"OPLK", open_id)),
+        Asks::Delegation => (Kind::Delegation, made(b"DELG", 0)),
+        Asks::SetLease => (Kind::Delegation, made(b"SETL", open_id)),
+    }
+}
+
+#[cfg(test)]
+mod identity_tests {
+    use super::*;
+
+    #[test]
+    fn identities_by_protocol() {
+        assert_eq!(identity(Asks::Lease([9; 16]), 5), (Kind::Lease, [9; 16]));
+        let (k, o5) = identity(Asks::Oplock, 5);
+        assert_eq!((k, &o5[..4], &o5[8..]), (Kind::Oplock, &b"OPLK"[..], &5u64.to_le_bytes()[..]));
+        assert_ne!(o5, identity(Asks::Oplock, 6).1, "one oplock per open");
+        assert_eq!(identity(Asks::Delegation, 5), identity(Asks::Delegation, 6), "one delegation per client");
+        assert_eq!(identity(Asks::Delegation, 5).0, Kind::Delegation);
+        let (k, s5) = identity(Asks::SetLease, 5);
+        assert_eq!(k, Kind::Delegation);
+        assert_ne!(s5, identity(Asks::SetLease, 6).1, "one setlease per open");
+        assert_ne!(s5, o5);
+    }
+}
+
 /// The discriminant is the one wire encoding (store, shared-state codec, mailbox), read back with
 /// `TryFrom<u8>`, which refuses unknown bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,7 +4,7 @@ use super::boundary::{put, Fallback};
 use super::handle::unilock;
 use super::status::{done, status_of, unilock_status};
 use super::types::unilock_wait;
-use crate::core::lease::{Key, Kind, Trigger};
+use crate::core::lease::{identity, Asks, Key, Kind, Trigger};
 use crate::manager::WaitSpec;
 use crate::table::{LeaseAnswer, OpenSpec};
 use libc::c_char;
@@ -206,12 +206,8 @@ pub fn kind_to_c(k: Option<Kind>) -> u32 {
     }
 }
 
-/// The key unilock uses for keyless kinds.
-fn synth_key(tag: &[u8; 4], open_id: u64) -> Key {
-    let mut k = [0u8; 16];
-    k[..4].copy_from_slice(tag);
-    k[8..].copy_from_slice(&open_id.to_le_bytes());
-    k
+fn some((kind, key): (Kind, Key)) -> (Option<Kind>, Key) {
+    (Some(kind), key)
 }
 
 /// A client id argument: NUL-terminated, 1..255 bytes.
@@ -316,10 +312,10 @@ pub extern "C" fn unilock_file_open(
         }
         let (kind, key) = match r.lease_kind {
             UNILOCK_LEASE_KIND_NONE => (None, [0u8; 16]),
-            UNILOCK_LEASE_KIND_LEASE => (Some(Kind::Lease), r.lease_key),
-            UNILOCK_LEASE_KIND_OPLOCK => (Some(Kind::Oplock), synth_key(b"OPLK", open_id)),
-            UNILOCK_LEASE_KIND_DELEGATION => (Some(Kind::Delegation), synth_key(b"DELG", 0)),
-            UNILOCK_LEASE_KIND_SETLEASE => (Some(Kind::Delegation), synth_key(b"SETL", open_id)),
+            UNILOCK_LEASE_KIND_LEASE => some(identity(Asks::Lease(r.lease_key), open_id)),
+            UNILOCK_LEASE_KIND_OPLOCK => some(identity(Asks::Oplock, open_id)),
+            UNILOCK_LEASE_KIND_DELEGATION => some(identity(Asks::Delegation, open_id)),
+            UNILOCK_LEASE_KIND_SETLEASE => some(identity(Asks::SetLease, open_id)),
             _ => return unilock_status::invalid(),
         };
         let spec = OpenSpec {

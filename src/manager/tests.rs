@@ -1,4 +1,5 @@
-//! Behaviour of blocking requests, cancel, timeouts, deadlocks, watches and both event drivers,
+//! Behaviour of blocking requests, cancel, timeouts, deadlocks, watches and both event drivers (one
+//! concept: the facade and driver's request lifecycle; tests only),
 //! driven on a manual clock (nothing here sleeps except the thread-mode tests, which wait for events
 //! with a bounded timeout so a lost wake-up fails instead of hanging).
 

@@ -239,11 +239,7 @@ impl Store {
 
     /// Records a client registration (adapter, address, TTL).
     pub fn put_client(&self, client: &[u8], adapter: &str, address: &str, ttl_ms: u64) -> Result<(), StoreError> {
-        self.conn.lock().execute(
-            "INSERT INTO clients(client, adapter, address, ttl_ms) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT(client) DO UPDATE SET adapter = excluded.adapter, address = excluded.address, ttl_ms = excluded.ttl_ms",
-            params![client, adapter, address, i(ttl_ms)],
-        )?;
+        put_client_in(&self.conn.lock(), client, adapter, address, ttl_ms)?;
         self.known_clients.lock().insert(client.into());
         Ok(())
     }
@@ -317,9 +313,30 @@ impl Store {
 
     /// Grace ended: the pre-restart state is gone for good.
     pub fn end_grace(&self) -> Result<(), StoreError> {
-        self.conn.lock().execute_batch("DELETE FROM prev_locks; DELETE FROM prev_leases; DELETE FROM grace;")?;
-        Ok(())
+        end_grace_in(&self.conn.lock())
     }
+}
+
+/// Records a client registration on `conn` (the store's connection, or shared mode's).
+pub fn put_client_in(
+    conn: &Connection,
+    client: &[u8],
+    adapter: &str,
+    address: &str,
+    ttl_ms: u64,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO clients(client, adapter, address, ttl_ms) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(client) DO UPDATE SET adapter = excluded.adapter, address = excluded.address, ttl_ms = excluded.ttl_ms",
+        params![client, adapter, address, i(ttl_ms)],
+    )?;
+    Ok(())
+}
+
+/// Forgets the pre-restart state on `conn` (grace is over).
+pub fn end_grace_in(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch("DELETE FROM prev_locks; DELETE FROM prev_leases; DELETE FROM grace;")?;
+    Ok(())
 }
 
 /// Writes a journal inside the caller's transaction.

@@ -29,6 +29,18 @@ pub const LOCKS_TABLE: &str = "CREATE TABLE IF NOT EXISTS locks(
         PRIMARY KEY(file, client, owner, open_id, flavour, type, start, length)
      ) WITHOUT ROWID;";
 
+/// Shared mode's wait-for edges, one row per waiting request (`blockers`: the owner keys it waits
+/// for), so a blocking request's deadlock check reads edges, not every file. Created at open by the
+/// first process of a library version that has it (it postdates schema version 2).
+pub const SHARED_WAITS_TABLE: &str = "CREATE TABLE shared_waits (
+        file BLOB NOT NULL, id INTEGER NOT NULL, who BLOB NOT NULL, blockers BLOB NOT NULL,
+        PRIMARY KEY (file, id)
+     ) WITHOUT ROWID;";
+
+/// Shared mode's index of `shared_procs` by file (every commit that changes who has state on a file
+/// rewrites that file's rows).
+pub const SHARED_PROCS_BY_FILE: &str = "CREATE INDEX IF NOT EXISTS shared_procs_file ON shared_procs(file);";
+
 /// Migrations: `MIGRATIONS[i]` takes a database from version `i` to `i + 1`.
 pub const MIGRATIONS: &[&str] = &[
     // 0 -> 1
