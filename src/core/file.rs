@@ -23,8 +23,9 @@ use super::{posix, windows, Changes, Denied, Flavour, LockType, NewLock, OwnerId
 // ---------------------------------------------------------------------------------------------------
 // Locks
 
-/// One lock of `flavour` (no blocking): the changes, or why not.
-#[inline]
+/// One lock of `flavour` (no blocking): the changes, or why not. Always inlined: on the hot path the
+/// `Changes` then goes straight from the flavour's rule to the caller, with no copy in between.
+#[inline(always)]
 pub fn lock(
     set: &LockSet,
     owner: OwnerIdx,

@@ -199,18 +199,9 @@ impl FileState {
             }
         }
         self.released = false;
-        // The core picks each grant (arrival order; from the front again after a downgrade); this
-        // applies it and delivers the waiter's event.
-        let mut from = 0;
-        while let Some(g) = file::next_grant(&self.locks, &self.waiters, from) {
-            let i = g.index;
-            let ev = self.event_for(i, Ok(()));
-            self.commit(&g.changes);
-            let (w, m) = self.take_waiter(i);
-            self.granted.push(GrantedReq { owner: w.owner, token: m.token, kind: w.kind, range: w.range });
-            ctx.metrics.waited(ctx.events.now_ms().saturating_sub(m.since));
-            ctx.complete(ev);
-            from = g.next_from;
+        // Nothing queued (every uncontended unlock): nothing to grant, no edges to refresh.
+        if !self.waiters.is_empty() {
+            self.grant_waiters(ctx);
         }
         self.dirty = false;
         if !self.waiters.is_empty() {
@@ -221,6 +212,22 @@ impl FileState {
             for (id, key, blockers) in edges {
                 g.set(id, key, blockers);
             }
+        }
+    }
+
+    /// The waiter grant loop: the core picks each grant (arrival order; from the front again after a
+    /// downgrade); this applies it and delivers the waiter's event.
+    fn grant_waiters(&mut self, ctx: &Ctx) {
+        let mut from = 0;
+        while let Some(g) = file::next_grant(&self.locks, &self.waiters, from) {
+            let i = g.index;
+            let ev = self.event_for(i, Ok(()));
+            self.commit(&g.changes);
+            let (w, m) = self.take_waiter(i);
+            self.granted.push(GrantedReq { owner: w.owner, token: m.token, kind: w.kind, range: w.range });
+            ctx.metrics.waited(ctx.events.now_ms().saturating_sub(m.since));
+            ctx.complete(ev);
+            from = g.next_from;
         }
     }
 
