@@ -4,6 +4,7 @@
 #   make demo            build and run the demo file server
 #   make bench           benchmarks against the kernel's lock manager (BENCH_ARGS=--quick for a smoke run)
 #   make bench-compare   this library against BASE=<git rev> on FIGURES=1,3,4, alternating in one run
+#   make check-cluster   cluster mode on private etcd clusters (cluster/deps.sh installs etcd)
 #   make install PREFIX=/usr/local DESTDIR=   /   make uninstall
 
 PREFIX     ?= /usr/local
@@ -126,3 +127,11 @@ check-ganesha: lib
 .PHONY: check-multiprotocol
 check-multiprotocol: lib
 	sh ganesha/multiprotocol.sh
+
+# Cluster mode (cluster/): private etcd clusters on loopback ports (one member, then three), three
+# unilock host processes on each: one table across hosts, blocking grants, lease breaks, deadlocks,
+# SIGKILL of a host, etcd member restarts. Needs the packages cluster/deps.sh installs; installs
+# nothing itself. See README, "Cluster mode".
+.PHONY: check-cluster
+check-cluster: lib
+	bash cluster/check.sh

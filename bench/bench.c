@@ -2132,6 +2132,156 @@ static void fig7(void) {
 }
 
 /* ------------------------------------------------------------------------------------------------ */
+/* Figure 8: cluster mode (issue 19): hosts sharing one table in etcd                                */
+
+/* The etcd clusters come from the environment (bench/cluster.sh starts a private single-member and
+ * a three-member one on loopback ports and sets these): UNILOCK_BENCH_ETCD1, UNILOCK_BENCH_ETCD3.
+ * A "host" is a process with its own cluster handle; the throughput rows fork them (the parent holds
+ * no cluster handle, so no library thread, when it forks). */
+
+static unilock_status f8_open(const char *eps, const char *cluster, unilock **out) {
+    unilock_config c;
+    unilock_config_init(&c);
+    c.flags = UNILOCK_CONFIG_CLUSTER;
+    c.cluster_endpoints = eps;
+    c.cluster_name = cluster;
+    c.cluster_host = "bench";
+    c.event_mode = UNILOCK_EVENTS_LOOP;
+    return unilock_open(&c, out);
+}
+
+static int f8_cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Pair latencies of one host for `secs` (at least 200 pairs): p50 and p99 in us. */
+static void f8_latency(const char *eps, const char *cluster, double secs, double *p50, double *p99) {
+    unilock *ul = NULL;
+    unilock_status st = f8_open(eps, cluster, &ul);
+    if (st != UNILOCK_OK)
+        die("figure 8: cluster open on %s: %s (%s)", eps, unilock_strerror(st), unilock_errdetail());
+    fid_t f = fid_of(8);
+    static const uint8_t owner[8] = "bench-08";
+    ul_pair_t p;
+    ul_pair_init(&p, ul, &f, "nlm:bench", owner, sizeof owner, 1, UNILOCK_POSIX, UNILOCK_EXCLUSIVE, 0, 100);
+    size_t cap = 1 << 16, n = 0;
+    uint64_t *v = malloc(cap * sizeof *v);
+    if (!v)
+        die("out of memory");
+    uint64_t start = now_ns();
+    while (n < cap && (n < 200 || (double)(now_ns() - start) < secs * 1e9)) {
+        uint64_t t0 = now_ns();
+        if (ul_pair_batch(&p, 1) != 0)
+            die("figure 8: a cluster pair failed");
+        v[n++] = now_ns() - t0;
+    }
+    qsort(v, n, sizeof *v, f8_cmp_u64);
+    *p50 = (double)v[n / 2] / 1e3;
+    *p99 = (double)v[(n * 99) / 100] / 1e3;
+    free(v);
+    unilock_close(ul);
+}
+
+/* `hosts` processes, each with its own handle, doing pairs on its own file for `secs`: pairs/s. */
+static double f8_throughput(const char *eps, const char *cluster, int hosts, double secs) {
+    int fds[8][2];
+    pid_t pids[8];
+    for (int h = 0; h < hosts; h++) {
+        if (pipe(fds[h]) != 0)
+            die("pipe: %s", strerror(errno));
+        pids[h] = fork();
+        if (pids[h] < 0)
+            die("fork: %s", strerror(errno));
+        if (pids[h] == 0) {
+            close(fds[h][0]);
+            unilock *ul = NULL;
+            uint64_t count = 0;
+            if (f8_open(eps, cluster, &ul) == UNILOCK_OK) {
+                fid_t f = fid_of(80 + (uint64_t)h);
+                static const uint8_t owner[8] = "bench-08";
+                ul_pair_t p;
+                ul_pair_init(&p, ul, &f, "nlm:bench", owner, sizeof owner, 1, UNILOCK_POSIX, UNILOCK_EXCLUSIVE, 0, 100);
+                uint64_t start = now_ns();
+                while ((double)(now_ns() - start) < secs * 1e9)
+                    if (ul_pair_batch(&p, 1) == 0)
+                        count++;
+                unilock_close(ul);
+            }
+            if (write(fds[h][1], &count, sizeof count) != (ssize_t)sizeof count)
+                _exit(1);
+            _exit(0);
+        }
+        close(fds[h][1]);
+    }
+    uint64_t total = 0;
+    for (int h = 0; h < hosts; h++) {
+        uint64_t c = 0;
+        if (read(fds[h][0], &c, sizeof c) != (ssize_t)sizeof c)
+            die("figure 8: a host process died");
+        total += c;
+        close(fds[h][0]);
+        waitpid(pids[h], NULL, 0);
+    }
+    return (double)total / secs;
+}
+
+static void fig8(void) {
+    const char *eps[2] = {getenv("UNILOCK_BENCH_ETCD1"), getenv("UNILOCK_BENCH_ETCD3")};
+    static const char *key[2] = {"1m", "3m"}, *name_of[2] = {"1-member etcd", "3-member etcd"};
+    if (!eps[0] || !*eps[0] || !eps[1] || !*eps[1]) {
+        fig_skip("needs etcd clusters: run through bench/cluster.sh (make bench does when etcd is installed)");
+        return;
+    }
+    if (f7_dir_new() != 0)
+        return;
+    char db[1200], name[64], label[96];
+    int r_sh = row_new(8, "fig8_shared_process_pair_us", "shared mode PROCESS pair, one host (as figure 7)", "us/pair");
+    row_tag(r_sh, "shared, one host");
+    int r_p50[2], r_p99[2], r_t[2][2];
+    for (int e = 0; e < 2; e++) {
+        snprintf(name, sizeof name, "cluster_%s_pair_p50_us", key[e]);
+        snprintf(label, sizeof label, "cluster pair p50, 1 host, %s", name_of[e]);
+        r_p50[e] = row_new(8, name, label, "us/pair");
+        row_anchor(r_p50[e], r_sh, GOAL_NONE, 0, "shared");
+        snprintf(name, sizeof name, "cluster_%s_pair_p99_us", key[e]);
+        snprintf(label, sizeof label, "cluster pair p99, 1 host, %s", name_of[e]);
+        r_p99[e] = row_new(8, name, label, "us/pair");
+        if (e == 1)
+            row_goal_abs(r_p99[e], 5000, "us");
+        for (int h = 0; h < 2; h++) {
+            snprintf(name, sizeof name, "cluster_%s_pairs_per_s_%dhost", key[e], h ? 3 : 1);
+            snprintf(label, sizeof label, "cluster pairs/s, %d host%s, %s", h ? 3 : 1, h ? "s" : "", name_of[e]);
+            r_t[e][h] = row_new(8, name, label, "pairs/s");
+            if (h)
+                row_anchor(r_t[e][h], r_t[e][0], GOAL_NONE, 0, "1 host");
+        }
+    }
+    f7_dir_remove();
+    for (int rep = 0; rep < cfg.reps; rep++) {
+        progress(rep ? " %d" : "figure 8: repetition %d", rep + 1);
+        if (f7_dir_new() != 0)
+            die("figure 8: %s", fig_unmeasured);
+        f7_db(db, sizeof db, "pairs");
+        double us, rate, cpu;
+        f7_pairs(db, UNILOCK_DURABILITY_PROCESS, 1, 0, cfg.min_s, &us, &rate, &cpu);
+        row_add(r_sh, us);
+        f7_dir_remove();
+        for (int e = 0; e < 2; e++) {
+            char cl[64];
+            snprintf(cl, sizeof cl, "bench8-%d-%d-%d", (int)getpid(), rep, e);
+            double p50, p99;
+            f8_latency(eps[e], cl, cfg.min_s, &p50, &p99);
+            row_add(r_p50[e], p50);
+            row_add(r_p99[e], p99);
+            row_add(r_t[e][0], f8_throughput(eps[e], cl, 1, cfg.thr_s));
+            row_add(r_t[e][1], f8_throughput(eps[e], cl, 3, cfg.thr_s));
+        }
+    }
+    progress("\n");
+}
+
+/* ------------------------------------------------------------------------------------------------ */
 /* The figures                                                                                      */
 
 typedef struct {
@@ -2153,6 +2303,8 @@ static figure_t figures[] = {
     {6, "lease break latency, conflicting request -> break callback", fig6, NULL, 0, 0, NULL},
     {7, "shared mode (several processes, one database): pair and cross-process break", fig7,
      "shared mode", 0, 0, NULL},
+    {8, "cluster mode (hosts on etcd): pair p50/p99 and throughput, 1 and 3 hosts, 1- and 3-member etcd", fig8,
+     "cluster mode", 0, 0, NULL},
 };
 enum { NFIG = sizeof figures / sizeof *figures };
 

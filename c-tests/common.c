@@ -10,6 +10,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 static void *live_dumps[64];
 
@@ -33,15 +34,32 @@ void free_leftover_dumps(void)
 }
 
 /* UNILOCK_TEST_BACKEND (issue 16: the same suites over every backend): "memory" (default), "db" (a
- * fresh SQLite database per handle) or "shared" (shared mode on a fresh database). */
+ * fresh SQLite database per handle), "shared" (shared mode on a fresh database) or "cluster" (cluster
+ * mode on the etcd named by UNILOCK_TEST_ETCD, a fresh cluster name per handle: see
+ * cluster/with-etcd.sh). */
 static char backend_dir[64];
 static char backend_db[128];
+static char backend_cluster[64];
+static unsigned backend_clusters;
 
 void test_backend_config(unilock_config *cfg)
 {
 	const char *b = getenv("UNILOCK_TEST_BACKEND");
 	if (b == NULL || strcmp(b, "memory") == 0 || *b == 0)
 		return;
+	if (strcmp(b, "cluster") == 0) {
+		const char *etcd = getenv("UNILOCK_TEST_ETCD");
+		if (etcd == NULL || *etcd == 0) {
+			fprintf(stderr, "UNILOCK_TEST_BACKEND=cluster needs UNILOCK_TEST_ETCD (cluster/with-etcd.sh)\n");
+			abort();
+		}
+		snprintf(backend_cluster, sizeof backend_cluster, "ctest-%d-%u", (int)getpid(), backend_clusters++);
+		cfg->flags |= UNILOCK_CONFIG_CLUSTER;
+		cfg->cluster_endpoints = etcd;
+		cfg->cluster_name = backend_cluster;
+		cfg->cluster_host = "ctest";
+		return;
+	}
 	test_backend_cleanup();
 	snprintf(backend_dir, sizeof backend_dir, "/tmp/unilock-ctest-XXXXXX");
 	if (mkdtemp(backend_dir) == NULL) {
@@ -54,7 +72,7 @@ void test_backend_config(unilock_config *cfg)
 	if (strcmp(b, "shared") == 0)
 		cfg->flags |= UNILOCK_CONFIG_SHARED;
 	else if (strcmp(b, "db") != 0) {
-		fprintf(stderr, "UNILOCK_TEST_BACKEND=%s: expected memory, db or shared\n", b);
+		fprintf(stderr, "UNILOCK_TEST_BACKEND=%s: expected memory, db, shared or cluster\n", b);
 		abort();
 	}
 }

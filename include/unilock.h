@@ -99,6 +99,19 @@
 #define UNILOCK_CONFIG_NO_DIRECTORY_LEASES 2
 
 /**
+ * `unilock_config.flags`: cluster mode. Every process on every host that opens a handle with this
+ * flag, the same `cluster_endpoints` (one etcd cluster) and the same `cluster_name` sees and honours
+ * one lock table, kept in etcd (3.4 or later, reached over plain HTTP through its JSON gateway).
+ * Each handle registers under an etcd lease of `cluster_ttl_ms`: a process or host that stops
+ * renewing it (killed, cut off) is declared dead and its locks, waits, opens and leases are released
+ * by the others, as a dead process's are in shared mode. A handle that cannot reach etcd answers
+ * `UNILOCK_E_STORE` (and logs why), never a guess; one whose lease expired keeps answering
+ * `UNILOCK_E_STORE` (the cluster released its state): close it and open a new one. Not with
+ * `UNILOCK_CONFIG_SHARED` nor `db_path`. Open after fork(), as in shared mode.
+ */
+#define UNILOCK_CONFIG_CLUSTER 4
+
+/**
  * `unilock_config.event_mode`: a library thread runs timers and invokes the event callback.
  */
 #define UNILOCK_EVENTS_THREAD 0
@@ -790,6 +803,27 @@ typedef struct unilock_config {
    * Most locks in total (0 = unlimited, the default). Every value up to `UINT64_MAX` is a real limit.
    */
   uint64_t max_locks_total;
+  /**
+   * `UNILOCK_CONFIG_CLUSTER`: the etcd members' client URLs, comma-separated, NUL-terminated, e.g.
+   * `"http://10.0.0.1:2379,http://10.0.0.2:2379"` (plain HTTP; no TLS). Read during `unilock_open`.
+   */
+  const char *cluster_endpoints;
+  /**
+   * `UNILOCK_CONFIG_CLUSTER`: the cluster's name, the prefix of its keys in etcd (several clusters
+   * may share one etcd), NUL-terminated. Every host of one cluster uses the same name.
+   */
+  const char *cluster_name;
+  /**
+   * `UNILOCK_CONFIG_CLUSTER`: this host's name, NUL-terminated (logs and tools); NULL: the host
+   * name from uname.
+   */
+  const char *cluster_host;
+  /**
+   * `UNILOCK_CONFIG_CLUSTER`: the lease TTL, ms (default 10000, rounded up to whole seconds, at
+   * least 2 s): a handle whose process or host stops renewing its lease this long is dead to the
+   * others, which release its state within about one second more.
+   */
+  uint64_t cluster_ttl_ms;
 } unilock_config;
 
 /**
@@ -1140,7 +1174,8 @@ unilock_status unilock_metrics_prometheus(const struct unilock *ul,
  * Defaults: `flags` 0; `event_mode` `UNILOCK_EVENTS_THREAD`; `event_fn` NULL; `event_user_data`
  * NULL; `lease_break_timeout_ms` 35000; `db_path` NULL (in memory); `durability`
  * `UNILOCK_DURABILITY_SYNC`; `grace_period_ms` 90000; `batch_ms` 10; `max_locks_per_file`,
- * `max_locks_per_client`, `max_locks_total` 0 (unlimited). Passing NULL does nothing. Thread-safe.
+ * `max_locks_per_client`, `max_locks_total` 0 (unlimited); `cluster_endpoints`, `cluster_name`,
+ * `cluster_host` NULL; `cluster_ttl_ms` 10000. Passing NULL does nothing. Thread-safe.
  */
 void unilock_config_init(struct unilock_config *cfg);
 

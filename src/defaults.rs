@@ -7,3 +7,5 @@ pub const LEASE_BREAK_TIMEOUT_MS: u64 = 35_000;
 pub const GRACE_PERIOD_MS: u64 = 90_000;
 /// `UNILOCK_DURABILITY_BATCH`: the longest a change waits before it is written, ms.
 pub const BATCH_MS: u64 = 10;
+/// Cluster mode: the etcd lease TTL, ms (a participant silent this long is dead to the others).
+pub const CLUSTER_TTL_MS: u64 = 10_000;

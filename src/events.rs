@@ -277,5 +277,9 @@ impl<E> Events<E> {
     /// Wakes the library thread (used at close).
     pub fn wake_thread(&self) {
         self.poke_thread();
+        // With descriptors (shared and cluster modes) the thread sleeps in epoll, not on the condvar.
+        if let Some(f) = &self.fds {
+            f.signal();
+        }
     }
 }

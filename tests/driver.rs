@@ -23,11 +23,13 @@
 //! client is broken; the model then expects no change).
 //!
 //! Running: `cargo test --release --test driver` runs the bounded campaign of `make check` (about
-//! 150 000 steps in memory, 15 000 on a database, 15 000 in shared mode). `UNILOCK_FUZZ_STEPS=<n>`
+//! 150 000 steps in memory, 15 000 on a database, 15 000 in shared mode, 600 in cluster mode on a private
+//! etcd, skipped without one). `UNILOCK_FUZZ_STEPS=<n>`
 //! runs about n steps on every backend (a long campaign: `UNILOCK_FUZZ_STEPS=5000000`);
 //! `UNILOCK_FUZZ_SEED=<n>` changes the seed (default 14); add `-- --nocapture` to see the steps run.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use proptest::prelude::*;
@@ -428,7 +430,15 @@ struct Sent {
 // ---------------------------------------------------------------------------------------------------
 // Backends
 
-// Built by the suites' shared helper (tests/common/backends.rs).
+// Built by the suites' shared helper (tests/common/backends.rs); cluster mode only here.
+
+#[path = "common/etcd.rs"]
+mod etcd;
+
+/// The etcd of the cluster campaign (its client URL), while it runs.
+static CLUSTER_ETCD: Mutex<Option<String>> = Mutex::new(None);
+
+static CASE: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
     /// Steps run by this thread's campaign (each campaign runs on one test thread).
@@ -458,6 +468,16 @@ struct World {
 impl World {
     fn new(backend: Backend) -> World {
         let clock = Arc::new(ManualClock::default());
+        let cluster = matches!(backend, Backend::Cluster).then(|| {
+            let url = CLUSTER_ETCD.lock().unwrap().clone().expect("the cluster campaign's etcd");
+            let c = CASE.fetch_add(1, Ordering::Relaxed);
+            unilock::backend::etcd::EtcdConfig {
+                endpoints: url,
+                cluster: format!("driver-{}-{c}", std::process::id()),
+                host: "driver".into(),
+                ttl_ms: 10_000,
+            }
+        });
         let mut rxs = Vec::new();
         let Rig { mgrs, dir, .. } = Rig::new(backend, "driver", |_| {
             let (tx, rx) = mpsc::channel();
@@ -465,6 +485,7 @@ impl World {
             let tx = Mutex::new(tx);
             Settings {
                 loop_mode: true,
+                cluster: cluster.clone(),
                 break_timeout_ms: BREAK_MS,
                 clock: Some(clock.clone()),
                 callback: Some(Box::new(move |e: &Event| {
@@ -1094,3 +1115,20 @@ macro_rules! campaign {
 campaign!(driver_memory, Backend::Memory, 150_000);
 campaign!(driver_database, Backend::Database, 15_000);
 campaign!(driver_shared, Backend::Shared, 15_000);
+
+/// The same driver over cluster mode: two hosts on a private etcd (a fresh cluster name per case;
+/// fewer steps: every operation is an etcd round trip). Skipped, saying why, without etcd.
+#[test]
+fn driver_cluster() {
+    let Some(e) = etcd::Etcd::start() else { return };
+    *CLUSTER_ETCD.lock().unwrap() = Some(e.url.clone());
+    let started = std::time::Instant::now();
+    let mut runner = proptest::test_runner::TestRunner::new(config(600));
+    let r = runner.run(&proptest::collection::vec(op(), 1..2 * OPS), |ops| run(Backend::Cluster, &ops));
+    report(Backend::Cluster, started);
+    *CLUSTER_ETCD.lock().unwrap() = None;
+    drop(e);
+    if let Err(e) = r {
+        panic!("{e}");
+    }
+}

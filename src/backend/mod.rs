@@ -8,6 +8,7 @@
 //! pre-restart state when this participant starts the table alone (whole-server restart → grace),
 //! and one arm in the facade's `open` (see ARCHITECTURE.md).
 
+pub mod etcd;
 pub mod memory;
 pub mod sqlite_shared;
 

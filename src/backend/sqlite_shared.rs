@@ -388,7 +388,7 @@ impl Drop for Shared {
 /// The mailbox's byte for "this event is not about a lease".
 const NO_LEASE: u8 = 0xFF;
 
-fn encode_event(e: &Event) -> Vec<u8> {
+pub(crate) fn encode_event(e: &Event) -> Vec<u8> {
     let mut w = W(Vec::with_capacity(128));
     w.u8(e.kind as u8);
     w.u64(match &e.result {
@@ -418,7 +418,7 @@ fn encode_event(e: &Event) -> Vec<u8> {
     w.0
 }
 
-fn decode_event(b: &[u8]) -> Option<Event> {
+pub(crate) fn decode_event(b: &[u8]) -> Option<Event> {
     let mut r = R { b };
     let kind = EventKind::try_from(r.u8()?).ok()?;
     let result = match r.u64()? {
@@ -509,7 +509,7 @@ fn write_wait_edges(tx: &rusqlite::Transaction, file: &[u8], fs: &FileState) -> 
     Ok(())
 }
 
-fn encode_keys(keys: &[crate::requests::OwnerKey]) -> Vec<u8> {
+pub(crate) fn encode_keys(keys: &[crate::requests::OwnerKey]) -> Vec<u8> {
     let mut w = crate::codec::W(Vec::new());
     w.u64(keys.len() as u64);
     for k in keys {
@@ -518,7 +518,7 @@ fn encode_keys(keys: &[crate::requests::OwnerKey]) -> Vec<u8> {
     w.0
 }
 
-fn decode_keys(b: &[u8]) -> Option<Vec<crate::requests::OwnerKey>> {
+pub(crate) fn decode_keys(b: &[u8]) -> Option<Vec<crate::requests::OwnerKey>> {
     let mut r = crate::codec::R { b };
     let n = r.u64()?;
     if n > b.len() as u64 {
@@ -527,7 +527,7 @@ fn decode_keys(b: &[u8]) -> Option<Vec<crate::requests::OwnerKey>> {
     (0..n).map(|_| r.bytes().map(|k| k.to_vec().into_boxed_slice())).collect()
 }
 
-fn hash_bytes(b: &[u8]) -> u64 {
+pub(crate) fn hash_bytes(b: &[u8]) -> u64 {
     use std::hash::Hasher;
     let mut h = std::collections::hash_map::DefaultHasher::new();
     h.write(b);

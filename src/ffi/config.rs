@@ -12,6 +12,16 @@ pub const UNILOCK_CONFIG_SHARED: u32 = 0x1;
 /// request on a directory (`UNILOCK_OPEN_DIRECTORY`) is answered as a plain open, granted none, and
 /// records no lease. By default directory leases (none, R, RH) are offered.
 pub const UNILOCK_CONFIG_NO_DIRECTORY_LEASES: u32 = 0x2;
+/// `unilock_config.flags`: cluster mode. Every process on every host that opens a handle with this
+/// flag, the same `cluster_endpoints` (one etcd cluster) and the same `cluster_name` sees and honours
+/// one lock table, kept in etcd (3.4 or later, reached over plain HTTP through its JSON gateway).
+/// Each handle registers under an etcd lease of `cluster_ttl_ms`: a process or host that stops
+/// renewing it (killed, cut off) is declared dead and its locks, waits, opens and leases are released
+/// by the others, as a dead process's are in shared mode. A handle that cannot reach etcd answers
+/// `UNILOCK_E_STORE` (and logs why), never a guess; one whose lease expired keeps answering
+/// `UNILOCK_E_STORE` (the cluster released its state): close it and open a new one. Not with
+/// `UNILOCK_CONFIG_SHARED` nor `db_path`. Open after fork(), as in shared mode.
+pub const UNILOCK_CONFIG_CLUSTER: u32 = 0x4;
 
 /// `unilock_config.event_mode`: a library thread runs timers and invokes the event callback.
 pub const UNILOCK_EVENTS_THREAD: u32 = 0;
@@ -80,6 +90,19 @@ pub struct unilock_config {
     pub max_locks_per_client: u64,
     /// Most locks in total (0 = unlimited, the default). Every value up to `UINT64_MAX` is a real limit.
     pub max_locks_total: u64,
+    /// `UNILOCK_CONFIG_CLUSTER`: the etcd members' client URLs, comma-separated, NUL-terminated, e.g.
+    /// `"http://10.0.0.1:2379,http://10.0.0.2:2379"` (plain HTTP; no TLS). Read during `unilock_open`.
+    pub cluster_endpoints: *const libc::c_char,
+    /// `UNILOCK_CONFIG_CLUSTER`: the cluster's name, the prefix of its keys in etcd (several clusters
+    /// may share one etcd), NUL-terminated. Every host of one cluster uses the same name.
+    pub cluster_name: *const libc::c_char,
+    /// `UNILOCK_CONFIG_CLUSTER`: this host's name, NUL-terminated (logs and tools); NULL: the host
+    /// name from uname.
+    pub cluster_host: *const libc::c_char,
+    /// `UNILOCK_CONFIG_CLUSTER`: the lease TTL, ms (default 10000, rounded up to whole seconds, at
+    /// least 2 s): a handle whose process or host stops renewing its lease this long is dead to the
+    /// others, which release its state within about one second more.
+    pub cluster_ttl_ms: u64,
 }
 
 impl Default for unilock_config {
@@ -98,6 +121,10 @@ impl Default for unilock_config {
             max_locks_per_file: 0,
             max_locks_per_client: 0,
             max_locks_total: 0,
+            cluster_endpoints: std::ptr::null(),
+            cluster_name: std::ptr::null(),
+            cluster_host: std::ptr::null(),
+            cluster_ttl_ms: crate::defaults::CLUSTER_TTL_MS,
         }
     }
 }
@@ -107,7 +134,8 @@ impl Default for unilock_config {
 /// Defaults: `flags` 0; `event_mode` `UNILOCK_EVENTS_THREAD`; `event_fn` NULL; `event_user_data`
 /// NULL; `lease_break_timeout_ms` 35000; `db_path` NULL (in memory); `durability`
 /// `UNILOCK_DURABILITY_SYNC`; `grace_period_ms` 90000; `batch_ms` 10; `max_locks_per_file`,
-/// `max_locks_per_client`, `max_locks_total` 0 (unlimited). Passing NULL does nothing. Thread-safe.
+/// `max_locks_per_client`, `max_locks_total` 0 (unlimited); `cluster_endpoints`, `cluster_name`,
+/// `cluster_host` NULL; `cluster_ttl_ms` 10000. Passing NULL does nothing. Thread-safe.
 #[no_mangle]
 pub extern "C" fn unilock_config_init(cfg: *mut unilock_config) {
     boundary! {
@@ -139,6 +167,10 @@ const FIELD_ENDS: &[usize] = &[
     field_end!(max_locks_per_file: u64),
     field_end!(max_locks_per_client: u64),
     field_end!(max_locks_total: u64),
+    field_end!(cluster_endpoints: *const libc::c_char),
+    field_end!(cluster_name: *const libc::c_char),
+    field_end!(cluster_host: *const libc::c_char),
+    field_end!(cluster_ttl_ms: u64),
 ];
 
 /// The largest `size` accepted from a newer caller (whose extra fields must be zero).
@@ -220,7 +252,7 @@ pub extern "C" fn unilock_open(cfg: *const unilock_config, out: *mut *mut uniloc
             },
             None => unilock_config::default(),
         };
-        if cfg.flags & !(UNILOCK_CONFIG_SHARED | UNILOCK_CONFIG_NO_DIRECTORY_LEASES) != 0 {
+        if cfg.flags & !(UNILOCK_CONFIG_SHARED | UNILOCK_CONFIG_NO_DIRECTORY_LEASES | UNILOCK_CONFIG_CLUSTER) != 0 {
             log::warn!("unilock_open: unknown flags {:#x}", cfg.flags);
             return unilock_status::UNILOCK_E_INVALID;
         }
@@ -244,7 +276,16 @@ pub extern "C" fn unilock_open(cfg: *const unilock_config, out: *mut *mut uniloc
                 _ => return unilock_status::UNILOCK_E_INVALID,
             }
         };
+        let cluster = match cluster_of(&cfg, db_path.is_some()) {
+            Ok(c) => c,
+            Err(why) => {
+                log::warn!("unilock_open: {why}");
+                super::status::set_detail(why);
+                return unilock_status::UNILOCK_E_INVALID;
+            }
+        };
         let settings = Settings {
+            cluster,
             shared: cfg.flags & UNILOCK_CONFIG_SHARED != 0,
             no_dir_leases: cfg.flags & UNILOCK_CONFIG_NO_DIRECTORY_LEASES != 0,
             loop_mode,
@@ -271,12 +312,48 @@ pub extern "C" fn unilock_open(cfg: *const unilock_config, out: *mut *mut uniloc
                 Err(e) => return super::status::status_of(&e),
             }
         };
-        let owner_pid = (cfg.flags & UNILOCK_CONFIG_SHARED != 0).then(std::process::id);
+        let owner_pid = (cfg.flags & (UNILOCK_CONFIG_SHARED | UNILOCK_CONFIG_CLUSTER) != 0).then(std::process::id);
         let handle = Box::new(unilock { inner: m, thread, owner_pid });
         log::info!("unilock {} opened", env!("CARGO_PKG_VERSION"));
         super::boundary::put(out, Box::into_raw(handle));
         unilock_status::UNILOCK_OK
     }
+}
+
+/// The cluster settings of a config (`None` without `UNILOCK_CONFIG_CLUSTER`).
+fn cluster_of(cfg: &unilock_config, db: bool) -> Result<Option<crate::backend::etcd::EtcdConfig>, &'static str> {
+    if cfg.flags & UNILOCK_CONFIG_CLUSTER == 0 {
+        return Ok(None);
+    }
+    if cfg.flags & UNILOCK_CONFIG_SHARED != 0 || db {
+        return Err("cluster mode takes neither UNILOCK_CONFIG_SHARED nor db_path");
+    }
+    let text = |p: *const libc::c_char, what: &'static str| -> Result<Option<String>, &'static str> {
+        if p.is_null() {
+            return Ok(None);
+        }
+        // SAFETY: the caller promises a NUL-terminated string valid during the call.
+        match unsafe { std::ffi::CStr::from_ptr(p) }.to_str() {
+            Ok(s) if !s.is_empty() => Ok(Some(s.to_owned())),
+            _ => Err(what),
+        }
+    };
+    let endpoints = text(cfg.cluster_endpoints, "cluster_endpoints is empty or not UTF-8")?
+        .ok_or("cluster mode needs cluster_endpoints")?;
+    let cluster =
+        text(cfg.cluster_name, "cluster_name is empty or not UTF-8")?.ok_or("cluster mode needs cluster_name")?;
+    let host = match text(cfg.cluster_host, "cluster_host is empty or not UTF-8")? {
+        Some(h) => h,
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default(),
+    };
+    if host.contains('\n') {
+        return Err("cluster_host has a newline");
+    }
+    let ttl_ms = if cfg.cluster_ttl_ms == 0 { crate::defaults::CLUSTER_TTL_MS } else { cfg.cluster_ttl_ms };
+    if ttl_ms > 3_600_000 {
+        return Err("cluster_ttl_ms is over an hour");
+    }
+    Ok(Some(crate::backend::etcd::EtcdConfig { endpoints, cluster, host, ttl_ms }))
 }
 
 /// Closes a lock manager and frees everything it holds.

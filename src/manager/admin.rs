@@ -95,9 +95,11 @@ impl Manager {
     pub fn process_gone(&self, pid: u32, start: u64) -> Result<usize> {
         let Some(sh) = &self.shared else { return Err(Error::Invalid("not in shared mode")) };
         let procs = sh.procs()?;
+        let boot = crate::backend::ProcIdent::me().boot;
         let gone: Vec<u64> = procs
             .into_iter()
-            .filter(|(p, id)| *p != sh.me() && id.pid == pid && (start == 0 || id.start == start))
+            // Cluster mode: only this host's processes (a pid means nothing on another boot).
+            .filter(|(p, id)| *p != sh.me() && id.pid == pid && (start == 0 || id.start == start) && id.boot == boot)
             .map(|(p, _)| p)
             .collect();
         for p in &gone {

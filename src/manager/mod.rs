@@ -48,13 +48,15 @@ pub struct Settings {
     pub batch_ms: u64,
     /// Shared mode: several processes on the database at `db_path` see one lock table.
     pub shared: bool,
+    /// Cluster mode: the processes of several hosts see one lock table in etcd.
+    pub cluster: Option<crate::backend::etcd::EtcdConfig>,
     /// Directory lease requests are granted none (the server offers no directory leases).
     pub no_dir_leases: bool,
     /// Lock limits (0 = unlimited).
     pub max_locks_per_file: u64,
     pub max_locks_per_client: u64,
     pub max_locks_total: u64,
-    /// The clock (default: CLOCK_MONOTONIC). Tests pass a `ManualClock`.
+    /// The clock (default: CLOCK_MONOTONIC; cluster mode: CLOCK_REALTIME). Tests pass a `ManualClock`.
     pub clock: Option<Arc<dyn Clock>>,
     /// Where events go; without one they are dropped after their request is settled.
     pub callback: Option<EventCallback>,
@@ -142,8 +144,13 @@ pub struct LockFlags {
 
 impl Manager {
     pub fn new(settings: Settings) -> Result<Manager> {
-        let clock = settings.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        let driver = driver::Driver::new(clock, settings.loop_mode, settings.shared, settings.callback)?;
+        // Cluster mode: break deadlines stored in the shared table are read on other hosts.
+        let clock = settings.clock.unwrap_or_else(|| match settings.cluster {
+            Some(_) => Arc::new(crate::clock::WallClock::default()),
+            None => Arc::new(SystemClock),
+        });
+        let with_fds = settings.shared || settings.cluster.is_some();
+        let driver = driver::Driver::new(clock, settings.loop_mode, with_fds, settings.callback)?;
         let events = &driver.events;
         let grace_ms = if settings.grace_ms == 0 { crate::defaults::GRACE_PERIOD_MS } else { settings.grace_ms };
         let mut grace = Grace::default();
@@ -166,6 +173,17 @@ impl Manager {
             }
             events.add_timer(events.now_ms() + PROC_CHECK_MS, TimerKind::ProcCheck);
             shared = Some(Box::new(sh) as Box<dyn Backend>);
+        }
+        if let Some(c) = &settings.cluster {
+            let (b, _) = crate::backend::etcd::Etcd::open(c).map_err(|e| {
+                log::error!("unilock: cannot join cluster {:?} at {}: {e:?}", c.cluster, c.endpoints);
+                e
+            })?;
+            if let Some(fd) = b.wake_fd() {
+                events.add_fd(fd).map_err(|_| Error::Resource("event descriptors"))?;
+            }
+            events.add_timer(events.now_ms() + PROC_CHECK_MS, TimerKind::ProcCheck);
+            shared = Some(Box::new(b) as Box<dyn Backend>);
         }
         let store = match (&settings.db_path, settings.shared) {
             (None, _) | (Some(_), true) => None,

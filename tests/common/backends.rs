@@ -25,6 +25,9 @@ pub enum Backend {
     Database,
     /// Shared mode: two managers ("processes") on one database.
     Shared,
+    /// Cluster mode: two hosts on an etcd. Not in `ALL` (it needs a running etcd): a suite that
+    /// starts one (tests/driver.rs) builds it, giving `Settings::cluster` in its settings.
+    Cluster,
 }
 
 impl Backend {
@@ -33,7 +36,10 @@ impl Backend {
         [(Backend::Memory, "memory"), (Backend::Database, "db"), (Backend::Shared, "shared")];
 
     pub fn name(self) -> &'static str {
-        Self::ALL.iter().find(|(b, _)| *b == self).map(|(_, n)| *n).unwrap()
+        match self {
+            Backend::Cluster => "cluster",
+            _ => Self::ALL.iter().find(|(b, _)| *b == self).map(|(_, n)| *n).unwrap(),
+        }
     }
 
     /// The backends to run: all, or the one `UNILOCK_TEST_BACKEND` names (an unknown name fails the
@@ -57,14 +63,14 @@ impl Backend {
     pub fn cases(self, memory_cases: u32) -> u32 {
         match self {
             Backend::Memory => memory_cases,
-            Backend::Database | Backend::Shared => (memory_cases / 16).max(1),
+            Backend::Database | Backend::Shared | Backend::Cluster => (memory_cases / 16).max(1),
         }
     }
 
     /// Participants (managers) the backend is exercised with.
     pub fn participants(self) -> usize {
         match self {
-            Backend::Shared => 2,
+            Backend::Shared | Backend::Cluster => 2,
             Backend::Memory | Backend::Database => 1,
         }
     }
@@ -103,7 +109,7 @@ impl Rig {
     /// callback, loop mode, timeouts...), to which the backend's own (database path, shared mode,
     /// durability) are added.
     pub fn new(backend: Backend, tag: &str, mut settings: impl FnMut(usize) -> Settings) -> Rig {
-        let db = backend != Backend::Memory;
+        let db = matches!(backend, Backend::Database | Backend::Shared);
         let dir = db.then(|| TempDir::new(tag));
         let mgrs = (0..backend.participants())
             .map(|i| {
