@@ -29,6 +29,8 @@ pub mod owners;
 /// cbindgen:ignore
 pub mod requests;
 /// cbindgen:ignore
+pub mod state;
+/// cbindgen:ignore
 pub mod store;
 /// cbindgen:ignore
 pub mod table;

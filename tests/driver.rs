@@ -43,6 +43,9 @@ use unilock::owners::OwnerRef;
 use unilock::requests::{CancelOutcome, Event, EventKind};
 use unilock::table::{LeaseAnswer, OpenSpec, Queued};
 
+mod common;
+use common::backends::{Backend, Rig, TempDir};
+
 use Flavour::{Posix, Windows};
 use LockType::{Exclusive as X, Shared as S};
 
@@ -427,14 +430,7 @@ struct Sent {
 // ---------------------------------------------------------------------------------------------------
 // Backends
 
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Memory,
-    Database,
-    Shared,
-    /// Two hosts (managers with their own etcd leases) on the etcd of `CLUSTER_ETCD`.
-    Cluster,
-}
+// Built by the suites' shared helper (tests/common/backends.rs); cluster mode only here.
 
 #[path = "common/etcd.rs"]
 mod etcd;
@@ -469,23 +465,9 @@ struct World {
     lock_events: Vec<(usize, u64, Result<(), Error>)>,
 }
 
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 impl World {
     fn new(backend: Backend) -> World {
         let clock = Arc::new(ManualClock::default());
-        let (n, db, shared) = match backend {
-            Backend::Memory => (1, false, false),
-            Backend::Database => (1, true, false),
-            Backend::Shared => (2, true, true),
-            Backend::Cluster => (2, false, false),
-        };
         let cluster = matches!(backend, Backend::Cluster).then(|| {
             let url = CLUSTER_ETCD.lock().unwrap().clone().expect("the cluster campaign's etcd");
             let c = CASE.fetch_add(1, Ordering::Relaxed);
@@ -496,34 +478,22 @@ impl World {
                 ttl_ms: 10_000,
             }
         });
-        let dir = db.then(|| {
-            let c = CASE.fetch_add(1, Ordering::Relaxed);
-            let p = std::env::temp_dir().join(format!("unilock-driver-{}-{c}", std::process::id()));
-            std::fs::create_dir_all(&p).unwrap();
-            TempDir(p)
-        });
-        let mut mgrs = Vec::new();
         let mut rxs = Vec::new();
-        for _ in 0..n {
+        let Rig { mgrs, dir, .. } = Rig::new(backend, "driver", |_| {
             let (tx, rx) = mpsc::channel();
+            rxs.push(rx);
             let tx = Mutex::new(tx);
-            let m = Manager::new(Settings {
+            Settings {
                 loop_mode: true,
-                shared,
                 cluster: cluster.clone(),
-                db_path: dir.as_ref().map(|d| d.0.join("locks.db").to_string_lossy().into_owned()),
-                durability: db.then_some(unilock::store::Durability::Process),
                 break_timeout_ms: BREAK_MS,
                 clock: Some(clock.clone()),
                 callback: Some(Box::new(move |e: &Event| {
                     let _ = tx.lock().unwrap().send(e.clone());
                 })),
                 ..Default::default()
-            })
-            .expect("Manager::new");
-            mgrs.push(m);
-            rxs.push(rx);
-        }
+            }
+        });
         World {
             mgrs,
             rxs,
@@ -1126,6 +1096,10 @@ macro_rules! campaign {
     ($name:ident, $backend:expr, $steps:expr) => {
         #[test]
         fn $name() {
+            if !Backend::selected().contains(&$backend) {
+                eprintln!("driver {:?}: not selected by UNILOCK_TEST_BACKEND", $backend);
+                return;
+            }
             let started = std::time::Instant::now();
             let mut runner = proptest::test_runner::TestRunner::new(config($steps));
             let r = runner.run(&proptest::collection::vec(op(), 1..2 * OPS), |ops| run($backend, &ops));

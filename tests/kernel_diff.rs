@@ -41,6 +41,10 @@
 //! Volume: 1,000 runs of 200 operations and 10 runs of 5,000 (250,000 operations, 2 to 5 owners each,
 //! one worker thread per core); about 10 s in `cargo test --release` on 2 cores.
 //!
+//! Backends (tests/common/backends.rs): the whole volume runs in memory; the database and shared
+//! backends run a sixteenth of the short runs and one long run (in shared mode, two managers on one
+//! database, each owner's operations through its own). `UNILOCK_TEST_BACKEND=memory|db|shared` picks one.
+//!
 //! Per seed the first mismatch stops that seed (the states have diverged); the failing prefix is then
 //! shrunk (removal of chunks, then single operations, while a mismatch remains; only the first three
 //! failing runs) and printed with the seed.
@@ -56,8 +60,11 @@ use std::time::Instant;
 
 use unilock::core::{Flavour, LockType};
 use unilock::error::{Error, Holder};
-use unilock::manager::{LockReq, Manager, Settings};
+use unilock::manager::{LockReq, Settings};
 use unilock::owners::OwnerRef;
+
+mod common;
+use common::backends::{Backend, Rig};
 
 /// `UNILOCK_TO_EOF`.
 const TO_EOF: u64 = u64::MAX;
@@ -373,9 +380,18 @@ struct Mismatch {
 }
 
 /// Replays `ops` into a fresh kernel file and a fresh Manager; returns the first mismatch.
-fn replay(dir: &Path, owners: usize, ops: &[Op], stats: &mut Stats, verbose: bool) -> Option<Mismatch> {
+fn replay(
+    backend: Backend,
+    dir: &Path,
+    owners: usize,
+    ops: &[Op],
+    stats: &mut Stats,
+    verbose: bool,
+) -> Option<Mismatch> {
     let mut k = Kernel::new(dir, owners);
-    let m = Manager::new(Settings::default()).expect("Manager::new");
+    // With several participants (shared mode), each owner's operations go through its own one.
+    let rig = Rig::new(backend, "kdiff", |_| Settings::default());
+    let m = rig.pick(0);
     let names: Vec<[u8; 1]> = (0..owners).map(owner_bytes).collect();
     for (i, op) in ops.iter().enumerate() {
         stats.ops += 1;
@@ -387,7 +403,7 @@ fn replay(dir: &Path, owners: usize, ops: &[Op], stats: &mut Stats, verbose: boo
                 stats.locks += 1;
                 let kg = k.lock(o, kind, off, len);
                 let req = LockReq { flavour: Flavour::Posix, kind, offset: off, length: len };
-                let ur = m.lock(FILE_ID, &owner_ref(&names[o]), &req);
+                let ur = rig.pick(o).lock(FILE_ID, &owner_ref(&names[o]), &req);
                 let ug = match &ur {
                     Ok(()) => true,
                     Err(Error::Conflict(h)) => {
@@ -405,7 +421,7 @@ fn replay(dir: &Path, owners: usize, ops: &[Op], stats: &mut Stats, verbose: boo
             }
             Op::Unlock { o, off, len } => {
                 k.unlock(o, off, len);
-                if let Err(e) = m.unlock(FILE_ID, &owner_ref(&names[o]), Flavour::Posix, off, len) {
+                if let Err(e) = rig.pick(o).unlock(FILE_ID, &owner_ref(&names[o]), Flavour::Posix, off, len) {
                     return fail(format!("unilock unlock returned {e:?}"));
                 }
             }
@@ -414,7 +430,7 @@ fn replay(dir: &Path, owners: usize, ops: &[Op], stats: &mut Stats, verbose: boo
                 let req_l = L::from_req(kind, off, len);
                 let kt = k.test(o, kind, off, len);
                 let req = LockReq { flavour: Flavour::Posix, kind, offset: off, length: len };
-                let ut = match m.test(FILE_ID, &owner_ref(&names[o]), &req) {
+                let ut = match rig.pick(o).test(FILE_ID, &owner_ref(&names[o]), &req) {
                     Ok(t) => t,
                     Err(e) => return fail(format!("unilock test returned {e:?}")),
                 };
@@ -443,7 +459,7 @@ fn replay(dir: &Path, owners: usize, ops: &[Op], stats: &mut Stats, verbose: boo
             }
             Op::Close { o } => {
                 k.reopen(o);
-                if let Err(e) = m.release_open(FILE_ID, &owner_ref(&names[o])) {
+                if let Err(e) = rig.pick(o).release_open(FILE_ID, &owner_ref(&names[o])) {
                     return fail(format!("unilock release_open returned {e:?}"));
                 }
             }
@@ -533,7 +549,7 @@ fn crosscheck(k: &Kernel, sets: &[Vec<L>]) -> Option<String> {
 
 /// Removes chunks of operations (halves, quarters, ..., single ones) while the replay still shows a
 /// mismatch, until no single operation can go.
-fn shrink(dir: &Path, owners: usize, mut ops: Vec<Op>) -> Vec<Op> {
+fn shrink(backend: Backend, dir: &Path, owners: usize, mut ops: Vec<Op>) -> Vec<Op> {
     let mut scratch = Stats::default();
     let mut chunk = (ops.len() / 2).max(1);
     loop {
@@ -543,7 +559,7 @@ fn shrink(dir: &Path, owners: usize, mut ops: Vec<Op>) -> Vec<Op> {
             let start = end.saturating_sub(chunk);
             let mut cand = ops.clone();
             cand.drain(start..end);
-            if let Some(mm) = replay(dir, owners, &cand, &mut scratch, false) {
+            if let Some(mm) = replay(backend, dir, owners, &cand, &mut scratch, false) {
                 cand.truncate(mm.at + 1);
                 ops = cand;
                 progress = true;
@@ -560,18 +576,23 @@ fn shrink(dir: &Path, owners: usize, mut ops: Vec<Op>) -> Vec<Op> {
 /// Only the first few failing runs are shrunk (shrinking replays the run many times).
 static SHRINKS_LEFT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(3);
 
-fn run_seed(dir: &Path, sc: &Scenario, stats: &mut Stats, verbose: bool) -> Option<String> {
-    let mm = replay(dir, sc.owners, &sc.ops, stats, verbose)?;
+fn run_seed(backend: Backend, dir: &Path, sc: &Scenario, stats: &mut Stats, verbose: bool) -> Option<String> {
+    let mm = replay(backend, dir, sc.owners, &sc.ops, stats, verbose)?;
     let prefix = sc.ops[..=mm.at].to_vec();
     let head = format!(
-        "seed {:#x} ({} owners): mismatch at op #{}: {:?}\n    {}\n",
-        sc.seed, sc.owners, mm.at, sc.ops[mm.at], mm.what
+        "{}: seed {:#x} ({} owners): mismatch at op #{}: {:?}\n    {}\n",
+        backend.name(),
+        sc.seed,
+        sc.owners,
+        mm.at,
+        sc.ops[mm.at],
+        mm.what
     );
     if SHRINKS_LEFT.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_err() {
         return Some(head);
     }
-    let small = shrink(dir, sc.owners, prefix);
-    let again = replay(dir, sc.owners, &small, &mut Stats::default(), false).expect("shrunk case still fails");
+    let small = shrink(backend, dir, sc.owners, prefix);
+    let again = replay(backend, dir, sc.owners, &small, &mut Stats::default(), false).expect("shrunk case still fails");
     let mut s = format!("{head}  minimal reproducer ({} ops), fails with: {}\n", small.len(), again.what);
     for op in &small {
         s.push_str(&format!("    {op:?}\n"));
@@ -596,27 +617,38 @@ fn ofd_locks_match_kernel() {
             .expect("UNILOCK_KDIFF_SEED: a number");
         let n = std::env::var("UNILOCK_KDIFF_OPS").ok().and_then(|v| v.parse().ok()).unwrap_or(SHORT_OPS);
         let sc = generate(seed, n);
-        let mut st = Stats::default();
-        let r = run_seed(&dir, &sc, &mut st, true);
-        eprintln!("seed {seed:#x}: {} operations compared", st.ops);
-        assert!(r.is_none(), "{}", r.unwrap());
+        for backend in Backend::selected() {
+            let mut st = Stats::default();
+            let r = run_seed(backend, &dir, &sc, &mut st, true);
+            eprintln!("{}: seed {seed:#x}: {} operations compared", backend.name(), st.ops);
+            assert!(r.is_none(), "{}", r.unwrap());
+        }
         return;
     }
+    for backend in Backend::selected() {
+        run_backend(backend, &dir);
+    }
+}
+
+/// Every seed on one backend: all of them in memory, the backend's share (`Backend::cases`) of the
+/// short and of the long runs on the others.
+fn run_backend(backend: Backend, dir: &Path) {
     let started = Instant::now();
-    let mut jobs: Vec<(u64, usize)> = (0..SHORT_SEEDS).map(|s| (s, SHORT_OPS)).collect();
-    jobs.extend((0..LONG_SEEDS).map(|s| (0x1000_0000 + s, LONG_OPS)));
+    let short = backend.cases(SHORT_SEEDS as u32) as u64;
+    let long = backend.cases(LONG_SEEDS as u32) as u64;
+    let mut jobs: Vec<(u64, usize)> = (0..short).map(|s| (s, SHORT_OPS)).collect();
+    jobs.extend((0..long).map(|s| (0x1000_0000 + s, LONG_OPS)));
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(8);
     let results: Vec<(Stats, Vec<String>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|w| {
                 let jobs = &jobs;
-                let dir = &dir;
                 scope.spawn(move || {
                     let mut st = Stats::default();
                     let mut fails = Vec::new();
                     for &(seed, n) in jobs.iter().skip(w).step_by(workers) {
                         let sc = generate(seed, n);
-                        if let Some(f) = run_seed(dir, &sc, &mut st, false) {
+                        if let Some(f) = run_seed(backend, dir, &sc, &mut st, false) {
                             fails.push(f);
                         }
                     }
@@ -644,9 +676,10 @@ fn ofd_locks_match_kernel() {
         eprintln!("{f}");
     }
     eprintln!(
-        "kernel_diff: {} runs, {} operations compared (of {} generated) against F_OFD_* locks in {}: \
+        "kernel_diff on {}: {} runs, {} operations compared (of {} generated) against F_OFD_* locks in {}: \
          {} locks ({} granted), {} tests ({} conflicts, {} with the same holder as the kernel), \
          {} fdinfo cross-checks; {} mismatching runs; {:.1} s",
+        backend.name(),
         jobs.len(),
         total.ops,
         scenario_ops,
@@ -660,7 +693,14 @@ fn ofd_locks_match_kernel() {
         fails.len(),
         started.elapsed().as_secs_f64()
     );
-    assert!(fails.is_empty(), "{} of {} seeds mismatched; first:\n{}", fails.len(), jobs.len(), fails[0]);
+    assert!(
+        fails.is_empty(),
+        "{}: {} of {} seeds mismatched; first:\n{}",
+        backend.name(),
+        fails.len(),
+        jobs.len(),
+        fails[0]
+    );
 }
 
 /// The fdinfo reading itself, on a hand-made state with a known answer.

@@ -23,7 +23,11 @@
 //! Also covered: `lock_many` (all or none), `unlock_many` (in order, stopping at the first error),
 //! `check_io` (strict locking), `release_open`, `release_client`, and invalid ranges (state unchanged).
 //!
-//! `PROPTEST_CASES=<n>` changes the number of cases; regression seeds are kept in
+//! Every property and regression runs over every backend (tests/common/backends.rs: in memory, on a
+//! database, and in shared mode with two managers on one database, each client through its own);
+//! `UNILOCK_TEST_BACKEND=memory|db|shared` picks one. The database backends run a sixteenth of the cases.
+//!
+//! `PROPTEST_CASES=<n>` changes the number of cases in memory; regression seeds are kept in
 //! `tests/proptest-regressions/model.txt`.
 
 use std::collections::BTreeMap;
@@ -34,6 +38,9 @@ use unilock::core::{Access, Flavour, LockType};
 use unilock::error::{Error, Holder};
 use unilock::manager::{LockReq, Manager, Settings};
 use unilock::owners::OwnerRef;
+
+mod common;
+use common::backends::{Backend, Rig};
 
 const TO_EOF: u64 = u64::MAX;
 const END: u128 = 1u128 << 64;
@@ -470,21 +477,32 @@ fn expect_conflict(got: &Result<(), Error>, refusers: &[MLock]) -> Result<(), St
 }
 
 struct World {
-    m: Manager,
+    rig: Rig,
     files: Vec<FileModel>,
 }
 
 impl World {
-    fn new() -> World {
+    fn new(backend: Backend) -> World {
         World {
-            m: Manager::new(Settings::default()).expect("Manager::new"),
+            rig: Rig::new(backend, "model", |_| Settings::default()),
             files: vec![FileModel::default(); FILES.len()],
         }
     }
 
-    /// Applies `op` to both; compares the result.
+    /// Applies `op` to both; compares the result. With several participants (shared mode), a
+    /// client's operations go through its own one.
     fn step(&mut self, op: &Op) -> Result<(), String> {
-        let m = &self.m;
+        let client = match op {
+            Op::Lock { who, .. }
+            | Op::Unlock { who, .. }
+            | Op::Test { who, .. }
+            | Op::LockMany { who, .. }
+            | Op::UnlockMany { who, .. }
+            | Op::CheckIo { who, .. }
+            | Op::ReleaseOpen { who, .. } => who.client,
+            Op::ReleaseClient { client } => *client,
+        };
+        let m = self.rig.pick(client);
         match op {
             &Op::Lock { file, who, flavour, kind, off, len } => {
                 let got = m.lock(FILES[file], &who.r(), &LockReq { flavour, kind, offset: off, length: len });
@@ -622,17 +640,20 @@ impl World {
         eq(&got, &Ok(()))
     }
 
-    /// Compares every file's normalized state and checks the invariants.
+    /// Compares every file's normalized state, as every participant lists it, and checks the
+    /// invariants.
     fn compare(&self) -> Result<(), String> {
         for (i, f) in FILES.iter().enumerate() {
-            let list = self.m.list(f).map_err(|e| format!("list: {e:?}"))?;
-            check_invariants(&list)?;
-            let mut got: Vec<Key> = list.iter().map(key).collect();
-            got.sort();
-            let mut want: Vec<Key> = self.files[i].locks().iter().map(|l| key(&l.holder())).collect();
-            want.sort();
-            if got != want {
-                return Err(format!("state of file {i}:\n  unilock: {got:?}\n  model:   {want:?}"));
+            for m in &self.rig.mgrs {
+                let list = m.list(f).map_err(|e| format!("list: {e:?}"))?;
+                check_invariants(&list)?;
+                let mut got: Vec<Key> = list.iter().map(key).collect();
+                got.sort();
+                let mut want: Vec<Key> = self.files[i].locks().iter().map(|l| key(&l.holder())).collect();
+                want.sort();
+                if got != want {
+                    return Err(format!("state of file {i}:\n  unilock: {got:?}\n  model:   {want:?}"));
+                }
             }
         }
         Ok(())
@@ -647,43 +668,61 @@ fn eq<T: PartialEq + std::fmt::Debug>(got: &T, want: &T) -> Result<(), String> {
     }
 }
 
-fn run(ops: &[Op]) -> Result<(), TestCaseError> {
-    let mut w = World::new();
+fn run(backend: Backend, ops: &[Op]) -> Result<(), TestCaseError> {
+    let mut w = World::new(backend);
     for (i, op) in ops.iter().enumerate() {
         let r = w.step(op).and_then(|()| w.compare());
         if let Err(e) = r {
-            return Err(TestCaseError::fail(format!("op #{i} {op:?}: {e}")));
+            return Err(TestCaseError::fail(format!("{backend:?}: op #{i} {op:?}: {e}")));
         }
     }
+    w.rig.leave();
     Ok(())
 }
 
-fn config() -> ProptestConfig {
+/// `PROPTEST_CASES` (default 1024) cases in memory; the other backends run their share of them
+/// (`Backend::cases`).
+fn config(backend: Backend) -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
     ProptestConfig {
-        cases,
+        cases: backend.cases(cases),
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct("tests/proptest-regressions/model.txt"))),
         ..ProptestConfig::default()
     }
 }
 
-proptest! {
-    #![proptest_config(config())]
-
-    #[test]
-    fn posix_matches_model(ops in proptest::collection::vec(op(vec![Posix]), 1..120)) {
-        run(&ops)?;
+/// Runs the property over every selected backend.
+fn campaign(flavours: Vec<Flavour>) {
+    for backend in Backend::selected() {
+        let started = std::time::Instant::now();
+        let config = config(backend);
+        let cases = config.cases;
+        let mut runner = proptest::test_runner::TestRunner::new(config);
+        let r = runner.run(&proptest::collection::vec(op(flavours.clone()), 1..120), |ops| run(backend, &ops));
+        eprintln!(
+            "model {flavours:?} on {}: {cases} cases in {:.1} s",
+            backend.name(),
+            started.elapsed().as_secs_f64()
+        );
+        if let Err(e) = r {
+            panic!("{}: {e}", backend.name());
+        }
     }
+}
 
-    #[test]
-    fn windows_matches_model(ops in proptest::collection::vec(op(vec![Windows]), 1..120)) {
-        run(&ops)?;
-    }
+#[test]
+fn posix_matches_model() {
+    campaign(vec![Posix]);
+}
 
-    #[test]
-    fn mixed_flavours_match_model(ops in proptest::collection::vec(op(vec![Posix, Windows]), 1..120)) {
-        run(&ops)?;
-    }
+#[test]
+fn windows_matches_model() {
+    campaign(vec![Windows]);
+}
+
+#[test]
+fn mixed_flavours_match_model() {
+    campaign(vec![Posix, Windows]);
 }
 
 /// The model itself, on a few hand-checked cases (so a model bug cannot hide a library bug).
@@ -725,6 +764,11 @@ fn posix(kind: LockType, offset: u64, length: u64) -> LockReq {
     LockReq { flavour: Posix, kind, offset, length }
 }
 
+/// A rig on every selected backend, for the regressions.
+fn rigs() -> Vec<Rig> {
+    Backend::selected().into_iter().map(|b| Rig::new(b, "model-regression", |_| Settings::default())).collect()
+}
+
 fn listed(m: &Manager) -> Vec<(Vec<u8>, LockType, u64, u64)> {
     let mut v: Vec<_> = m.list(F).unwrap().into_iter().map(|h| (h.owner, h.kind, h.offset, h.length)).collect();
     v.sort();
@@ -737,16 +781,21 @@ fn listed(m: &Manager) -> Vec<(Vec<u8>, LockType, u64, u64)> {
 /// freed slot — a panic, "live lock id" — or another lock.)
 #[test]
 fn lock_many_posix_undo_after_a_split() {
-    let m = Manager::new(Settings::default()).unwrap();
+    for rig in rigs() {
+        lock_many_posix_undo_after_a_split_on(rig.pick(0));
+    }
+}
+
+fn lock_many_posix_undo_after_a_split_on(m: &Manager) {
     let a = OwnerRef { client: b"c", owner: b"a", open_id: 0 };
     let b = OwnerRef { client: b"c", owner: b"b", open_id: 0 };
     m.lock(F, &a, &posix(X, 17, TO_EOF)).unwrap();
-    let before = listed(&m);
+    let before = listed(m);
     let reqs = [posix(X, 2, 8), posix(S, 0, 3), posix(S, 14, 4)];
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| m.lock_many(F, &b, &reqs)));
     let r = r.expect("lock_many panicked while undoing");
     assert!(matches!(r, Err((2, Error::Conflict(_)))), "{r:?}");
-    assert_eq!(listed(&m), before, "a refused lock_many changed the locks");
+    assert_eq!(listed(m), before, "a refused lock_many changed the locks");
 }
 
 /// The same undo fault without a panic: a later element merges with a lock an earlier element created
@@ -754,18 +803,23 @@ fn lock_many_posix_undo_after_a_split() {
 /// lost an unrelated lock of its own.
 #[test]
 fn lock_many_posix_undo_after_a_merge() {
-    let m = Manager::new(Settings::default()).unwrap();
+    for rig in rigs() {
+        lock_many_posix_undo_after_a_merge_on(rig.pick(0));
+    }
+}
+
+fn lock_many_posix_undo_after_a_merge_on(m: &Manager) {
     let a = OwnerRef { client: b"c", owner: b"a", open_id: 0 };
     let b = OwnerRef { client: b"c", owner: b"b", open_id: 0 };
     m.lock(F, &a, &posix(S, 8, TO_EOF)).unwrap();
     m.unlock(F, &a, Posix, 45, 1).unwrap(); // a: S[8,45) S[46,EOF)
     m.lock(F, &b, &posix(X, 4, 1)).unwrap();
-    let before = listed(&m);
+    let before = listed(m);
     let reqs = [posix(S, 7, 1), posix(S, 43, 3), posix(S, 3, 2)];
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| m.lock_many(F, &a, &reqs)));
     let r = r.expect("lock_many panicked while undoing");
     assert!(matches!(r, Err((2, Error::Conflict(_)))), "{r:?}");
-    assert_eq!(listed(&m), before, "a refused lock_many changed the locks");
+    assert_eq!(listed(m), before, "a refused lock_many changed the locks");
 }
 
 /// A POSIX lock that only touches another owner's zero-length Windows lock at X does not conflict with
@@ -775,7 +829,12 @@ fn lock_many_posix_undo_after_a_merge() {
 /// the zero-length lock as the holder, so the table never holds two conflicting locks.
 #[test]
 fn posix_merge_across_zero_length_windows_lock() {
-    let m = Manager::new(Settings::default()).unwrap();
+    for rig in rigs() {
+        posix_merge_across_zero_length_windows_lock_on(rig.pick(0));
+    }
+}
+
+fn posix_merge_across_zero_length_windows_lock_on(m: &Manager) {
     let p = OwnerRef { client: b"nlm", owner: b"p", open_id: 0 };
     let w = OwnerRef { client: b"smb", owner: b"w", open_id: 1 };
     m.lock(F, &p, &posix(S, 2, 4)).unwrap(); // [2,6)

@@ -55,6 +55,12 @@ impl LockSet {
         self.slots[id as usize].as_ref().expect("live lock id")
     }
 
+    /// The lock with this id, if it is live (`None` for a freed or never-used id).
+    #[inline]
+    pub fn try_get(&self, id: LockId) -> Option<&Lock> {
+        self.slots.get(id as usize).and_then(|s| s.as_ref())
+    }
+
     /// Exclusive locks by range.
     #[inline]
     pub fn exclusive(&self) -> &IntervalTree {

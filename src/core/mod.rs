@@ -10,6 +10,7 @@
 //! (`posix_lock_inode`) for the POSIX flavour; MS-FSA 2.1.5.7 and Samba `brlock.c` for Windows.
 
 pub mod conflict;
+pub mod file;
 pub mod grace;
 pub mod itree;
 pub mod lease;
