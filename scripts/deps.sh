@@ -29,6 +29,11 @@ if [ "$need" = "check" ]; then
     fi
   done
 fi
+if [ "$need" = "check" ]; then
+  # make check runs cluster mode's suites on a private etcd: etcd comes from cluster/deps.sh, which
+  # installs it as root (keeping the package's own service from starting) or names what is missing.
+  sh "$(dirname "$0")/../cluster/deps.sh" >/dev/null || exit 1
+fi
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
   echo "deps: installing:$missing"
