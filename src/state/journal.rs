@@ -32,7 +32,8 @@ impl FileState {
         }
     }
 
-    fn lease_rows(&self) -> Vec<crate::store::LeaseRow> {
+    /// The file's lease set as the journal writes it.
+    pub fn lease_rows(&self) -> Vec<crate::store::LeaseRow> {
         self.leases
             .leases
             .iter()

@@ -59,6 +59,66 @@ pub struct LeaseRow {
     pub break_to: u8,
 }
 
+impl LockRow {
+    /// The one byte encoding of a lock row (shared-memory intents, cluster grace records).
+    pub fn write(&self, w: &mut crate::codec::W) {
+        w.bytes(&self.file);
+        w.bytes(&self.client);
+        w.bytes(&self.owner);
+        w.u64(self.open_id);
+        w.u8(self.flavour);
+        w.u8(self.kind);
+        w.u64(self.start);
+        w.u64(self.length);
+    }
+
+    /// `None` if the bytes are not a row.
+    pub fn read(r: &mut crate::codec::R) -> Option<LockRow> {
+        Some(LockRow {
+            file: r.bytes()?.into(),
+            client: r.bytes()?.into(),
+            owner: r.bytes()?.into(),
+            open_id: r.u64()?,
+            flavour: r.u8()?,
+            kind: r.u8()?,
+            start: r.u64()?,
+            length: r.u64()?,
+        })
+    }
+}
+
+impl LeaseRow {
+    /// The one byte encoding of a lease row (shared-memory intents, cluster grace records).
+    pub fn write(&self, w: &mut crate::codec::W) {
+        w.bytes(&self.file);
+        w.bytes(&self.client);
+        w.0.extend_from_slice(&self.key);
+        w.u8(self.kind);
+        w.u8(self.version);
+        w.u8(self.dir as u8);
+        w.u8(self.state);
+        w.u64(self.epoch as u64);
+        w.u8(self.breaking as u8);
+        w.u8(self.break_to);
+    }
+
+    /// `None` if the bytes are not a row (an epoch over 16 bits included).
+    pub fn read(r: &mut crate::codec::R) -> Option<LeaseRow> {
+        Some(LeaseRow {
+            file: r.bytes()?.into(),
+            client: r.bytes()?.into(),
+            key: r.key()?,
+            kind: r.u8()?,
+            version: r.u8()?,
+            dir: r.u8()? != 0,
+            state: r.u8()?,
+            epoch: u16::try_from(r.u64()?).ok()?,
+            breaking: r.u8()? != 0,
+            break_to: r.u8()?,
+        })
+    }
+}
+
 /// Changes of one operation, journaled by the table.
 #[derive(Debug, Default)]
 pub struct Journal {

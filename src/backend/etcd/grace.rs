@@ -40,27 +40,11 @@ impl Record {
         w.u64(self.deadline);
         w.u64(self.locks.len() as u64);
         for l in &self.locks {
-            w.bytes(&l.file);
-            w.bytes(&l.client);
-            w.bytes(&l.owner);
-            w.u64(l.open_id);
-            w.u8(l.flavour);
-            w.u8(l.kind);
-            w.u64(l.start);
-            w.u64(l.length);
+            l.write(&mut w);
         }
         w.u64(self.leases.len() as u64);
         for l in &self.leases {
-            w.bytes(&l.file);
-            w.bytes(&l.client);
-            w.0.extend_from_slice(&l.key);
-            w.u8(l.kind);
-            w.u8(l.version);
-            w.u8(l.dir as u8);
-            w.u8(l.state);
-            w.u64(l.epoch as u64);
-            w.u8(l.breaking as u8);
-            w.u8(l.break_to);
+            l.write(&mut w);
         }
         w.u64(self.clients.len() as u64);
         for c in &self.clients {
@@ -80,32 +64,12 @@ impl Record {
         let n = count(&mut r)?;
         let mut locks = Vec::new();
         for _ in 0..n {
-            locks.push(LockRow {
-                file: r.bytes()?.into(),
-                client: r.bytes()?.into(),
-                owner: r.bytes()?.into(),
-                open_id: r.u64()?,
-                flavour: r.u8()?,
-                kind: r.u8()?,
-                start: r.u64()?,
-                length: r.u64()?,
-            });
+            locks.push(LockRow::read(&mut r)?);
         }
         let n = count(&mut r)?;
         let mut leases = Vec::new();
         for _ in 0..n {
-            leases.push(LeaseRow {
-                file: r.bytes()?.into(),
-                client: r.bytes()?.into(),
-                key: r.key()?,
-                kind: r.u8()?,
-                version: r.u8()?,
-                dir: r.u8()? != 0,
-                state: r.u8()?,
-                epoch: u16::try_from(r.u64()?).ok()?,
-                breaking: r.u8()? != 0,
-                break_to: r.u8()?,
-            });
+            leases.push(LeaseRow::read(&mut r)?);
         }
         let n = count(&mut r)?;
         let clients = (0..n).map(|_| r.bytes().map(Into::into)).collect::<Option<Vec<_>>>()?;

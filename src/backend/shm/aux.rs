@@ -29,14 +29,7 @@ impl Aux {
         w.bytes(&self.file);
         w.u64(self.journal.locks.len() as u64);
         for (r, d) in &self.journal.locks {
-            w.bytes(&r.file);
-            w.bytes(&r.client);
-            w.bytes(&r.owner);
-            w.u64(r.open_id);
-            w.u8(r.flavour);
-            w.u8(r.kind);
-            w.u64(r.start);
-            w.u64(r.length);
+            r.write(&mut w);
             w.u64(*d as u64);
         }
         w.u64(self.journal.leases.len() as u64);
@@ -44,16 +37,7 @@ impl Aux {
             w.bytes(f);
             w.u64(rows.len() as u64);
             for l in rows {
-                w.bytes(&l.file);
-                w.bytes(&l.client);
-                w.0.extend_from_slice(&l.key);
-                w.u8(l.kind);
-                w.u8(l.version);
-                w.u8(l.dir as u8);
-                w.u8(l.state);
-                w.u64(l.epoch as u64);
-                w.u8(l.breaking as u8);
-                w.u8(l.break_to);
+                l.write(&mut w);
             }
         }
         w.u64(self.events.len() as u64);
@@ -83,34 +67,14 @@ impl Aux {
         }
         let mut a = Aux { file: r.bytes()?.into(), ..Default::default() };
         for _ in 0..r.u64()? {
-            let row = LockRow {
-                file: r.bytes()?.into(),
-                client: r.bytes()?.into(),
-                owner: r.bytes()?.into(),
-                open_id: r.u64()?,
-                flavour: r.u8()?,
-                kind: r.u8()?,
-                start: r.u64()?,
-                length: r.u64()?,
-            };
+            let row = LockRow::read(&mut r)?;
             a.journal.locks.push((row, r.u64()? as i64));
         }
         for _ in 0..r.u64()? {
             let f: Box<[u8]> = r.bytes()?.into();
             let mut rows = Vec::new();
             for _ in 0..r.u64()? {
-                rows.push(LeaseRow {
-                    file: r.bytes()?.into(),
-                    client: r.bytes()?.into(),
-                    key: r.key()?,
-                    kind: r.u8()?,
-                    version: r.u8()?,
-                    dir: r.u8()? != 0,
-                    state: r.u8()?,
-                    epoch: r.u64()? as u16,
-                    breaking: r.u8()? != 0,
-                    break_to: r.u8()?,
-                });
+                rows.push(LeaseRow::read(&mut r)?);
             }
             a.journal.leases.push((f, rows));
         }

@@ -596,7 +596,7 @@ impl ShmBackend {
             *ctx.graph.lock() = self.read_graph(file, &fs)?;
         }
         let had_waits = fs.waiter_count() > 0;
-        let leases_before = lease_rows(file, &fs);
+        let leases_before = fs.lease_rows();
         fs.expire_leases(ctx);
         let r = f(Some(&mut fs));
         let mut journal = fs.take_journal();
@@ -842,26 +842,6 @@ impl Backend for ShmBackend {
 /// is a handle dropped without `leave`).
 static LIVE: once_cell::sync::Lazy<Mutex<std::collections::HashMap<std::path::PathBuf, usize>>> =
     once_cell::sync::Lazy::new(Default::default);
-
-/// A file's lease set as the journal writes it (`FileState::take_journal`).
-fn lease_rows(file: &[u8], fs: &FileState) -> Vec<store::LeaseRow> {
-    fs.leases
-        .leases
-        .iter()
-        .map(|l| store::LeaseRow {
-            file: file.into(),
-            client: l.client.clone(),
-            key: l.key,
-            kind: l.kind as u8,
-            version: l.version,
-            dir: l.dir,
-            state: l.state,
-            epoch: l.epoch,
-            breaking: l.breaking,
-            break_to: l.break_to,
-        })
-        .collect()
-}
 
 impl Drop for ShmBackend {
     fn drop(&mut self) {
