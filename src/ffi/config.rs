@@ -319,7 +319,7 @@ pub extern "C" fn unilock_open(cfg: *const unilock_config, out: *mut *mut uniloc
                 Err(e) => return super::status::status_of(&e),
             }
         };
-        let owner_pid = (cfg.flags & (UNILOCK_CONFIG_SHARED | UNILOCK_CONFIG_CLUSTER) != 0).then(std::process::id);
+        let owner_pid = (cfg.flags & (UNILOCK_CONFIG_SHARED | UNILOCK_CONFIG_CLUSTER) != 0).then(super::handle::this_process);
         let handle = Box::new(unilock { inner: m, thread, owner_pid });
         log::info!("unilock {} opened", env!("CARGO_PKG_VERSION"));
         super::boundary::put(out, Box::into_raw(handle));
