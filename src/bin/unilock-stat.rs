@@ -6,7 +6,8 @@
 //! checkpoint-on-close is off, `query_only` is on, and the journal mode is left alone, so this is safe
 //! while a server has the database open in WAL mode. All sections come from one read transaction, so
 //! they describe one committed state (in `Batch` durability that state may lag the server by up to
-//! `batch_ms`).
+//! `batch_ms`). In shared mode it reads the database behind the shared-memory table, not the mapping
+//! (the usage text says so).
 //!
 //! A WAL database that no server has open has neither `-wal` nor `-shm` file, and opening it the
 //! ordinary way would create both, owned by whoever runs this tool — a root-owned `-shm` would then
@@ -31,6 +32,9 @@ usage: unilock-stat [--json] [--locks] [--leases] [--clients] [--grace] DB_PATH
        unilock-stat --help | --version
 
 Lists the state recorded in a unilock database, read-only (also while a server uses it).
+It reads the database, never the shared-memory table of a running shared-mode server: the
+database is that table's durable record, written within each call in SYNC and PROCESS
+durability, and up to batch_ms later for lock rows in BATCH.
 With no section option, every section is listed; section options may be combined.
 
   --locks      byte-range locks, one line each (POSIX and Windows)
