@@ -1,9 +1,7 @@
 //! One file's state and the checks of the names callers give: `FileState` and its request types live
-//! in `crate::state` (split by concern), the sharded in-memory table in `crate::backend::memory`; this
-//! module re-exports them under the names the rest of the crate imports (`crate::table::FileState`...),
-//! and holds the limits on file ids, owners and clients.
+//! in `crate::state` (split by concern); this module re-exports them under the names the rest of the
+//! crate imports (`crate::table::FileState`...), and holds the limits on file ids, owners and clients.
 
-pub use crate::backend::memory::Table;
 pub use crate::state::{FileState, LeaseAnswer, LockReq, OpenSpec, Queued, WaitMeta, Watch};
 
 use crate::error::{Error, Result};

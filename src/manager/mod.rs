@@ -7,6 +7,7 @@
 //! `admin.rs` (clients, grace, metrics, dead participants), `driver.rs` (the driver: clocks, timers,
 //! the library thread or event fd, delivery).
 
+use crate::backend::memory::Table;
 use crate::backend::Backend;
 use crate::clock::{Clock, SystemClock};
 use crate::core::grace::Grace;
@@ -18,7 +19,7 @@ use crate::events::{Events, TimerKind};
 use crate::owners::OwnerRef;
 use crate::requests::{CancelOutcome, Ctx, Event, Outcome, OwnerKey, ReqState, Requests};
 use crate::store::{Durability, Store};
-use crate::table::{check_file_id, check_owner, LeaseAnswer, OpenSpec, Queued, Table};
+use crate::table::{check_file_id, check_owner, LeaseAnswer, OpenSpec, Queued};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
