@@ -669,7 +669,8 @@ class Ul:
         cfg = ctypes.create_string_buffer(512)
         self.lib.unilock_config_init(cfg)
         size = ctypes.c_size_t.from_buffer(cfg, 0).value
-        assert size == 96, "unilock_config layout changed (%d bytes)" % size
+        # The fields used below keep their offsets: later fields (cluster mode) are appended.
+        assert size == 128, "unilock_config layout changed (%d bytes)" % size
         ctypes.c_uint32.from_buffer(cfg, 8).value = 1     # UNILOCK_CONFIG_SHARED
         ctypes.c_uint32.from_buffer(cfg, 12).value = 1    # UNILOCK_EVENTS_LOOP
         self.dbp = ctypes.create_string_buffer(db.encode())
