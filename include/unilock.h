@@ -87,10 +87,10 @@
 /**
  * `unilock_config.flags`: shared mode. Every process that opens the same `db_path` with this flag
  * sees and honours one lock table (forking servers such as smbd: open once per process, after
- * fork). Requires `db_path`. The table lives in the database, or, when the environment variable
- * `UNILOCK_SHARED_BACKEND=shm` is set at open (experimental), in shared memory
- * (`/dev/shm/unilock-<hash of the database's real path>`, mode 0666; robust process-shared mutexes
- * must pass a self-test). Every process of one database must use the same: a mismatch fails
+ * fork). Requires `db_path`. The table lives in shared memory (`/dev/shm/unilock-<hash of the
+ * database's real path>`, mode 0666) where robust process-shared mutexes pass a self-test at open,
+ * else (logged) in the database; the environment variable `UNILOCK_SHARED_BACKEND=shm|sqlite`, read
+ * at open, forces one. Every process of one database must use the same: a mismatch fails
  * `unilock_open` with `UNILOCK_E_STORE`. The database stays the durable record in both.
  */
 #define UNILOCK_CONFIG_SHARED 1

@@ -1115,6 +1115,7 @@ macro_rules! campaign {
 campaign!(driver_memory, Backend::Memory, 150_000);
 campaign!(driver_database, Backend::Database, 15_000);
 campaign!(driver_shared, Backend::Shared, 15_000);
+campaign!(driver_shared_sqlite, Backend::SharedSqlite, 15_000);
 
 /// The same driver over cluster mode: two hosts on a private etcd (a fresh cluster name per case;
 /// fewer steps: every operation is an etcd round trip). Skipped, saying why, without etcd.

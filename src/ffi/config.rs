@@ -6,10 +6,10 @@ use crate::manager::{Manager, Settings};
 
 /// `unilock_config.flags`: shared mode. Every process that opens the same `db_path` with this flag
 /// sees and honours one lock table (forking servers such as smbd: open once per process, after
-/// fork). Requires `db_path`. The table lives in the database, or, when the environment variable
-/// `UNILOCK_SHARED_BACKEND=shm` is set at open (experimental), in shared memory
-/// (`/dev/shm/unilock-<hash of the database's real path>`, mode 0666; robust process-shared mutexes
-/// must pass a self-test). Every process of one database must use the same: a mismatch fails
+/// fork). Requires `db_path`. The table lives in shared memory (`/dev/shm/unilock-<hash of the
+/// database's real path>`, mode 0666) where robust process-shared mutexes pass a self-test at open,
+/// else (logged) in the database; the environment variable `UNILOCK_SHARED_BACKEND=shm|sqlite`, read
+/// at open, forces one. Every process of one database must use the same: a mismatch fails
 /// `unilock_open` with `UNILOCK_E_STORE`. The database stays the durable record in both.
 pub const UNILOCK_CONFIG_SHARED: u32 = 0x1;
 /// `unilock_config.flags`: the server offers no directory leases (Samba 4.17 offers none): a lease
@@ -294,6 +294,7 @@ pub extern "C" fn unilock_open(cfg: *const unilock_config, out: *mut *mut uniloc
         let settings = Settings {
             cluster,
             shared: cfg.flags & UNILOCK_CONFIG_SHARED != 0,
+            shared_table: None,
             no_dir_leases: cfg.flags & UNILOCK_CONFIG_NO_DIRECTORY_LEASES != 0,
             loop_mode,
             clock: None,

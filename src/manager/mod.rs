@@ -49,6 +49,9 @@ pub struct Settings {
     pub batch_ms: u64,
     /// Shared mode: several processes on the database at `db_path` see one lock table.
     pub shared: bool,
+    /// Shared mode's table, when not left to `UNILOCK_SHARED_BACKEND` and the self-test (tests run
+    /// a suite over both): `Some("sqlite")` or `Some("shm")`.
+    pub shared_table: Option<&'static str>,
     /// Cluster mode: the processes of several hosts see one lock table in etcd.
     pub cluster: Option<crate::backend::etcd::EtcdConfig>,
     /// Directory lease requests are granted none (the server offers no directory leases).
@@ -161,7 +164,11 @@ impl Manager {
                 return Err(Error::Invalid("shared mode needs a database path"));
             };
             // The shared-memory table when robust mutexes work here (issue 17), else SQLite's.
-            let (sh, rec) = crate::backend::shm::select::open(path, settings.durability.unwrap_or(Durability::Process))
+            let (sh, rec) = crate::backend::shm::select::open(
+                path,
+                settings.durability.unwrap_or(Durability::Process),
+                settings.shared_table,
+            )
                 .map_err(|e| {
                     log::error!("unilock: cannot join the shared database {path}: {e:?}");
                     e

@@ -3,8 +3,9 @@
 //! each (one or more `Manager`s on that backend), and picks the manager an operation goes through with
 //! `Rig::pick` (backends with several participants spread the operations over them).
 //!
-//! Selection: every backend by default; `UNILOCK_TEST_BACKEND=memory|db|shared` runs one (the
-//! variable the C suites read, c-tests/common.c).
+//! Selection: every backend by default; `UNILOCK_TEST_BACKEND=memory|db|shared|shared-sqlite` runs
+//! one (the variable the C suites read, c-tests/common.c). `shared` is shared mode's default table
+//! (shared memory where robust mutexes work), `shared-sqlite` its SQLite table.
 //!
 //! Adding a backend (the shared-memory table, the etcd table): a variant in `Backend`, its entry in
 //! `ALL` with its `UNILOCK_TEST_BACKEND` name, its share of a suite's cases in `cases`, and how to
@@ -23,8 +24,11 @@ pub enum Backend {
     Memory,
     /// The in-memory table journaled to a database file.
     Database,
-    /// Shared mode: two managers ("processes") on one database.
+    /// Shared mode: two managers ("processes") on one database, on shared mode's default table (the
+    /// shared-memory one; `UNILOCK_SHARED_BACKEND` may choose).
     Shared,
+    /// Shared mode on the SQLite table.
+    SharedSqlite,
     /// Cluster mode: two hosts on an etcd. Not in `ALL` (it needs a running etcd): a suite that
     /// starts one (tests/driver.rs) builds it, giving `Settings::cluster` in its settings.
     Cluster,
@@ -32,8 +36,12 @@ pub enum Backend {
 
 impl Backend {
     /// Every backend, with its `UNILOCK_TEST_BACKEND` name.
-    pub const ALL: [(Backend, &'static str); 3] =
-        [(Backend::Memory, "memory"), (Backend::Database, "db"), (Backend::Shared, "shared")];
+    pub const ALL: [(Backend, &'static str); 4] = [
+        (Backend::Memory, "memory"),
+        (Backend::Database, "db"),
+        (Backend::Shared, "shared"),
+        (Backend::SharedSqlite, "shared-sqlite"),
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -63,14 +71,16 @@ impl Backend {
     pub fn cases(self, memory_cases: u32) -> u32 {
         match self {
             Backend::Memory => memory_cases,
-            Backend::Database | Backend::Shared | Backend::Cluster => (memory_cases / 16).max(1),
+            Backend::Database | Backend::Shared | Backend::SharedSqlite | Backend::Cluster => {
+                (memory_cases / 16).max(1)
+            }
         }
     }
 
     /// Participants (managers) the backend is exercised with.
     pub fn participants(self) -> usize {
         match self {
-            Backend::Shared | Backend::Cluster => 2,
+            Backend::Shared | Backend::SharedSqlite | Backend::Cluster => 2,
             Backend::Memory | Backend::Database => 1,
         }
     }
@@ -109,12 +119,13 @@ impl Rig {
     /// callback, loop mode, timeouts...), to which the backend's own (database path, shared mode,
     /// durability) are added.
     pub fn new(backend: Backend, tag: &str, mut settings: impl FnMut(usize) -> Settings) -> Rig {
-        let db = matches!(backend, Backend::Database | Backend::Shared);
+        let db = matches!(backend, Backend::Database | Backend::Shared | Backend::SharedSqlite);
         let dir = db.then(|| TempDir::new(tag));
         let mgrs = (0..backend.participants())
             .map(|i| {
                 let mut s = settings(i);
-                s.shared = backend == Backend::Shared;
+                s.shared = matches!(backend, Backend::Shared | Backend::SharedSqlite);
+                s.shared_table = (backend == Backend::SharedSqlite).then_some("sqlite");
                 s.db_path = dir.as_ref().map(|d| d.0.join("locks.db").to_string_lossy().into_owned());
                 s.durability = db.then_some(unilock::store::Durability::Process);
                 Manager::new(s).unwrap_or_else(|e| panic!("Manager::new on {backend:?}: {e:?}"))

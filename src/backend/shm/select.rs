@@ -1,9 +1,7 @@
-//! Which table shared mode uses: the SQLite one unless `UNILOCK_SHARED_BACKEND=shm` (read at open)
-//! asks for the shared-memory one, which must then pass the robust-mutex self-test (where it fails,
-//! the open is an error, not a silent fallback). The shared-memory table is not the default yet:
-//! under smbd (`make check-samba`) the self-test fails in processes that ignore SIGCHLD (waitpid
-//! answers ECHILD), so one database gets processes of both kinds, and a process can find the
-//! mapping while another is still creating it (0 bytes); both refuse the open (issue 17).
+//! Which table shared mode uses: the shared-memory one where robust process-shared mutexes pass the
+//! self-test (`mutex::self_test`), else SQLite's, with a log line saying why.
+//! `UNILOCK_SHARED_BACKEND` (read at open) forces one: `sqlite`, or `shm` (then a failing self-test
+//! is an error, not a fallback).
 //!
 //! All processes of one database must use the same one: a process that would use SQLite while a
 //! running shared-memory instance is recorded, or the reverse, refuses to open with a clear error.
@@ -14,9 +12,10 @@ use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::store::{Durability, Recovered};
 
-/// The backend `UNILOCK_SHARED_BACKEND` asks for, if any.
-fn forced() -> Result<Option<&'static str>> {
-    match std::env::var("UNILOCK_SHARED_BACKEND").as_deref() {
+/// The backend asked for (the caller's choice, else `UNILOCK_SHARED_BACKEND`), if any.
+fn forced(asked: Option<&str>) -> Result<Option<&'static str>> {
+    let env = std::env::var("UNILOCK_SHARED_BACKEND");
+    match asked.map(Ok).unwrap_or(env.as_deref()) {
         Err(_) | Ok("") => Ok(None),
         Ok("sqlite") => Ok(Some("sqlite")),
         Ok("shm") => Ok(Some("shm")),
@@ -24,9 +23,10 @@ fn forced() -> Result<Option<&'static str>> {
     }
 }
 
-/// Opens shared mode on the database at `path` with the backend chosen as the module docs say.
-pub fn open(path: &str, mode: Durability) -> Result<(Box<dyn Backend>, Option<Recovered>)> {
-    let use_shm = match forced()? {
+/// Opens shared mode on the database at `path` with the backend chosen as the module docs say
+/// (`asked`, when given, instead of `UNILOCK_SHARED_BACKEND`).
+pub fn open(path: &str, mode: Durability, asked: Option<&str>) -> Result<(Box<dyn Backend>, Option<Recovered>)> {
+    let use_shm = match forced(asked)? {
         Some("sqlite") => false,
         Some(_) => {
             super::mutex::self_test().map_err(|e| {
@@ -35,7 +35,15 @@ pub fn open(path: &str, mode: Durability) -> Result<(Box<dyn Backend>, Option<Re
             })?;
             true
         }
-        None => false,
+        None => match super::mutex::self_test() {
+            Ok(()) => true,
+            Err(e) => {
+                log::warn!(
+                    "unilock: robust process-shared mutexes do not work here ({e}); shared mode uses the SQLite table"
+                );
+                false
+            }
+        },
     };
     if use_shm {
         let (b, rec) = ShmBackend::open(path, mode)?;
