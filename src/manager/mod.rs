@@ -169,10 +169,10 @@ impl Manager {
                 settings.durability.unwrap_or(Durability::Process),
                 settings.shared_table,
             )
-                .map_err(|e| {
-                    log::error!("unilock: cannot join the shared database {path}: {e:?}");
-                    e
-                })?;
+            .map_err(|e| {
+                log::error!("unilock: cannot join the shared database {path}: {e:?}");
+                e
+            })?;
             if let Some(fd) = sh.wake_fd() {
                 events.add_fd(fd).map_err(|_| Error::Resource("event descriptors"))?;
             }

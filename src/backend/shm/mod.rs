@@ -61,9 +61,10 @@ pub struct ShmBackend {
     mpath: std::path::PathBuf,
     epoch: u64,
     mode: Durability,
-    /// BATCH: lock rows waiting for the flush timer (they commute, so order between processes does
-    /// not matter).
-    pending: Mutex<Journal>,
+    /// BATCH: lock row deltas waiting for the flush timer, coalesced (they commute, so order between
+    /// processes does not matter; a lock and its unlock cancel out and leave nothing to write, so
+    /// this stays as small as the locks held even where the flush timer is late).
+    pending: Mutex<hashbrown::HashMap<store::LockRow, i64>>,
     /// The mail counter value this process last read.
     mail_seen: std::sync::atomic::AtomicU64,
     /// Test hook (`UNILOCK_SHM_TEST_STOP=<n>`): about one operation in n stops itself with SIGSTOP
@@ -270,7 +271,7 @@ impl ShmBackend {
             mpath,
             epoch,
             mode,
-            pending: Mutex::new(Journal::default()),
+            pending: Mutex::new(Default::default()),
             mail_seen: std::sync::atomic::AtomicU64::new(u64::MAX),
             stop_one_in,
             rng: std::sync::atomic::AtomicU64::new(new_epoch() | 1),
@@ -674,7 +675,22 @@ impl ShmBackend {
             }
         };
         if !batched.is_empty() {
-            self.pending.lock().locks.extend(batched);
+            let mut pending = self.pending.lock();
+            for (row, d) in batched {
+                match pending.entry(row) {
+                    hashbrown::hash_map::Entry::Occupied(mut e) => {
+                        *e.get_mut() += d;
+                        if *e.get() == 0 {
+                            e.remove();
+                        }
+                    }
+                    hashbrown::hash_map::Entry::Vacant(e) => {
+                        if d != 0 {
+                            e.insert(d);
+                        }
+                    }
+                }
+            }
         }
         drop(held);
         drop(graph);
@@ -822,12 +838,12 @@ impl Backend for ShmBackend {
 
     /// BATCH: lock rows wait to be written.
     fn has_pending(&self) -> bool {
-        !self.pending.lock().locks.is_empty()
+        !self.pending.lock().is_empty()
     }
 
     /// BATCH: writes the coalesced lock rows.
     fn flush(&self) -> Result<()> {
-        let j = std::mem::take(&mut *self.pending.lock());
+        let j = Journal { locks: std::mem::take(&mut *self.pending.lock()).into_iter().collect(), leases: Vec::new() };
         if j.is_empty() {
             return Ok(());
         }
