@@ -63,6 +63,18 @@ static HASHER: once_cell::sync::Lazy<hashbrown::DefaultHashBuilder> =
     once_cell::sync::Lazy::new(hashbrown::DefaultHashBuilder::default);
 
 impl Owners {
+    /// As `Owners::default()`, keeping allocated memory (every field named: a new one must say how
+    /// it is reset).
+    pub fn reset(&mut self) {
+        let Owners { entries, free, index, last, idle, swept } = self;
+        entries.clear();
+        free.clear();
+        index.clear();
+        last.set(0);
+        *idle = 0;
+        *swept = 0;
+    }
+
     fn matches(e: &OwnerEntry, flavour: Flavour, o: &OwnerRef) -> bool {
         e.flavour == flavour
             && *e.client == *o.client

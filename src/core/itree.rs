@@ -72,6 +72,13 @@ impl IntervalTree {
         self.len = 0;
     }
 
+    /// As `new()`, keeping allocated memory: `clear` and the priority seed of a fresh tree (so a
+    /// reused tree takes the very shape a fresh one would).
+    pub fn reset(&mut self) {
+        self.clear();
+        self.seed = 0;
+    }
+
     #[inline]
     fn key(&self, n: u32) -> (u64, u128, u32) {
         let node = &self.nodes[n as usize];

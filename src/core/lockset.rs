@@ -151,6 +151,18 @@ impl LockSet {
         self.count = 0;
     }
 
+    /// As `new()`, keeping allocated memory (a state decoded again into a reused `FileState`).
+    pub fn reset(&mut self) {
+        self.slots.clear();
+        self.free.clear();
+        self.excl.reset();
+        self.shared.reset();
+        for t in &mut self.by_owner {
+            t.reset();
+        }
+        self.count = 0;
+    }
+
     /// Releases the per-owner index memory of an owner that holds nothing any more.
     pub fn forget_owner(&mut self, owner: OwnerIdx) {
         if let Some(t) = self.by_owner.get_mut(owner.0 as usize) {

@@ -119,13 +119,22 @@ impl FileState {
 
     /// Rebuilds a state written by `encode`; `None` if the bytes are malformed.
     pub fn decode(file: &[u8], bytes: &[u8], persist: bool) -> Option<FileState> {
+        let mut fs = FileState::blank(file, persist);
+        fs.decode_into(file, bytes, persist)?;
+        Some(fs)
+    }
+
+    /// As `decode`, into this state (its memory reused; what it held is gone). `None` if the bytes
+    /// are malformed, and then the state is not to be used.
+    pub fn decode_into(&mut self, file: &[u8], bytes: &[u8], persist: bool) -> Option<()> {
         use crate::codec::R;
+        self.reset(file, persist);
+        let fs = self;
         let mut r = R { b: bytes };
         let format = r.u8()?;
         if format != 1 && format != 2 {
             return None;
         }
-        let mut fs = FileState::blank(file, persist);
         // Format 1 wrote flavour and lock type as 0/1; format 2 uses their one wire encoding.
         let v1 = format == 1;
         let flav = |v: u8| {
@@ -142,7 +151,9 @@ impl FileState {
                 LockType::try_from(v).ok()
             }
         };
-        let mut map: std::collections::HashMap<u64, OwnerIdx> = std::collections::HashMap::new();
+        // Written owner number -> interned index. `encode` writes owners in increasing number, so
+        // this is sorted and searched by halves (sorted here if a writer did otherwise).
+        let mut map: smallvec::SmallVec<[(u64, OwnerIdx); 4]> = smallvec::SmallVec::new();
         for _ in 0..r.u64()? {
             let old = r.u64()?;
             let f = flav(r.u8()?)?;
@@ -152,10 +163,17 @@ impl FileState {
             let proc = r.u64()?;
             let idx = fs.owners.intern(f, &OwnerRef { client, owner, open_id });
             fs.owners.claim(idx, proc);
-            map.insert(old, idx);
+            map.push((old, idx));
         }
+        if !map.windows(2).all(|w| w[0].0 < w[1].0) {
+            map.sort_unstable_by_key(|e| e.0);
+            if map.windows(2).any(|w| w[0].0 == w[1].0) {
+                return None; // one number written for two owners
+            }
+        }
+        let map = |old: u64| map.binary_search_by_key(&old, |e| e.0).ok().map(|i| map[i].1);
         for _ in 0..r.u64()? {
-            let owner = *map.get(&r.u64()?)?;
+            let owner = map(r.u64()?)?;
             let k = kind(r.u8()?)?;
             let range = Range::new(r.u64()?, r.u128()?);
             let f = fs.owners.get(owner).flavour;
@@ -164,7 +182,7 @@ impl FileState {
         }
         for _ in 0..r.u64()? {
             let id = r.u64()?;
-            let owner = *map.get(&r.u64()?)?;
+            let owner = map(r.u64()?)?;
             let k = kind(r.u8()?)?;
             let range = Range::new(r.u64()?, r.u128()?);
             let since = r.u64()?;
@@ -183,7 +201,7 @@ impl FileState {
             fs.watchers.push(Watch { id: r.u64()?, token: r.u64()?, user_data: r.u64()? as usize, proc: r.u64()? });
         }
         for _ in 0..r.u64()? {
-            let owner = *map.get(&r.u64()?)?;
+            let owner = map(r.u64()?)?;
             let token = r.u64()?;
             // Version 1 kept only (owner, token): such entries cannot be matched to a whole request
             // and are dropped (a re-submission is then decided as a new request).
@@ -242,6 +260,6 @@ impl FileState {
                 proc: r.u64()?,
             });
         }
-        Some(fs)
+        Some(())
     }
 }

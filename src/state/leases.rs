@@ -128,7 +128,11 @@ impl FileState {
         trigger: Trigger,
         wait: Option<(u64, u64, usize)>,
     ) -> Result<LeaseAnswer> {
-        self.leases_dirty = self.persist;
+        // A trigger only breaks leases: on a file with none, the lease set stays as it is (and
+        // is not written again: every lock would otherwise rewrite the file's empty lease set).
+        if !self.leases.leases.is_empty() {
+            self.leases_dirty = self.persist;
+        }
         let (notes, waits) = self.leases.trigger(req, trigger, ctx.events.now_ms());
         self.send_notes(ctx, notes);
         // The trigger may have pruned a lease that was still being broken: its waiters are done.
@@ -227,7 +231,10 @@ impl FileState {
 
     /// Enforces break timeouts due at `now`.
     pub fn expire_leases(&mut self, ctx: &Ctx) {
-        self.leases_dirty = self.persist;
+        // Only leases expire: a file with none keeps its (empty) set, which is not written again.
+        if !self.leases.leases.is_empty() {
+            self.leases_dirty = self.persist;
+        }
         let notes = self.leases.expire(ctx.events.now_ms());
         self.send_notes(ctx, notes);
         // Also when nothing expired now: a wait whose lease went some other way ends here at the latest.

@@ -111,6 +111,57 @@ impl FileState {
         &self.id
     }
 
+    /// Makes this state what `FileState::new(file, 0, persist, false)` would be, keeping the memory
+    /// its collections hold (shared mode decodes every operation's state into a reused one: a fresh
+    /// state per operation cost more in malloc and free than the operation itself). Every field is
+    /// named, so a new one cannot be forgotten here.
+    pub(crate) fn reset(&mut self, file: &[u8], persist: bool) {
+        let FileState {
+            id,
+            hash,
+            locks,
+            owners,
+            waiters,
+            meta,
+            watchers,
+            granted,
+            dirty,
+            released,
+            leases,
+            lease_waiters,
+            me,
+            persist: p,
+            track,
+            client_deltas,
+            journal,
+            leases_dirty,
+            counted_idle,
+        } = self;
+        if **id != *file {
+            *id = file.into();
+        }
+        *hash = 0;
+        locks.reset();
+        owners.reset();
+        waiters.clear();
+        meta.clear();
+        watchers.clear();
+        granted.clear();
+        *dirty = false;
+        *released = false;
+        leases.leases.clear();
+        leases.opens.clear();
+        lease_waiters.clear();
+        *me = 0;
+        *p = persist;
+        *track = false;
+        client_deltas.clear();
+        journal.locks.clear();
+        journal.leases.clear();
+        *leases_dirty = false;
+        *counted_idle = false;
+    }
+
     pub(crate) fn is_idle(&self) -> bool {
         self.locks.is_empty()
             && self.waiters.is_empty()

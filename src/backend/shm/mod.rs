@@ -71,6 +71,10 @@ pub struct ShmBackend {
     /// inside the partition mutex, at a random step, so a test can SIGKILL it there.
     stop_one_in: u64,
     rng: std::sync::atomic::AtomicU64,
+    /// States to decode into, their memory reused from one operation to the next (a few: threads
+    /// of this process may operate at once). Boxed: a state is large, and moves in and out.
+    #[allow(clippy::vec_box)]
+    scratch: Mutex<Vec<Box<FileState>>>,
     pub me: u64,
 }
 
@@ -84,6 +88,24 @@ impl Drop for Held<'_> {
     fn drop(&mut self) {
         // SAFETY: taken by `lock_at` on this mapping.
         unsafe { mutex::unlock(self.m.mutex(self.off)) }
+    }
+}
+
+/// A state borrowed from the scratch pool, given back when the operation ends (at most four kept).
+#[allow(clippy::vec_box)]
+struct Scratch<'a> {
+    pool: &'a Mutex<Vec<Box<FileState>>>,
+    fs: Option<Box<FileState>>,
+}
+
+impl Drop for Scratch<'_> {
+    fn drop(&mut self) {
+        if let Some(fs) = self.fs.take() {
+            let mut pool = self.pool.lock();
+            if pool.len() < 4 {
+                pool.push(fs);
+            }
+        }
     }
 }
 
@@ -275,6 +297,7 @@ impl ShmBackend {
             mail_seen: std::sync::atomic::AtomicU64::new(u64::MAX),
             stop_one_in,
             rng: std::sync::atomic::AtomicU64::new(new_epoch() | 1),
+            scratch: Mutex::new(Vec::new()),
             me,
         }
     }
@@ -366,6 +389,12 @@ impl ShmBackend {
 
     /// A record's (procs, file, state), bounds-checked.
     fn record(&self, p: u64, r: u64) -> Result<(Vec<u64>, &[u8], &[u8])> {
+        let (procs_at, nprocs, file, state) = self.record_parts(p, r)?;
+        Ok(((0..nprocs).map(|i| self.map.get(procs_at + i * 8)).collect(), file, state))
+    }
+
+    /// A record's (offset of its process list, number of processes, file, state), bounds-checked.
+    fn record_parts(&self, p: u64, r: u64) -> Result<(u64, u64, &[u8], &[u8])> {
         let m = &self.map;
         let corrupt = || Error::Store("a shared-memory record is corrupt".into());
         let c = m.get(r + R_CLASS);
@@ -379,13 +408,17 @@ impl ShmBackend {
         if need > alloc::class_size(class) {
             return Err(corrupt());
         }
-        let procs = (0..nprocs).map(|i| m.get(r + R_BODY + i * 8)).collect();
         let body = r + R_BODY + nprocs * 8;
-        Ok((procs, m.bytes(body, flen).ok_or_else(corrupt)?, m.bytes(body + flen, slen).ok_or_else(corrupt)?))
+        Ok((
+            r + R_BODY,
+            nprocs,
+            m.bytes(body, flen).ok_or_else(corrupt)?,
+            m.bytes(body + flen, slen).ok_or_else(corrupt)?,
+        ))
     }
 
     fn record_file(&self, p: u64, r: u64) -> Result<&[u8]> {
-        Ok(self.record(p, r)?.1)
+        Ok(self.record_parts(p, r)?.2)
     }
 
     /// Writes a new record (not yet linked) into partition `p`'s heap.
@@ -576,30 +609,32 @@ impl ShmBackend {
         let held = self.lock_part(p)?;
         let (link, rec) = self.find(p, h, file)?;
         let (old_state, next) = if rec != 0 {
-            let (_, _, st) = self.record(p, rec)?;
+            let (_, _, _, st) = self.record_parts(p, rec)?;
             (Some(st), self.map.get(rec + R_NEXT))
         } else {
             (None, self.map.get(link))
         };
-        let mut fs = match old_state {
+        if old_state.is_none() && !create {
+            drop(held);
+            drop(graph);
+            return Ok(f(None));
+        }
+        let mut fs = Scratch { pool: &self.scratch, fs: self.scratch.lock().pop() };
+        let fs = fs.fs.get_or_insert_with(|| Box::new(FileState::blank(file, true)));
+        match old_state {
             Some(b) => {
-                FileState::decode(file, b, true).ok_or_else(|| Error::Store("a shared file state is corrupt".into()))?
+                fs.decode_into(file, b, true).ok_or_else(|| Error::Store("a shared file state is corrupt".into()))?
             }
-            None if create => FileState::blank(file, true),
-            None => {
-                drop(held);
-                drop(graph);
-                return Ok(f(None));
-            }
-        };
+            None => fs.reset(file, true),
+        }
         fs.me = self.me;
         if need_graph {
-            *ctx.graph.lock() = self.read_graph(file, &fs)?;
+            *ctx.graph.lock() = self.read_graph(file, fs)?;
         }
         let had_waits = fs.waiter_count() > 0;
         let leases_before = fs.lease_rows();
         fs.expire_leases(ctx);
-        let r = f(Some(&mut fs));
+        let r = f(Some(&mut *fs));
         let mut journal = fs.take_journal();
         // The table journals the file's lease set on every operation: write it only when it changed.
         journal.leases.retain(|(_, rows)| *rows != leases_before);
@@ -608,9 +643,13 @@ impl ShmBackend {
         let events: Vec<Event> = match ctx.outbox {
             Some(o) => {
                 let mut o = o.lock();
-                let (mine, rest): (Vec<Event>, Vec<Event>) = o.drain(..).partition(|e| *e.file == *file);
-                *o = rest;
-                mine
+                if o.is_empty() {
+                    Vec::new()
+                } else {
+                    let (mine, rest): (Vec<Event>, Vec<Event>) = o.drain(..).partition(|e| *e.file == *file);
+                    *o = rest;
+                    mine
+                }
             }
             None => Vec::new(),
         };
@@ -632,7 +671,10 @@ impl ShmBackend {
         let edges_changed = had_waits || fs.waiter_count() > 0;
         self.maybe_stop(0);
         let batched = if self.mode == Durability::Batch { std::mem::take(&mut journal.locks) } else { Vec::new() };
-        let aux = Aux { journal, events, edges: edges_changed.then(|| fs.wait_edges()), file: file.into() };
+        let mut aux = Aux { journal, events, edges: edges_changed.then(|| fs.wait_edges()), file: Box::default() };
+        if !aux.is_empty() {
+            aux.file = file.into();
+        }
         let value = match &new_state {
             Some(st) => self.write_record(p, h, next, &fs.procs(), file, st)?,
             None => next,
