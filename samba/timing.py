@@ -202,7 +202,16 @@ def run_once(ctx, target, n, mode, args, rnd):
         kids = smbd_children(target["pid"])
         t0 = {pid: cpu_ticks(pid) for pid in kids}
         perf = None
-        if args.perf and rnd == 0 and kids:
+        if args.strace and rnd == 0 and kids:
+            # The system calls of this row's smbd processes (strace slows them: counts, not time).
+            name = "%s-%d-%s" % (mode, n, "".join(c if c.isalnum() else "_" for c in target["label"]))
+            row["strace_out"] = os.path.join(args.strace, name + ".txt")
+            cmd = ["timeout", "-s", "INT", "%.2f" % (args.seconds * 0.8), "strace", "-c", "-f", "-o",
+                   row["strace_out"]]
+            for pid in kids:
+                cmd += ["-p", str(pid)]
+            perf = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        elif args.perf and rnd == 0 and kids:
             # Where the smbd processes of this row spend their CPU, once per row (first round).
             name = "%s-%d-%s" % (mode, n, "".join(c if c.isalnum() else "_" for c in target["label"]))
             row["perf_data"] = os.path.join(args.perf, name + ".data")
@@ -307,13 +316,16 @@ def main():
                     help="LABEL=SHARE@PORT:SMBDPID (the first is stock smbd unless --stock)")
     ap.add_argument("--stock", help="the label of the stock target")
     ap.add_argument("--clients", default="1,2,4")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--seconds", type=float, default=3.0)
-    ap.add_argument("--warmup", type=float, default=1.0)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--warmup", type=float, default=0.5)
     ap.add_argument("--json", help="write the figures here")
     ap.add_argument("--perf", metavar="DIR",
                     help="perf record the smbd processes of every row in round 1 into DIR and print "
                          "their CPU by shared object (perf report --sort dso)")
+    ap.add_argument("--strace", metavar="DIR",
+                    help="strace -c the smbd processes of every row in round 1 into DIR and print their "
+                         "system calls per pair (per two writev, smbd's two responses)")
     ap.add_argument("--profile", action="store_true",
                     help="profile client 0 of every row (cProfile, main thread) and print the top functions")
     args = ap.parse_args()
@@ -430,6 +442,22 @@ def main():
                 print("perf, smbd CPU by shared object, %s, %d client(s), %s: %s" % (
                     r["target"], r["clients"], r["mode"],
                     "; ".join(" ".join(x.split()) for x in lines[:8])))
+
+    if args.strace:
+        for r in raw:
+            if r.get("strace_out") and os.path.exists(r["strace_out"]):
+                calls = {}
+                with open(r["strace_out"]) as fh:
+                    for line in fh:
+                        f = line.split()
+                        if len(f) >= 5 and f[0][0].isdigit() and f[-1] != "total":
+                            calls[f[-1]] = int(f[3])
+                resp = calls.get("writev", 0) + calls.get("sendmsg", 0)
+                if resp:
+                    top = sorted(calls.items(), key=lambda kv: -kv[1])[:12]
+                    print("strace, smbd system calls per pair, %s, %d client(s), %s: %s" % (
+                        r["target"], r["clients"], r["mode"],
+                        " ".join("%s %.1f" % (k, 2.0 * v / resp) for k, v in top)))
 
     goals = []
     print()
