@@ -5,10 +5,10 @@
 #  2. starts smbd on 127.0.0.1:<free port> with all its state in a temporary directory, inside a
 #     private mount namespace (unshare -m) where a copy of MODULESDIR/vfs holding unilock.so and a
 #     passwd file holding the test user are bind-mounted (nothing on the system is changed);
-#     one smbd serves two shares: [plain] (stock smbd) and [unilock] (vfs objects = unilock ...);
 #     one smbd serves [plain] (stock smbd) and [unilock] (vfs objects = unilock ...), and the pairs
-#     [plain-dh]/[unilock-dh] (posix locking = no: durable handles work) and [unilock-fast] (a 2 s
-#     unilock:break timeout); a second smbd with smb2 leases = no (a global option) for oplocks;
+#     [plain-dh]/[unilock-dh] (posix locking = no: durable handles work), [unilock-fast] (a 2 s
+#     unilock:break timeout) and [unilock-batch] (unilock:durability = batch, for the timing); a
+#     second smbd with smb2 leases = no (a global option) for oplocks;
 #  3. smbtorture smb2.lock, smb2.lease, smb2.oplock against [plain] and [unilock], smb2.durable-open
 #     and smb2.durable-v2-open against [plain-dh] and [unilock-dh]: the module must give the same
 #     result as stock smbd, test by test, with no more smbd panics;
@@ -16,7 +16,12 @@
 #     samba/smb2_breaks.py): stock smbd's facts, then the cross-protocol checks through the module;
 #  5. the byte-range-lock cross-protocol test (samba/cross_protocol.py + cross_protocol.c, SMB2 client
 #     smbprotocol from PyPI in a venv under the cache directory);
-#  6. stops both smbds and removes the temporary directory (kept on failure).
+#  6. with UNILOCK_SAMBA_TIMING=1 (or only, `make bench-samba`: instead of 3-5), the SMB2 lock timing
+#     (samba/timing.py): LOCK+UNLOCK round trips with 1, 2, 4 clients, stock [plain] against the module's
+#     [unilock] and [unilock-batch] on this smbd (the shared-memory table, the default) and on a second
+#     smbd started with UNILOCK_SHARED_BACKEND=sqlite; figures in $UNILOCK_SAMBA_OUT/timing.{txt,json};
+#     it fails only on an unexpected SMB2 status, never on speed;
+#  7. stops the smbds and removes the temporary directory (kept on failure).
 # It installs no system package: samba/deps.sh does (as root).
 #
 # Environment:
@@ -32,6 +37,9 @@
 #   UNILOCK_SAMBA_PORT      port (default: a free one)
 #   UNILOCK_SAMBA_KEEP=1    keep the temporary directory (smbd logs, the unilock database)
 #   UNILOCK_SAMBA_LOGLEVEL  smbd log level (default 1)
+#   UNILOCK_SAMBA_TIMING    0 (default) | 1: the timing step after the checks | only: nothing else
+#   UNILOCK_SAMBA_TIMING_ARGS  options for samba/timing.py (--rounds 5 --seconds 2 --clients 1,2,4
+#                           --strace DIR --perf DIR --profile)
 #   PIP_INDEX_URL etc.      as pip understands them, for installing smbprotocol
 set -eu
 
