@@ -174,7 +174,7 @@ def run_once(ctx, target, n, mode, args, rnd):
     ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
     procs = []
     for i in range(n):
-        fname = "timing-%s-%d-%d.dat" % (mode, rnd, i)
+        fname = "timing-%s-%d-%d.dat" % (mode, rnd, 0 if args.one_file else i)
         p = ctx.Process(target=client, args=(i, mode, target["port"], target["share"], args.user,
                                              args.password, fname, args.warmup, args.seconds,
                                              ready, go, results, args.profile))
@@ -326,6 +326,9 @@ def main():
     ap.add_argument("--strace", metavar="DIR",
                     help="strace -c the smbd processes of every row in round 1 into DIR and print their "
                          "system calls per pair (per two writev, smbd's two responses)")
+    ap.add_argument("--one-file", action="store_true",
+                    help="every client of a row on one file: their locks conflict and the run must fail "
+                         "(a check of the failure path)")
     ap.add_argument("--profile", action="store_true",
                     help="profile client 0 of every row (cProfile, main thread) and print the top functions")
     args = ap.parse_args()
