@@ -116,8 +116,9 @@ check-samba: lib
 
 # SMB2 lock+unlock round trips through smbd, stock against the module (issue 17): samba/timing.py,
 # started by samba/check.sh (UNILOCK_SAMBA_TIMING=only) on the same smbd setup. 1, 2 and 4 clients,
-# 5 rounds of 2 s per row (about 4 minutes); figures in build/samba/timing.txt and timing.json. Timing, not a test: it fails only on
-# an unexpected SMB2 status. UNILOCK_SAMBA_TIMING_ARGS="--seconds 5 --rounds 5" etc. go to timing.py.
+# 5 rounds of 2 s per row (about 4 minutes); figures in build/samba/timing.txt and timing.json.
+# Timing, not a test: it fails only on an unexpected SMB2 status. Options for timing.py go in
+# UNILOCK_SAMBA_TIMING_ARGS (e.g. "--seconds 5 --rounds 9"). Needs root, as check-samba.
 .PHONY: bench-samba
 bench-samba: lib
 	UNILOCK_SAMBA_TIMING=only sh samba/check.sh
