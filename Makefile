@@ -3,6 +3,7 @@
 #   make check           every test: cargo tests, header/ABI checks, the C tests (cmocka, valgrind)
 #   make demo            build and run the demo file server
 #   make bench           benchmarks against the kernel's lock manager (BENCH_ARGS=--quick for a smoke run)
+#   make bench-samba     SMB2 lock round trips through smbd, stock against vfs_unilock (root)
 #   make bench-compare   this library against BASE=<git rev> on FIGURES=1,3,4, alternating in one run
 #   make check-cluster   cluster mode on private etcd clusters (cluster/deps.sh installs etcd)
 #   make install PREFIX=/usr/local DESTDIR=   /   make uninstall
@@ -112,6 +113,15 @@ clean:
 .PHONY: check-samba
 check-samba: lib
 	sh samba/check.sh
+
+# SMB2 lock+unlock round trips through smbd, stock against the module (issue 17): samba/timing.py,
+# started by samba/check.sh (UNILOCK_SAMBA_TIMING=only) on the same smbd setup. 1, 2 and 4 clients,
+# 5 rounds of 2 s per row (about 4 minutes); figures in build/samba/timing.txt and timing.json.
+# Timing, not a test: it fails only on an unexpected SMB2 status. Options for timing.py go in
+# UNILOCK_SAMBA_TIMING_ARGS (e.g. "--seconds 5 --rounds 9"). Needs root, as check-samba.
+.PHONY: bench-samba
+bench-samba: lib
+	UNILOCK_SAMBA_TIMING=only sh samba/check.sh
 
 # NFS-Ganesha FSAL (ganesha/): builds FSAL_UNILOCK against the installed ganesha.nfsd and judges it
 # with an NFSv4.0 client's lock tests (with and without the FSAL, test by test), foreign-lock,

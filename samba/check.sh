@@ -5,10 +5,10 @@
 #  2. starts smbd on 127.0.0.1:<free port> with all its state in a temporary directory, inside a
 #     private mount namespace (unshare -m) where a copy of MODULESDIR/vfs holding unilock.so and a
 #     passwd file holding the test user are bind-mounted (nothing on the system is changed);
-#     one smbd serves two shares: [plain] (stock smbd) and [unilock] (vfs objects = unilock ...);
 #     one smbd serves [plain] (stock smbd) and [unilock] (vfs objects = unilock ...), and the pairs
-#     [plain-dh]/[unilock-dh] (posix locking = no: durable handles work) and [unilock-fast] (a 2 s
-#     unilock:break timeout); a second smbd with smb2 leases = no (a global option) for oplocks;
+#     [plain-dh]/[unilock-dh] (posix locking = no: durable handles work), [unilock-fast] (a 2 s
+#     unilock:break timeout) and [unilock-batch] (unilock:durability = batch, for the timing); a
+#     second smbd with smb2 leases = no (a global option) for oplocks;
 #  3. smbtorture smb2.lock, smb2.lease, smb2.oplock against [plain] and [unilock], smb2.durable-open
 #     and smb2.durable-v2-open against [plain-dh] and [unilock-dh]: the module must give the same
 #     result as stock smbd, test by test, with no more smbd panics;
@@ -16,7 +16,12 @@
 #     samba/smb2_breaks.py): stock smbd's facts, then the cross-protocol checks through the module;
 #  5. the byte-range-lock cross-protocol test (samba/cross_protocol.py + cross_protocol.c, SMB2 client
 #     smbprotocol from PyPI in a venv under the cache directory);
-#  6. stops both smbds and removes the temporary directory (kept on failure).
+#  6. with UNILOCK_SAMBA_TIMING=1 (or only, `make bench-samba`: instead of 3-5), the SMB2 lock timing
+#     (samba/timing.py): LOCK+UNLOCK round trips with 1, 2, 4 clients, stock [plain] against the module's
+#     [unilock] and [unilock-batch] on this smbd (the shared-memory table, the default) and on a second
+#     smbd started with UNILOCK_SHARED_BACKEND=sqlite; figures in $UNILOCK_SAMBA_OUT/timing.{txt,json};
+#     it fails only on an unexpected SMB2 status, never on speed;
+#  7. stops the smbds and removes the temporary directory (kept on failure).
 # It installs no system package: samba/deps.sh does (as root).
 #
 # Environment:
@@ -32,6 +37,9 @@
 #   UNILOCK_SAMBA_PORT      port (default: a free one)
 #   UNILOCK_SAMBA_KEEP=1    keep the temporary directory (smbd logs, the unilock database)
 #   UNILOCK_SAMBA_LOGLEVEL  smbd log level (default 1)
+#   UNILOCK_SAMBA_TIMING    0 (default) | 1: the timing step after the checks | only: nothing else
+#   UNILOCK_SAMBA_TIMING_ARGS  options for samba/timing.py (--rounds 5 --seconds 2 --clients 1,2,4
+#                           --strace DIR --perf DIR --profile)
 #   PIP_INDEX_URL etc.      as pip understands them, for installing smbprotocol
 set -eu
 
@@ -88,7 +96,7 @@ cleaned=0
 cleanup() {
 	[ "$cleaned" = 1 ] && return 0
 	cleaned=1
-	for pidfile in "$state/run/smbd.pid" "$state/ol/run/smbd.pid"; do
+	for pidfile in "$state/run/smbd.pid" "$state/ol/run/smbd.pid" "$state/sq/run/smbd.pid"; do
 		spid=""
 		[ -f "$pidfile" ] && spid=$(cat "$pidfile" 2>/dev/null || true)
 		[ -n "$spid" ] && kill -0 "$spid" 2>/dev/null || continue
@@ -137,20 +145,23 @@ gid=$(awk -F: -v u="$user" '$1==u{print $4}' "$state/etc/passwd")
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 port=${UNILOCK_SAMBA_PORT:-$(free_port)}
 ns() { unshare -m --propagation private sh "$repo/samba/smbd-ns.sh" "$state" "$modulesdir" "$@"; }
-# start_smbd DIR PORT LEASES: one smbd with all its state under DIR, on 127.0.0.1:PORT, "smb2 leases"
-# = LEASES (a global option: the oplock checks need an smbd of their own with leases off).
+# start_smbd DIR PORT LEASES [VAR=VALUE...]: one smbd with all its state under DIR, on 127.0.0.1:PORT,
+# "smb2 leases" = LEASES (a global option: the oplock checks need an smbd of their own with leases
+# off), with the environment VAR=VALUE... (e.g. UNILOCK_SHARED_BACKEND=sqlite; smbd's children inherit it).
 start_smbd() {
 	d=$1 p=$2 leases=$3
+	shift 3
 	mkdir -p "$d/private" "$d/lock" "$d/state" "$d/cache" "$d/run" "$d/bind-dns" \
 		"$d/usershares" "$d/log" "$d/share-plain" "$d/share-unilock" "$d/unilock" \
-		"$d/share-plain-dh" "$d/share-unilock-dh" "$d/share-unilock-fast" "$d/results"
+		"$d/share-plain-dh" "$d/share-unilock-dh" "$d/share-unilock-fast" "$d/share-unilock-batch" \
+		"$d/results"
 	chown "$uid:$gid" "$d/share-plain" "$d/share-unilock" "$d/share-plain-dh" "$d/share-unilock-dh" \
-		"$d/share-unilock-fast"
+		"$d/share-unilock-fast" "$d/share-unilock-batch"
 	sed -e "s|@STATE@|$d|g" -e "s|@PORT@|$p|g" -e "s|@LOGLEVEL@|${UNILOCK_SAMBA_LOGLEVEL:-1}|g" \
 		-e "s|@LEASES@|$leases|g" "$repo/samba/smb.conf.in" > "$d/smb.conf"
 	ns sh -c "printf '%s\n%s\n' '$pass' '$pass' | smbpasswd -c '$d/smb.conf' -s -a $user" >"$d/log/smbpasswd.out" 2>&1 ||
 		{ cat "$d/log/smbpasswd.out" >&2; die "smbpasswd -a failed"; }
-	ns smbd -F -s "$d/smb.conf" >"$d/log/smbd.out" 2>&1 &
+	ns env "$@" smbd -F -s "$d/smb.conf" >"$d/log/smbd.out" 2>&1 &
 	launch_pids="$launch_pids $!"
 	python3 - "$p" <<'EOF' || { cat "$d/log/smbd.out" >&2; die "smbd did not start listening on 127.0.0.1:$p"; }
 import socket, sys, time
@@ -164,11 +175,55 @@ sys.exit(1)
 EOF
 	spid=$(cat "$d/run/smbd.pid" 2>/dev/null || true)
 	[ -n "$spid" ] && kill -0 "$spid" 2>/dev/null || die "smbd is not running: $(cat "$d/log/smbd.out")"
-	say "smbd $(smbd -V | sed 's/^Version //') on 127.0.0.1:$p (smb2 leases = $leases), pid $spid, state in $d"
+	say "smbd $(smbd -V | sed 's/^Version //') on 127.0.0.1:$p (smb2 leases = $leases${1:+, $*}), pid $spid, state in $d"
 }
 start_smbd "$state" "$port" yes
 smbd_pid=$(cat "$state/run/smbd.pid")
 timed "start smbd" "$t"
+
+verdict=0
+# --- stop (finish: the end of every run) ------------------------------------------------------------
+finish() {
+	t=$(now)
+	[ "$verdict" = 0 ] && ok=1
+	cleanup
+	timed "stop smbd" "$t"
+	printf 'check-samba: timings\n%s' "$timings"
+	printf '  %-36s %7s s\n' "total" "$(elapsed "$t_all")"
+	[ "$verdict" = 0 ] || die "see above"
+}
+
+# --- timing: SMB2 lock round trips, stock smbd against the module (samba/timing.py) ----------------
+# UNILOCK_SAMBA_TIMING=1: a step after the checks; =only (`make bench-samba`): nothing else.
+# A second smbd runs the module on the SQLite table (UNILOCK_SHARED_BACKEND=sqlite in its
+# environment), beside the first one's default (the shared-memory table where robust mutexes work).
+# The step fails only when a client gets an unexpected status, never on speed.
+timing_mode=${UNILOCK_SAMBA_TIMING:-0}
+timing_step() {
+	t=$(now)
+	sq_port=$(free_port)
+	start_smbd "$state/sq" "$sq_port" yes UNILOCK_SHARED_BACKEND=sqlite
+	sq_pid=$(cat "$state/sq/run/smbd.pid")
+	mkdir -p "$out"
+	# shellcheck disable=SC2086
+	{ "$venv/bin/python" "$repo/samba/timing.py" --user "$user" --password "$pass" \
+		--target "stock smbd [plain]=plain@$port:$smbd_pid" \
+		--target "module shm PROCESS=unilock@$port:$smbd_pid" \
+		--target "module shm BATCH=unilock-batch@$port:$smbd_pid" \
+		--target "module sqlite PROCESS=unilock@$sq_port:$sq_pid" \
+		--target "module sqlite BATCH=unilock-batch@$sq_port:$sq_pid" \
+		--json "$out/timing.json" ${UNILOCK_SAMBA_TIMING_ARGS:-}
+		echo $? >"$state/results/timing.rc"; } 2>&1 | tee "$state/results/timing.txt"
+	cp "$state/results/timing.txt" "$out/timing.txt"
+	timed "timing (samba/timing.py)" "$t"
+	[ "$(cat "$state/results/timing.rc")" = 0 ] || { say "FAIL: timing: a client got an unexpected status"; verdict=1; }
+	say "timing: figures in $out/timing.txt and $out/timing.json"
+}
+if [ "$timing_mode" = only ]; then
+	timing_step
+	finish
+	exit 0
+fi
 
 # --- smbtorture -------------------------------------------------------------------------------------
 # torture SHARE SUITE NAME [tests...]: runs smbtorture, writes $state/results/NAME.txt (raw) and
@@ -195,7 +250,6 @@ no_panic() { # no_panic NAME: fails the check if smbd panicked during run NAME
 }
 failures() { grep -E ' (failure|error)$' "$state/results/$1.res" | awk '{print $1}' | tr '\n' ' '; }
 
-verdict=0
 # Every suite runs against a stock share and a module share of the same smbd and must give the same
 # result test by test, with no more smbd panics (stock smbd 4.17 fails a few tests itself in this
 # setup: statopen3 and unlink of smb2.lease, for example; they must fail the same way).
@@ -315,13 +369,7 @@ xp=$(tail -n 1 "$state/results/cross_protocol.txt")
 say "$xp"
 [ "$xp_ok" = 1 ] || { tail -n 30 "$state/results/cross_protocol.txt"; say "FAIL: cross-protocol test"; verdict=1; }
 
-# --- stop -------------------------------------------------------------------------------------------
-t=$(now)
-[ "$verdict" = 0 ] && ok=1
-cleanup
-timed "stop smbd" "$t"
-printf 'check-samba: timings\n%s' "$timings"
-printf '  %-36s %7s s\n' "total" "$(elapsed "$t_all")"
-[ "$verdict" = 0 ] || die "see above"
+if [ "$timing_mode" = 1 ]; then timing_step; fi
+finish
 printf 'check-samba: smbtorture, the same test by test as stock smbd:\n%s' "$pairs" | sed 's/^\([^c]\)/  \1/'
 say "all passed ($xp)"
