@@ -136,7 +136,11 @@
 /**
  * Every change is committed (SQLite WAL, `synchronous=NORMAL`) before the call returns. After a
  * process crash everything reported granted is there; after a power loss the last commits before it
- * may be missing.
+ * may be missing. In shared mode on the shared-memory table, lock changes are instead queued in the
+ * mapping (tmpfs) before the call returns and committed at most `batch_ms` later by any process of
+ * the server (the flush timer, `unilock_close`, or a restart that finds every process dead, which
+ * writes them before reading the pre-restart state): a crash of any or every process loses nothing;
+ * a power loss may lose the last `batch_ms`. Lease changes are committed in the call.
  */
 #define UNILOCK_DURABILITY_PROCESS 1
 
@@ -145,11 +149,10 @@
  * committed at most `batch_ms` later, by the library thread or by `unilock_process_events` (the
  * event fd becomes readable when a batch is due), and at `unilock_close`. After a crash, changes of
  * the last `batch_ms` (or since the host last ran its event loop) may be missing. Client records
- * are still written before a client's first grant. In shared mode (`UNILOCK_CONFIG_SHARED`) on the
- * shared-memory table, lock rows are coalesced by the process that made the change and written as
- * above, while lease changes and events for other processes are committed in the call; on the
- * database table every operation is its own transaction, so this mode behaves as
- * `UNILOCK_DURABILITY_PROCESS` there.
+ * are still written before a client's first grant. In shared mode on the shared-memory table this
+ * mode is `UNILOCK_DURABILITY_PROCESS` (its lock changes are queued in the mapping, which survives
+ * the crash of a process); on the database table every operation is its own transaction, so this
+ * mode behaves as `UNILOCK_DURABILITY_PROCESS` there too.
  */
 #define UNILOCK_DURABILITY_BATCH 2
 

@@ -45,6 +45,16 @@ impl Shared {
     /// Joins (or starts) the shared lock table in `path`. Returns the pre-restart state when no other
     /// process is alive (a whole-server restart: grace), or `None` when joining a running server.
     pub fn open(path: &str, mode: Durability) -> Result<(Shared, Option<Recovered>)> {
+        Self::open_with(path, mode, &mut |_| Ok(()))
+    }
+
+    /// As `open`; at a restart, `before_take` runs in the restart's transaction before the
+    /// pre-restart state is read (the shared-memory table writes its queued lock rows there).
+    pub fn open_with(
+        path: &str,
+        mode: Durability,
+        before_take: &mut dyn FnMut(&rusqlite::Transaction) -> Result<()>,
+    ) -> Result<(Shared, Option<Recovered>)> {
         // Processes starting at once can find a brand-new database being switched to WAL by another
         // (SQLite answers "locked" without waiting then): retry briefly.
         let mut tries = 0;
@@ -112,6 +122,7 @@ impl Shared {
             if others.iter().any(|p| p.alive()) {
                 None // someone joined meanwhile: this is not a restart after all
             } else {
+                before_take(&tx)?;
                 let rec = store::take_prev_in(&tx).map_err(serr)?;
                 tx.execute_batch("DELETE FROM shared_files; DELETE FROM shared_procs; DELETE FROM mailbox; DELETE FROM shared_waits;")
                     .map_err(err)?;

@@ -33,8 +33,8 @@ usage: unilock-stat [--json] [--locks] [--leases] [--clients] [--grace] DB_PATH
 
 Lists the state recorded in a unilock database, read-only (also while a server uses it).
 It reads the database, never the shared-memory table of a running shared-mode server: the
-database is that table's durable record, written within each call in SYNC and PROCESS
-durability, and up to batch_ms later for lock rows in BATCH.
+database is that table's durable record, written within each call in SYNC durability, and
+(lock rows) up to batch_ms later in PROCESS and BATCH (queued in the mapping meanwhile).
 With no section option, every section is listed; section options may be combined.
 
   --locks      byte-range locks, one line each (POSIX and Windows)

@@ -7,7 +7,8 @@
 //! 0               header page: magic, layout version, sizeof/alignof(pthread_mutex_t), partition
 //!                 count and sizes, instance epoch, boot id, state; the graph mutex at GRAPH_MUTEX
 //! PARTS           NPART partition pages: a robust process-shared mutex, the intent slot, the
-//!                 allocator's bump offset and free lists, NBUCKET bucket heads
+//!                 allocator's bump offset and free lists, the write-behind queue, NBUCKET bucket
+//!                 heads
 //! MAILSEQ         MAILSEQ_SLOTS counters: "mail was posted for process p" (slot p % MAILSEQ_SLOTS)
 //! HEAP            NPART heaps of HEAP_PER_PART bytes, each only ever used under its partition's mutex
 //! ```
@@ -19,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// "ULKSHM01" little-endian.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"ULKSHM01");
 /// Bumped whenever anything below changes meaning.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 pub const PAGE: u64 = 4096;
 pub const NPART: u64 = 64;
 pub const NBUCKET: u64 = 256;
@@ -66,6 +67,12 @@ pub const P_BUMP: u64 = 120;
 /// Free list heads, one per size class.
 pub const P_FREE: u64 = 128;
 pub const NCLASS: u64 = 17; // 64 B << 0..=16 (4 MiB)
+/// 1: the intent's lock rows go to the write-behind queue (its process's durability is not SYNC).
+pub const P_I_QUEUE: u64 = 272;
+/// The write-behind queue (`queue`): head and tail blocks (empty when the tail is 0), and a count.
+pub const P_Q_HEAD: u64 = 280;
+pub const P_Q_TAIL: u64 = 288;
+pub const P_Q_COUNT: u64 = 296;
 pub const P_BUCKETS: u64 = 512;
 
 // Record fields (offsets in a record block). Records are never changed once published.
@@ -76,7 +83,7 @@ pub const R_STATE_LEN: u64 = 24; // u32 state length | u32 number of processes
 pub const R_BODY: u64 = 32; // procs (u64 each), file bytes, state bytes
 
 const _: () = assert!(std::mem::size_of::<libc::pthread_mutex_t>() <= 64);
-const _: () = assert!(P_FREE + NCLASS * 8 <= P_BUCKETS);
+const _: () = assert!(P_FREE + NCLASS * 8 <= P_I_QUEUE && P_Q_COUNT + 8 <= P_BUCKETS);
 const _: () = assert!(P_BUCKETS + NBUCKET * 8 <= PAGE);
 
 pub fn part_off(p: u64) -> u64 {

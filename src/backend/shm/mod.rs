@@ -15,7 +15,8 @@
 //! record an *intent* in the partition (where the publishing store goes, its value, the old record,
 //! the work); then do the database work (idempotent: the `shm_applied` row of the partition says
 //! which intent it last applied, in the same transaction), publish the new record by one 8-byte
-//! store, clear the intent, free the old record, unlock, and wake the processes mail went to.
+//! store, queue the block for write-behind if its lock rows wait (see below), clear the intent,
+//! free the old record, unlock, and wake the processes mail went to.
 //!
 //! Crash safety: a process killed before its intent is recorded leaves the table as it was (its
 //! fresh blocks leak); killed after, it leaves an intent that the next process to lock the
@@ -29,14 +30,19 @@
 //! the mailbox (a counter per process in the mapping says when to look, so idle rounds read
 //! nothing), the wait-for edges a blocking request's deadlock check reads (blocking requests are
 //! serialised by one more robust mutex so two can never miss each other's edge), clients, grace,
-//! and the durable record, written per the durability mode by the process that made the change:
-//! SYNC and PROCESS in the operation, BATCH coalesced in this process and written by the flush
-//! timer (lease sets, whose order matters, are written in the operation in every mode).
+//! and the durable record. Lock rows are written in the operation in SYNC durability; in PROCESS
+//! and BATCH the operation's block stays in its partition's write-behind queue in the mapping
+//! (`queue`) and a flush writes it (the flush timer of any process, `unilock_close`, an operation
+//! that finds its partition's queue long, or the restart that finds every process dead), so a lock
+//! or unlock costs no database transaction and the crash of a process loses nothing. Lease sets
+//! (read across files by "a lease key belongs to one file"), mail and wait edges are written in the
+//! operation in every mode.
 
 pub mod alloc;
 pub mod aux;
 pub mod layout;
 pub mod mutex;
+pub mod queue;
 pub mod select;
 
 use crate::backend::sqlite_shared::Shared;
@@ -61,10 +67,8 @@ pub struct ShmBackend {
     mpath: std::path::PathBuf,
     epoch: u64,
     mode: Durability,
-    /// BATCH: lock row deltas waiting for the flush timer, coalesced (they commute, so order between
-    /// processes does not matter; a lock and its unlock cancel out and leave nothing to write, so
-    /// this stays as small as the locks held even where the flush timer is late).
-    pending: Mutex<hashbrown::HashMap<store::LockRow, i64>>,
+    /// This process put lock rows in a write-behind queue since its last flush (PROCESS, BATCH).
+    queued: std::sync::atomic::AtomicBool,
     /// The mail counter value this process last read.
     mail_seen: std::sync::atomic::AtomicU64,
     /// Test hook (`UNILOCK_SHM_TEST_STOP=<n>`): about one operation in n stops itself with SIGSTOP
@@ -170,11 +174,80 @@ fn unlock_mapping_file(f: Locked) {
     drop(f);
 }
 
+/// Most blocks a partition's write-behind queue holds before an operation flushes it itself.
+const QUEUE_MAX: u64 = 4096;
+
+/// Applies the lock rows of queued blocks (sequence number, aux bytes) of partition `p` that the
+/// database does not have yet (`shm_flushed`), coalesced; does not move `shm_flushed`.
+fn apply_queued<'a>(tx: &rusqlite::Transaction, p: u64, blocks: impl Iterator<Item = (u64, &'a [u8])>) -> Result<()> {
+    let done: u64 = tx
+        .prepare_cached("SELECT seq FROM shm_flushed WHERE part = ?1")
+        .and_then(|mut st| st.query_row(params![p as i64], |r| r.get::<_, i64>(0)).optional())
+        .map_err(serr)?
+        .unwrap_or(0) as u64;
+    let mut j = Journal::default();
+    for (seq, bytes) in blocks {
+        if seq <= done {
+            continue;
+        }
+        let (aux, _) =
+            Aux::decode(bytes).ok_or_else(|| Error::Store("a shared-memory write-behind block is corrupt".into()))?;
+        j.locks.extend(aux.journal.locks);
+    }
+    store::apply_journal(tx, j).map_err(|e| Error::Store(e.0))
+}
+
+/// At a whole-server restart, before the pre-restart state is read from the database: writes the
+/// lock rows still queued in the old mapping when it is the table the database's running instance
+/// used (same boot, layout and epoch). Intents never finished are not applied (their operations
+/// never returned). Nothing else is running: no mutex is taken.
+fn apply_left_queues(tx: &rusqlite::Transaction, file: &std::fs::File) -> Result<()> {
+    let len = file.metadata().map_err(serr)?.len();
+    if len != TOTAL {
+        return Ok(());
+    }
+    let epoch = recorded_epoch(tx)?;
+    let Ok(m) = Map::new(file) else { return Ok(()) };
+    if epoch.is_none() || check_header(&m, len, epoch) != HeaderCheck::Ok {
+        return Ok(());
+    }
+    let mut n = 0;
+    for p in 0..NPART {
+        let o = part_off(p);
+        let skip = if m.get(o + P_INTENT) != 0 { m.get(o + P_I_AUX) } else { 0 };
+        let Some(blocks) = queue::blocks(&m, p, skip) else {
+            log::error!("unilock: the shared-memory table's write-behind queue {p} is corrupt; its rows are lost");
+            continue;
+        };
+        let mut data = Vec::new();
+        for (seq, b) in blocks {
+            let c = m.get(b + R_CLASS) & 0xffff_ffff;
+            let len = m.get(b + R_STATE_LEN);
+            if c >= NCLASS || R_BODY + len > alloc::class_size(c) {
+                log::error!("unilock: a write-behind block of the shared-memory table is corrupt; its rows are lost");
+                continue;
+            }
+            if let Some(bytes) = m.bytes(b + R_BODY, len) {
+                data.push((seq, bytes.to_vec()));
+            }
+        }
+        n += data.len();
+        apply_queued(tx, p, data.iter().map(|(s, b)| (*s, &b[..])))?;
+    }
+    if n > 0 {
+        log::info!(
+            "unilock: wrote {n} operations' lock rows left queued in the shared-memory table before the restart"
+        );
+    }
+    Ok(())
+}
+
 /// The running instance the database records (epoch), if any.
 fn recorded_epoch(conn: &rusqlite::Connection) -> Result<Option<u64>> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS shm_instance(id INTEGER PRIMARY KEY CHECK (id = 1), epoch INTEGER NOT NULL);
-         CREATE TABLE IF NOT EXISTS shm_applied(part INTEGER PRIMARY KEY, seq INTEGER NOT NULL);",
+         CREATE TABLE IF NOT EXISTS shm_applied(part INTEGER PRIMARY KEY, seq INTEGER NOT NULL);
+         CREATE TABLE IF NOT EXISTS shm_flushed(part INTEGER PRIMARY KEY, seq INTEGER NOT NULL);",
     )
     .map_err(serr)?;
     conn.query_row("SELECT epoch FROM shm_instance WHERE id = 1", [], |r| r.get::<_, i64>(0))
@@ -210,7 +283,7 @@ impl ShmBackend {
         let mpath = mapping_path(canon_base).map_err(Error::Store)?;
         let file = open_mapping_file(&mpath)?;
         // Everything below runs with the mapping's flock held: no process joins a table being rebuilt.
-        let (sh, rec) = match Shared::open(path, mode) {
+        let (sh, rec) = match Shared::open_with(path, mode, &mut |tx| apply_left_queues(tx, &file)) {
             Ok(x) => x,
             Err(e) => {
                 // A database refused (or failing) leaves no mapping behind that this open made.
@@ -250,7 +323,7 @@ impl ShmBackend {
             let epoch = new_epoch();
             build(&m, epoch).map_err(Error::Store)?;
             let conn = sh.conn().lock();
-            conn.execute_batch("DELETE FROM shm_applied;").map_err(serr)?;
+            conn.execute_batch("DELETE FROM shm_applied; DELETE FROM shm_flushed;").map_err(serr)?;
             conn.execute("INSERT OR REPLACE INTO shm_instance(id, epoch) VALUES (1, ?1)", params![epoch as i64])
                 .map_err(serr)?;
             (m, epoch)
@@ -293,7 +366,7 @@ impl ShmBackend {
             mpath,
             epoch,
             mode,
-            pending: Mutex::new(Default::default()),
+            queued: std::sync::atomic::AtomicBool::new(false),
             mail_seen: std::sync::atomic::AtomicU64::new(u64::MAX),
             stop_one_in,
             rng: std::sync::atomic::AtomicU64::new(new_epoch() | 1),
@@ -468,12 +541,21 @@ impl ShmBackend {
         let (link, value, old, auxb, seq) =
             (m.get(o + P_I_LINK), m.get(o + P_I_VALUE), m.get(o + P_I_OLD), m.get(o + P_I_AUX), m.get(o + P_I_SEQ));
         let mut wake = Vec::new();
+        // Lock rows go to the write-behind queue (the block stays, linked) unless the operation's
+        // process is in SYNC durability; the rest of the database work is done here, in the call.
+        let mut queue_it = false;
         if auxb != 0 {
             self.maybe_stop(1);
             let bytes = self.aux_bytes(p, auxb)?;
-            let (aux, events) =
+            let (mut aux, events) =
                 Aux::decode(&bytes).ok_or_else(|| Error::Store("a shared-memory intent is corrupt".into()))?;
-            wake = self.apply_db(p, seq, aux, &events)?;
+            if m.get(o + P_I_QUEUE) != 0 && !aux.journal.locks.is_empty() {
+                queue_it = true;
+                aux.journal.locks.clear();
+            }
+            if !aux.is_empty() || !events.is_empty() {
+                wake = self.apply_db(p, seq, aux, &events)?;
+            }
             // Before the intent is cleared: a process killed after this point still leaves the
             // targets' counters moved, so their next round reads the mail.
             for (t, _) in &wake {
@@ -485,12 +567,15 @@ impl ShmBackend {
             return Err(Error::Store("a shared-memory intent is corrupt".into()));
         }
         m.set(link, value);
+        if queue_it {
+            queue::link(m, p, auxb);
+        }
         self.maybe_stop(3);
         m.set(o + P_INTENT, 0);
         if old != 0 {
             alloc::free(m, p, old);
         }
-        if auxb != 0 {
+        if auxb != 0 && !queue_it {
             alloc::free(m, p, auxb);
         }
         Ok(wake)
@@ -670,7 +755,7 @@ impl ShmBackend {
         }
         let edges_changed = had_waits || fs.waiter_count() > 0;
         self.maybe_stop(0);
-        let batched = if self.mode == Durability::Batch { std::mem::take(&mut journal.locks) } else { Vec::new() };
+        let queue_locks = self.mode != Durability::Sync && !journal.locks.is_empty();
         let mut aux = Aux { journal, events, edges: edges_changed.then(|| fs.wait_edges()), file: Box::default() };
         if !aux.is_empty() {
             aux.file = file.into();
@@ -701,6 +786,10 @@ impl ShmBackend {
         m.set(o + P_I_OLD, rec);
         m.set(o + P_I_AUX, auxb);
         m.set(o + P_I_SEQ, seq);
+        m.set(o + P_I_QUEUE, queue_locks as u64);
+        if auxb != 0 {
+            queue::set_seq(m, auxb, seq);
+        }
         m.set(o + P_INTENT, 1);
         let wake = match self.roll_forward(p) {
             Ok(w) => w,
@@ -716,28 +805,53 @@ impl ShmBackend {
                 return Err(e);
             }
         };
-        if !batched.is_empty() {
-            let mut pending = self.pending.lock();
-            for (row, d) in batched {
-                match pending.entry(row) {
-                    hashbrown::hash_map::Entry::Occupied(mut e) => {
-                        *e.get_mut() += d;
-                        if *e.get() == 0 {
-                            e.remove();
-                        }
-                    }
-                    hashbrown::hash_map::Entry::Vacant(e) => {
-                        if d != 0 {
-                            e.insert(d);
-                        }
-                    }
-                }
-            }
+        if queue_locks {
+            self.queued.store(true, std::sync::atomic::Ordering::Release);
         }
         drop(held);
         drop(graph);
         self.wake(&wake);
+        if queue::count(&self.map, p) > QUEUE_MAX {
+            // Nobody flushed for a long time (a host that does not run its event loop): write the
+            // partition's queue now, before it fills the heap. The operation is done either way.
+            if let Err(e) = self.flush_part(p) {
+                log::error!("unilock: writing the shared-memory table's queued lock rows failed: {e:?}");
+            }
+        }
         Ok(r)
+    }
+
+    /// Writes partition `p`'s write-behind queue: its blocks are read under the partition mutex,
+    /// their lock rows committed (coalesced) in one transaction that also records the last sequence
+    /// number written (`shm_flushed`), then the blocks are removed under the mutex again. A flush
+    /// killed anywhere leaves the blocks queued, and the next one writes only what is not written.
+    fn flush_part(&self, p: u64) -> Result<()> {
+        let corrupt = || Error::Store("a shared-memory write-behind queue is corrupt".into());
+        let blocks: Vec<(u64, Vec<u8>)> = {
+            let _g = self.lock_part(p)?;
+            let mut out = Vec::new();
+            for (seq, b) in queue::blocks(&self.map, p, 0).ok_or_else(corrupt)? {
+                out.push((seq, self.aux_bytes(p, b)?));
+            }
+            out
+        };
+        let Some(last) = blocks.iter().map(|b| b.0).max() else { return Ok(()) };
+        {
+            let mut conn = self.sh.conn().lock();
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(serr)?;
+            apply_queued(&tx, p, blocks.iter().map(|(s, b)| (*s, &b[..])))?;
+            // Never backwards: a flush that read fewer blocks may commit after one that read more.
+            tx.execute(
+                "INSERT INTO shm_flushed(part, seq) VALUES (?1, ?2)
+                 ON CONFLICT(part) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+                params![p as i64, last as i64],
+            )
+            .map_err(serr)?;
+            tx.commit().map_err(serr)?;
+        }
+        let _g = self.lock_part(p)?;
+        queue::trim(&self.map, p, last);
+        Ok(())
     }
 
     /// Every process's wait-for edges but `file`'s (from the database), and `file`'s own.
@@ -878,21 +992,26 @@ impl Backend for ShmBackend {
         Ok(evs)
     }
 
-    /// BATCH: lock rows wait to be written.
+    /// PROCESS and BATCH: this process queued lock rows since its last flush.
     fn has_pending(&self) -> bool {
-        !self.pending.lock().is_empty()
+        self.queued.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// BATCH: writes the coalesced lock rows.
+    /// Writes every partition's write-behind queue (other processes' rows too).
     fn flush(&self) -> Result<()> {
-        let j = Journal { locks: std::mem::take(&mut *self.pending.lock()).into_iter().collect(), leases: Vec::new() };
-        if j.is_empty() {
-            return Ok(());
+        self.queued.store(false, std::sync::atomic::Ordering::Release);
+        let mut first = Ok(());
+        for p in 0..NPART {
+            if queue::pending(&self.map, p) {
+                if let Err(e) = self.flush_part(p) {
+                    self.queued.store(true, std::sync::atomic::Ordering::Release);
+                    if first.is_ok() {
+                        first = Err(e);
+                    }
+                }
+            }
         }
-        let conn = self.sh.conn().lock();
-        let tx = conn.unchecked_transaction().map_err(serr)?;
-        store::apply_journal(&tx, j).map_err(|e| Error::Store(e.0))?;
-        tx.commit().map_err(serr)
+        first
     }
 }
 
