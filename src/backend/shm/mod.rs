@@ -552,6 +552,12 @@ impl ShmBackend {
             if m.get(o + P_I_QUEUE) != 0 && !aux.journal.locks.is_empty() {
                 queue_it = true;
                 aux.journal.locks.clear();
+            } else if !aux.journal.locks.is_empty() && queue::pending(m, p) {
+                // A SYNC process's rows, while other processes' rows of this partition wait in the
+                // queue: those are written first, so that each file's rows reach the database in
+                // the order they were made (an unlock written before its lock would leave a row
+                // for a lock nobody holds).
+                self.flush_held(p)?;
             }
             if !aux.is_empty() || !events.is_empty() {
                 wake = self.apply_db(p, seq, aux, &events)?;
@@ -836,22 +842,41 @@ impl ShmBackend {
             out
         };
         let Some(last) = blocks.iter().map(|b| b.0).max() else { return Ok(()) };
-        {
-            let mut conn = self.sh.conn().lock();
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(serr)?;
-            apply_queued(&tx, p, blocks.iter().map(|(s, b)| (*s, &b[..])))?;
-            // Never backwards: a flush that read fewer blocks may commit after one that read more.
-            tx.execute(
-                "INSERT INTO shm_flushed(part, seq) VALUES (?1, ?2)
-                 ON CONFLICT(part) DO UPDATE SET seq = MAX(seq, excluded.seq)",
-                params![p as i64, last as i64],
-            )
-            .map_err(serr)?;
-            tx.commit().map_err(serr)?;
-        }
+        self.write_queued(p, &blocks)?;
         let _g = self.lock_part(p)?;
         queue::trim(&self.map, p, last);
         Ok(())
+    }
+
+    /// Writes partition `p`'s queue with the partition mutex held throughout (see `flush_part`).
+    fn flush_held(&self, p: u64) -> Result<()> {
+        let corrupt = || Error::Store("a shared-memory write-behind queue is corrupt".into());
+        let mut blocks = Vec::new();
+        for (seq, b) in queue::blocks(&self.map, p, 0).ok_or_else(corrupt)? {
+            blocks.push((seq, self.aux_bytes(p, b)?));
+        }
+        self.write_queued(p, &blocks)?;
+        if let Some(last) = blocks.iter().map(|b| b.0).max() {
+            queue::trim(&self.map, p, last);
+        }
+        Ok(())
+    }
+
+    /// One transaction: the queued blocks' lock rows not written yet, and `shm_flushed` moved to the
+    /// last of them (never backwards: a flush that read fewer blocks may commit after one that read
+    /// more).
+    fn write_queued(&self, p: u64, blocks: &[(u64, Vec<u8>)]) -> Result<()> {
+        let Some(last) = blocks.iter().map(|b| b.0).max() else { return Ok(()) };
+        let mut conn = self.sh.conn().lock();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(serr)?;
+        apply_queued(&tx, p, blocks.iter().map(|(s, b)| (*s, &b[..])))?;
+        tx.execute(
+            "INSERT INTO shm_flushed(part, seq) VALUES (?1, ?2)
+             ON CONFLICT(part) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+            params![p as i64, last as i64],
+        )
+        .map_err(serr)?;
+        tx.commit().map_err(serr)
     }
 
     /// Every process's wait-for edges but `file`'s (from the database), and `file`'s own.

@@ -392,3 +392,28 @@ fn a_restart_writes_the_rows_left_queued_in_the_mapping() {
     assert_eq!(db_rows(&d.db(), "locks"), 0, "taken as the pre-restart state");
     drop(b);
 }
+
+/// Processes of one table in different durability modes: a SYNC process's lock rows are written in
+/// its call, after the rows other processes queued for the same partition — never before them (an
+/// unlock written before its queued lock would leave a row for a lock nobody holds).
+#[test]
+fn a_sync_process_writes_the_queued_rows_before_its_own() {
+    let d = Dir::new("mixed");
+    let env = Env::new();
+    let (a, _) = ShmBackend::open(&d.db(), Durability::Process).unwrap();
+    let (b, _) = ShmBackend::open(&d.db(), Durability::Sync).unwrap();
+    assert_eq!(lock(&a, &env, b"f", b"nlm:a", 0).unwrap(), Ok(()));
+    assert_eq!(db_rows(&d.db(), "locks"), 0, "a's lock row is queued");
+    // b (SYNC) unlocks it: a's queued +1 is written first, then b's -1.
+    let r = Range::from_request(Flavour::Posix, 0, 10).unwrap();
+    b.with_file(b"f", false, &env.ctx(b.me), |fs| fs.unwrap().unlock(&owner(b"nlm:a"), Flavour::Posix, &r))
+        .unwrap()
+        .unwrap();
+    assert_eq!(db_rows(&d.db(), "locks"), 0);
+    a.flush().unwrap();
+    b.flush().unwrap();
+    assert_eq!(db_rows(&d.db(), "locks"), 0, "a row was left for a lock nobody holds");
+    // And a SYNC lock is in the database at once.
+    assert_eq!(lock(&b, &env, b"g", b"nlm:b", 0).unwrap(), Ok(()));
+    assert_eq!(db_rows(&d.db(), "locks"), 1);
+}
