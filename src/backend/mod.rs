@@ -9,6 +9,7 @@
 //! and one arm in the facade's `open` (see ARCHITECTURE.md).
 
 pub mod etcd;
+pub mod live;
 pub mod memory;
 pub mod shm;
 pub mod sqlite_shared;

@@ -4,7 +4,8 @@
 //! (and so the same pure core) as the in-process table, and writes the state back — there is no
 //! second implementation of the rules.
 //!
-//! Each process registers in `procs` with its pid, start time and boot id (so a recycled pid is not
+//! Each process registers in `procs` with its pid, start time and boot id, holds an OFD lock on
+//! its byte of `<db>.sockets/live` (`backend::live`: alive means both, so a recycled pid is never
 //! taken for the old process) and binds a UNIX datagram socket. Events for another process (a grant
 //! of its waiting lock, a break of its lease) go into `mailbox` in the same transaction, then a
 //! one-byte datagram wakes that process; a lost datagram only delays delivery until the process next
@@ -31,6 +32,8 @@ pub struct Shared {
     pub me: u64,
     sock: UnixDatagram,
     sock_path: PathBuf,
+    /// This process's lock in `<db>.sockets/live`, and the probe of the others' (`live`).
+    live: super::live::Live,
 }
 
 fn err(e: rusqlite::Error) -> Error {
@@ -95,8 +98,9 @@ impl Shared {
         // Another process holding the write lock keeps it for tens of microseconds: retry by yielding
         // rather than with SQLite's default sleeps of 1, 2, 5 ms (bounded: about 10 s in all).
         conn.busy_handler(Some(busy)).map_err(err)?;
-        let s = Shared { conn: Mutex::new(conn), me, sock, sock_path };
-        let others_alive = s.procs()?.iter().any(|(p, id)| *p != me && id.alive());
+        let live = super::live::Live::take(&dir, me);
+        let s = Shared { conn: Mutex::new(conn), me, sock, sock_path, live };
+        let others_alive = s.procs()?.iter().any(|(p, id)| *p != me && s.proc_alive(*p, id));
         let rec = if others_alive {
             None
         } else {
@@ -106,20 +110,23 @@ impl Shared {
             // makes the takeover happen once.)
             let mut conn = s.conn.lock();
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(err)?;
-            let others: Vec<ProcIdent> = {
-                let mut st = tx.prepare("SELECT pid, start, boot FROM procs WHERE proc != ?1").map_err(err)?;
+            let others: Vec<(u64, ProcIdent)> = {
+                let mut st = tx.prepare("SELECT proc, pid, start, boot FROM procs WHERE proc != ?1").map_err(err)?;
                 let rows = st
                     .query_map(params![me as i64], |r| {
-                        Ok(ProcIdent {
-                            pid: r.get::<_, i64>(0)? as u32,
-                            start: r.get::<_, i64>(1)? as u64,
-                            boot: r.get(2)?,
-                        })
+                        Ok((
+                            r.get::<_, i64>(0)? as u64,
+                            ProcIdent {
+                                pid: r.get::<_, i64>(1)? as u32,
+                                start: r.get::<_, i64>(2)? as u64,
+                                boot: r.get(3)?,
+                            },
+                        ))
                     })
                     .map_err(err)?;
                 rows.filter_map(|r| r.ok()).collect()
             };
-            if others.iter().any(|p| p.alive()) {
+            if others.iter().any(|(p, id)| s.proc_alive(*p, id)) {
                 None // someone joined meanwhile: this is not a restart after all
             } else {
                 before_take(&tx)?;
@@ -143,6 +150,12 @@ impl Shared {
     pub(crate) fn socket(&self) -> &UnixDatagram {
         &self.sock
     }
+
+    /// Is process `proc` (identified as `id`) alive? Its identity must name a running process and
+    /// it must still hold its byte of the liveness file (`backend::live`: immune to pid reuse).
+    pub(crate) fn proc_alive(&self, proc: u64, id: &ProcIdent) -> bool {
+        proc == self.me || (id.alive() && self.live.holds(proc) != Some(false))
+    }
 }
 
 impl Backend for Shared {
@@ -157,6 +170,10 @@ impl Backend for Shared {
     /// The wake-up socket (added to the event fd).
     fn wake_fd(&self) -> Option<i32> {
         Some(self.sock.as_raw_fd())
+    }
+
+    fn alive(&self, id: u64, ident: &ProcIdent) -> bool {
+        self.proc_alive(id, ident)
     }
 
     /// Every registered process.
@@ -558,6 +575,37 @@ pub(crate) fn hash_bytes(b: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A registration whose identity names a running process (here: this very one, as a recycled
+    /// pid with a matching start time would) but whose process does not hold its liveness lock is
+    /// dead; one whose handle is open is alive.
+    #[test]
+    fn a_process_is_alive_only_while_it_holds_its_liveness_lock() {
+        let d = std::env::temp_dir().join(format!("unilock-live-shared-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let db = d.join("t.db").to_string_lossy().into_owned();
+        let (a, _) = Shared::open(&db, Durability::Process).unwrap();
+        let (b, _) = Shared::open(&db, Durability::Process).unwrap();
+        let me = ProcIdent::me();
+        assert!(me.alive());
+        assert!(a.alive(b.me, &me), "b's handle is open");
+        let ghost = {
+            let c = a.conn.lock();
+            c.execute(
+                "INSERT INTO procs(pid, start, boot, socket) VALUES (?1, ?2, ?3, '')",
+                params![me.pid, me.start as i64, me.boot],
+            )
+            .unwrap();
+            c.last_insert_rowid() as u64
+        };
+        assert!(!a.alive(ghost, &me), "a registration nobody holds the lock of is dead, whatever its pid");
+        let bme = b.me;
+        drop(b);
+        assert!(!a.alive(bme, &me), "b closed its handle");
+        drop(a);
+        let _ = std::fs::remove_dir_all(&d);
+    }
 
     #[test]
     fn events_survive_the_mailbox_encoding() {

@@ -976,6 +976,10 @@ impl Backend for ShmBackend {
         self.sh.procs()
     }
 
+    fn alive(&self, id: u64, ident: &ProcIdent) -> bool {
+        self.sh.proc_alive(id, ident)
+    }
+
     fn release_at(&self, proc: u64) -> Result<u64> {
         self.sh.release_at(proc)
     }
@@ -1070,9 +1074,9 @@ impl Drop for ShmBackend {
         let Ok(f) = open_mapping_file(&self.mpath) else { return };
         let pid = std::process::id();
         let procs = self.sh.procs();
-        let others = procs
-            .as_ref()
-            .map(|ps| ps.iter().any(|(p, id)| *p != self.me && id.alive() && (id.pid != pid || here > 0)));
+        let others = procs.as_ref().map(|ps| {
+            ps.iter().any(|(p, id)| *p != self.me && self.sh.proc_alive(*p, id) && (id.pid != pid || here > 0))
+        });
         if others == Ok(false) {
             // With the mapping go this process's registrations: the next process to open must see
             // a restart, not join a table that is gone.
