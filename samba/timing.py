@@ -31,23 +31,18 @@ from smbprotocol.connection import Connection
 from smbprotocol.exceptions import SMBResponseException
 from smbprotocol.file_info import FileAttributes
 from smbprotocol.open import (CreateDisposition, CreateOptions, FilePipePrinterAccessMask,
-                              ImpersonationLevel, LockFlags, Open, ShareAccess, SMB2LockElement)
+                              ImpersonationLevel, LockFlags, Open, ShareAccess)
 from smbprotocol.session import Session
 from smbprotocol.tree import TreeConnect
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cross_protocol import elem  # noqa: E402  (one SMB2 lock element builder for samba/)
 
 HOST = "127.0.0.1"
 EX_FI = LockFlags.SMB2_LOCKFLAG_EXCLUSIVE_LOCK | LockFlags.SMB2_LOCKFLAG_FAIL_IMMEDIATELY
 UN = LockFlags.SMB2_LOCKFLAG_UNLOCK
 TICK = os.sysconf("SC_CLK_TCK")
 SHM_PREFIX = "/dev/shm/unilock-"
-
-
-def elem(offset, length, flags):
-    e = SMB2LockElement()
-    e["offset"] = offset
-    e["length"] = length
-    e["flags"] = flags
-    return e
 
 
 def connect(port, share, user, password):

@@ -141,24 +141,24 @@ impl LockSet {
 
     /// Removes every lock, keeping allocated memory for reuse.
     pub fn clear(&mut self) {
-        self.slots.clear();
-        self.free.clear();
-        self.excl.clear();
-        self.shared.clear();
-        for t in &mut self.by_owner {
-            t.clear();
-        }
-        self.count = 0;
+        self.empty(false);
     }
 
-    /// As `new()`, keeping allocated memory (a state decoded again into a reused `FileState`).
+    /// As `new()`, keeping allocated memory (a state decoded again into a reused `FileState`): also
+    /// the trees' priority seeds of fresh trees.
     pub fn reset(&mut self) {
+        self.empty(true);
+    }
+
+    fn empty(&mut self, fresh: bool) {
         self.slots.clear();
         self.free.clear();
-        self.excl.reset();
-        self.shared.reset();
-        for t in &mut self.by_owner {
-            t.reset();
+        for t in [&mut self.excl, &mut self.shared].into_iter().chain(self.by_owner.iter_mut()) {
+            if fresh {
+                t.reset();
+            } else {
+                t.clear();
+            }
         }
         self.count = 0;
     }
