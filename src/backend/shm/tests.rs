@@ -353,19 +353,16 @@ fn a_restart_writes_the_rows_left_queued_in_the_mapping() {
     let p = h % NPART;
     {
         let _g = a.lock_part(p).unwrap();
-        let (aux_row, _) = (
-            store::LockRow {
-                file: b"h"[..].into(),
-                client: b"nlm:a"[..].into(),
-                owner: b"o"[..].into(),
-                open_id: 0,
-                flavour: 1,
-                kind: 2,
-                start: 0,
-                length: 10,
-            },
-            (),
-        );
+        let aux_row = store::LockRow {
+            file: b"h"[..].into(),
+            client: b"nlm:a"[..].into(),
+            owner: b"o"[..].into(),
+            open_id: 0,
+            flavour: 1,
+            kind: 2,
+            start: 0,
+            length: 10,
+        };
         let aux = Aux {
             journal: Journal { locks: vec![(aux_row, 1)], leases: vec![] },
             events: vec![],
