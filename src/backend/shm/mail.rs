@@ -403,10 +403,11 @@ impl ShmBackend {
                 Error::Store(e)
             })?;
             for b in &d.events {
-                evs.push(
-                    crate::backend::sqlite_shared::decode_event(b)
-                        .ok_or_else(|| Error::Store("a shared-memory mail entry is corrupt".into()))?,
-                );
+                match crate::backend::sqlite_shared::decode_event(b) {
+                    Some(ev) => evs.push(ev),
+                    // As the SQLite mailbox does with a row it cannot read: skipped, the rest kept.
+                    None => log::error!("unilock: a mail entry in slot {s} is corrupt; skipped"),
+                }
             }
             if d.sticky {
                 sticky = Some(d);
@@ -414,8 +415,17 @@ impl ShmBackend {
         }
         let now = self.map.get(MAILSEQ + (self.me % MAILSEQ_SLOTS) * 8);
         if sticky.is_some() || now != self.mail_seen.load(std::sync::atomic::Ordering::Acquire) {
-            // The ring's mail is older than what went to SQLite while the slot was sticky.
-            evs.extend(self.sh.take_mail()?);
+            // The ring's mail is older than what went to SQLite while the slot was sticky. Should
+            // SQLite fail, the ring's mail (taken already) is still delivered, and SQLite is read
+            // again on the next round (the counter and the slot are left as they are).
+            match self.sh.take_mail() {
+                Ok(more) => evs.extend(more),
+                Err(e) if !evs.is_empty() => {
+                    log::error!("unilock: reading the mailbox failed (read again next round): {e:?}");
+                    return Ok(evs);
+                }
+                Err(e) => return Err(e),
+            }
             self.mail_seen.store(now, std::sync::atomic::Ordering::Release);
             if let (Some(s), Some(d)) = (self.slot, sticky.filter(|d| d.settled)) {
                 unstick(&self.map, s, d.fb_count).map_err(|e| self.poison(e))?;
