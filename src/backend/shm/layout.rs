@@ -9,8 +9,12 @@
 //! PARTS           NPART partition pages: a robust process-shared mutex, the intent slot, the
 //!                 allocator's bump offset and free lists, the write-behind queue, NBUCKET bucket
 //!                 heads
-//! MAILSEQ         MAILSEQ_SLOTS counters: "mail was posted for process p" (slot p % MAILSEQ_SLOTS)
+//! MAILSEQ         MAILSEQ_SLOTS counters: "mail was put in SQLite's mailbox for process p" (slot
+//!                 p % MAILSEQ_SLOTS; the fallback of the mail slots below)
 //! HEAP            NPART heaps of HEAP_PER_PART bytes, each only ever used under its partition's mutex
+//! MAIL            NSLOT mail slots of SLOT_BYTES (see `mail`): a header (a robust process-shared
+//!                 mutex, the owner process, head/tail of the ring, the slot's intent, the last
+//!                 intent of each partition posted here) and a byte ring of RING_BYTES
 //! ```
 //! Every reference is an offset from the start of the mapping (never a pointer), and the mutexes are
 //! in pages that are mapped once and never moved (glibc's robust list holds their addresses).
@@ -20,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// "ULKSHM01" little-endian.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"ULKSHM01");
 /// Bumped whenever anything below changes meaning.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 pub const PAGE: u64 = 4096;
 pub const NPART: u64 = 64;
 pub const NBUCKET: u64 = 256;
@@ -30,8 +34,15 @@ pub const HEAP_PER_PART: u64 = 4 << 20;
 pub const PARTS: u64 = PAGE;
 pub const MAILSEQ: u64 = PARTS + NPART * PAGE;
 pub const HEAP: u64 = MAILSEQ + MAILSEQ_SLOTS * 8;
-/// The whole mapping (sparse: 256 MiB of heap reserved, touched as used).
-pub const TOTAL: u64 = HEAP + NPART * HEAP_PER_PART;
+pub const MAIL: u64 = HEAP + NPART * HEAP_PER_PART;
+/// Mail slots: process `p` owns slot `p % NSLOT` (when no other live process does).
+pub const NSLOT: u64 = 1024;
+pub const SLOT_BYTES: u64 = 64 << 10;
+/// The slot header; the ring takes the rest of the slot.
+pub const SLOT_HDR: u64 = 1024;
+pub const RING_BYTES: u64 = SLOT_BYTES - SLOT_HDR;
+/// The whole mapping (sparse: 256 MiB of heap and 64 MiB of mail slots reserved, touched as used).
+pub const TOTAL: u64 = MAIL + NSLOT * SLOT_BYTES;
 
 // Header fields (offsets in the header page).
 pub const H_MAGIC: u64 = 0;
@@ -82,12 +93,41 @@ pub const R_CLASS: u64 = 16; // u32 size class | u32 file length
 pub const R_STATE_LEN: u64 = 24; // u32 state length | u32 number of processes
 pub const R_BODY: u64 = 32; // procs (u64 each), file bytes, state bytes
 
+// Mail slot fields (offsets in a slot).
+pub const S_MUTEX: u64 = 0;
+/// The instance epoch once the slot's mutex is initialised (slots are set up when first claimed).
+pub const S_READY: u64 = 64;
+/// The process whose mail goes into the ring (0: none).
+pub const S_OWNER: u64 = 72;
+/// Bytes ever read from / written to the ring (positions are taken modulo RING_BYTES).
+pub const S_HEAD: u64 = 80;
+pub const S_TAIL: u64 = 88;
+/// The slot's intent: 1 while a post's bytes are written past the tail and its new tail and applied
+/// word are recorded below (the next locker finishing it on EOWNERDEAD).
+pub const S_INTENT: u64 = 96;
+pub const S_I_TAIL: u64 = 104;
+pub const S_I_PART: u64 = 112;
+pub const S_I_APPLIED: u64 = 120;
+/// 1 while the owner's mail goes to SQLite (its ring was full; kept until it has read SQLite, so
+/// that its mail keeps its order).
+pub const S_STICKY: u64 = 128;
+/// Counts the owner's mail sent to SQLite (tells the reader whether more came while it read).
+pub const S_FB_COUNT: u64 = 136;
+/// NPART words: the last intent (partition sequence number) of each partition posted here, with
+/// the fallback bits of `mail`.
+pub const S_APPLIED: u64 = 256;
+
 const _: () = assert!(std::mem::size_of::<libc::pthread_mutex_t>() <= 64);
 const _: () = assert!(P_FREE + NCLASS * 8 <= P_I_QUEUE && P_Q_COUNT + 8 <= P_BUCKETS);
 const _: () = assert!(P_BUCKETS + NBUCKET * 8 <= PAGE);
+const _: () = assert!(S_APPLIED + NPART * 8 <= SLOT_HDR && SLOT_BYTES % PAGE == 0);
 
 pub fn part_off(p: u64) -> u64 {
     PARTS + p * PAGE
+}
+
+pub fn slot_off(s: u64) -> u64 {
+    MAIL + s * SLOT_BYTES
 }
 
 pub fn heap_start(p: u64) -> u64 {

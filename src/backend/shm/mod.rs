@@ -11,23 +11,33 @@
 //! One operation: lock the partition; find the record; decode; run the caller's closure; encode. If
 //! nothing changed (`unilock_test`, `unilock_check_io`, a refused lock), unlock: nothing is written,
 //! no database transaction is started. Otherwise write the new record copy-on-write into a fresh
-//! block, write the operation's database work (journal, mail, wait edges: `aux`) into another, and
-//! record an *intent* in the partition (where the publishing store goes, its value, the old record,
-//! the work); then do the database work (idempotent: the `shm_applied` row of the partition says
-//! which intent it last applied, in the same transaction), publish the new record by one 8-byte
-//! store, queue the block for write-behind if its lock rows wait (see below), clear the intent,
-//! free the old record, unlock, and wake the processes mail went to.
+//! block, write the operation's other work (journal, wait edges, mail for other processes: `aux`)
+//! into another, and record an *intent* in the partition (where the publishing store goes, its
+//! value, the old record, the work); then do the database work if there is any (journal or wait
+//! edges; idempotent: the `shm_applied` row of the partition says which intent it last applied, in
+//! the same transaction), post the mail to the targets' slots in the mapping (`mail`; idempotent:
+//! each slot records the last intent of each partition posted to it), publish the new record by one
+//! 8-byte store, queue the block for write-behind if its lock rows wait (see below), clear the
+//! intent, free the old record, unlock, and wake the processes mail went to (a datagram to
+//! `<db>.sockets/<proc>.sock`). An operation whose only work is mail or lock rows (a lock, an
+//! unlock, a lease break, a watch, outside SYNC durability) takes no database transaction; neither
+//! does reading mail.
 //!
 //! Crash safety: a process killed before its intent is recorded leaves the table as it was (its
 //! fresh blocks leak); killed after, it leaves an intent that the next process to lock the
 //! partition finds with `EOWNERDEAD` and rolls forward before doing anything else. Either way every
 //! reader sees the old state or the new one, never a half-written one, and the database and the
-//! mail agree with the table. A mapping that cannot be trusted (another layout, truncated, an older
-//! boot, another instance than the database's) is rebuilt when no other process is alive (a
-//! restart, recovered from the database as the SQLite mode does) and refused otherwise.
+//! mail agree with the table; no mail is posted twice (the slots' applied words), and a poster
+//! killed inside a slot's mutex leaves no half message (the slot's own intent, finished by the next
+//! locker of the slot: see `mail`). Once any of the work is committed or posted, the intent can only
+//! be finished, never undone: an error after that point leaves it to the next locker. A mapping that
+//! cannot be trusted (another layout, truncated, an older boot, another instance than the
+//! database's) is rebuilt when no other process is alive (a restart, recovered from the database as
+//! the SQLite mode does) and refused otherwise.
 //!
 //! What stays in SQLite (`crate::shared::Shared`, unchanged): process registration and liveness,
-//! the mailbox (a counter per process in the mapping says when to look, so idle rounds read
+//! the mailbox as the fallback of the mail slots (a process whose slot another live process owns,
+//! a full ring; a counter per process in the mapping says when to look, so idle rounds read
 //! nothing), the wait-for edges a blocking request's deadlock check reads (blocking requests are
 //! serialised by one more robust mutex so two can never miss each other's edge), clients, grace,
 //! and the durable record. Lock rows are written in the operation in SYNC durability; in PROCESS
@@ -41,6 +51,7 @@
 pub mod alloc;
 pub mod aux;
 pub mod layout;
+pub mod mail;
 pub mod mutex;
 pub mod queue;
 pub mod select;
@@ -69,8 +80,12 @@ pub struct ShmBackend {
     mode: Durability,
     /// This process put lock rows in a write-behind queue since its last flush (PROCESS, BATCH).
     queued: std::sync::atomic::AtomicBool,
-    /// The mail counter value this process last read.
+    /// The fallback mail counter value this process last read.
     mail_seen: std::sync::atomic::AtomicU64,
+    /// This process's mail slot (`mail`), if it got one.
+    slot: Option<u64>,
+    /// `<db>.sockets`, where every process binds `<proc>.sock` (`Shared::open`).
+    sock_dir: std::path::PathBuf,
     /// Test hook (`UNILOCK_SHM_TEST_STOP=<n>`): about one operation in n stops itself with SIGSTOP
     /// inside the partition mutex, at a random step, so a test can SIGKILL it there.
     stop_one_in: u64,
@@ -247,7 +262,9 @@ fn recorded_epoch(conn: &rusqlite::Connection) -> Result<Option<u64>> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS shm_instance(id INTEGER PRIMARY KEY CHECK (id = 1), epoch INTEGER NOT NULL);
          CREATE TABLE IF NOT EXISTS shm_applied(part INTEGER PRIMARY KEY, seq INTEGER NOT NULL);
-         CREATE TABLE IF NOT EXISTS shm_flushed(part INTEGER PRIMARY KEY, seq INTEGER NOT NULL);",
+         CREATE TABLE IF NOT EXISTS shm_flushed(part INTEGER PRIMARY KEY, seq INTEGER NOT NULL);
+         CREATE TABLE IF NOT EXISTS shm_mail_applied(slot INTEGER NOT NULL, part INTEGER NOT NULL, seq INTEGER NOT NULL,
+                                                     PRIMARY KEY(slot, part)) WITHOUT ROWID;",
     )
     .map_err(serr)?;
     conn.query_row("SELECT epoch FROM shm_instance WHERE id = 1", [], |r| r.get::<_, i64>(0))
@@ -323,7 +340,8 @@ impl ShmBackend {
             let epoch = new_epoch();
             build(&m, epoch).map_err(Error::Store)?;
             let conn = sh.conn().lock();
-            conn.execute_batch("DELETE FROM shm_applied; DELETE FROM shm_flushed;").map_err(serr)?;
+            conn.execute_batch("DELETE FROM shm_applied; DELETE FROM shm_flushed; DELETE FROM shm_mail_applied;")
+                .map_err(serr)?;
             conn.execute("INSERT OR REPLACE INTO shm_instance(id, epoch) VALUES (1, ?1)", params![epoch as i64])
                 .map_err(serr)?;
             (m, epoch)
@@ -338,8 +356,9 @@ impl ShmBackend {
                 match check_header(&m, len, recorded) {
                     HeaderCheck::Ok => {
                         let e = recorded.unwrap_or(0);
+                        let b = ShmBackend::new(sh, m, mpath, e, mode, path)?;
                         unlock_mapping_file(file);
-                        return Ok((ShmBackend::new(sh, m, mpath, e, mode), None));
+                        return Ok((b, None));
                     }
                     HeaderCheck::Bad(why) => Some(why),
                 }
@@ -352,15 +371,44 @@ impl ShmBackend {
             );
             return Err(Error::Store(format!("shared-memory table {}: {why}", mpath.display())));
         };
+        let b = ShmBackend::new(sh, map, mpath, epoch, mode, path)?;
         unlock_mapping_file(file);
-        Ok((ShmBackend::new(sh, map, mpath, epoch, mode), rec))
+        Ok((b, rec))
     }
 
-    fn new(sh: Shared, map: Map, mpath: std::path::PathBuf, epoch: u64, mode: Durability) -> ShmBackend {
+    /// The backend of a joined table; claims this process's mail slot (the caller holds the mapping
+    /// file's lock).
+    fn new(
+        sh: Shared,
+        map: Map,
+        mpath: std::path::PathBuf,
+        epoch: u64,
+        mode: Durability,
+        path: &str,
+    ) -> Result<ShmBackend> {
+        let me = sh.me;
+        let claimed = sh.procs().and_then(|procs| {
+            let alive = |o: u64| procs.iter().any(|(p, id)| *p == o && id.alive());
+            mail::claim(&map, mail::slot_of(me), me, epoch, alive).map_err(Error::Store)
+        });
+        let slot = match claimed {
+            Ok(true) => Some(mail::slot_of(me)),
+            // Another live process owns the slot: this process's mail goes through SQLite.
+            Ok(false) => None,
+            Err(e) => {
+                let _ = sh.forget_proc(me);
+                return Err(e);
+            }
+        };
+        let sock_dir = {
+            let canon = std::fs::canonicalize(path).unwrap_or_else(|_| path.into());
+            let mut s = canon.into_os_string();
+            s.push(".sockets");
+            std::path::PathBuf::from(s)
+        };
         *LIVE.lock().entry(mpath.clone()).or_insert(0) += 1;
         let stop_one_in = std::env::var("UNILOCK_SHM_TEST_STOP").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
-        let me = sh.me;
-        ShmBackend {
+        Ok(ShmBackend {
             sh,
             map,
             mpath,
@@ -368,11 +416,13 @@ impl ShmBackend {
             mode,
             queued: std::sync::atomic::AtomicBool::new(false),
             mail_seen: std::sync::atomic::AtomicU64::new(u64::MAX),
+            slot,
+            sock_dir,
             stop_one_in,
             rng: std::sync::atomic::AtomicU64::new(new_epoch() | 1),
             scratch: Mutex::new(Vec::new()),
             me,
-        }
+        })
     }
 
     /// The mapping is still the table this process joined (a file overwritten or rebuilt under a
@@ -416,7 +466,7 @@ impl ShmBackend {
         }
         if self.map.get(part_off(p) + P_INTENT) != 0 {
             // Found after EOWNERDEAD (or left by a roll-forward that failed): finish it first.
-            let wake = self.roll_forward(p)?;
+            let wake = self.roll_forward(p, &mut false)?;
             self.wake(&wake);
             log::warn!("unilock: rolled forward the unfinished operation in partition {p}");
         }
@@ -433,7 +483,7 @@ impl ShmBackend {
         x ^= x >> 7;
         x ^= x << 17;
         self.rng.store(x, std::sync::atomic::Ordering::Relaxed);
-        if x % (self.stop_one_in * 4) == step {
+        if x % (self.stop_one_in * 6) == step {
             // SAFETY: stops this process until a signal (the test SIGKILLs it).
             unsafe { libc::raise(libc::SIGSTOP) };
         }
@@ -534,8 +584,11 @@ impl ShmBackend {
     }
 
     /// Finishes the intent recorded in partition `p` (held): the database work (skipped if the
-    /// database says it is done), the publishing store, the frees. Returns the wake-up targets.
-    fn roll_forward(&self, p: u64) -> Result<Vec<(u64, String)>> {
+    /// database says it is done), the mail (skipped where the slot says it is posted), the
+    /// publishing store, the frees. Returns the processes to wake. `committed` is set once anything
+    /// of the operation may have become visible (the database work committed, mail posted): from
+    /// then on the intent can only be finished, never undone.
+    fn roll_forward(&self, p: u64, committed: &mut bool) -> Result<Vec<u64>> {
         let m = &self.map;
         let o = part_off(p);
         let (link, value, old, auxb, seq) =
@@ -559,22 +612,23 @@ impl ShmBackend {
                 // for a lock nobody holds).
                 self.flush_held(p)?;
             }
-            if !aux.is_empty() || !events.is_empty() {
-                wake = self.apply_db(p, seq, aux, &events)?;
+            if !aux.journal.is_empty() || aux.edges.is_some() {
+                self.apply_db(p, seq, aux)?;
+                *committed = true;
             }
-            // Before the intent is cleared: a process killed after this point still leaves the
-            // targets' counters moved, so their next round reads the mail.
-            for (t, _) in &wake {
-                self.map.word(MAILSEQ + (t % MAILSEQ_SLOTS) * 8).fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            if !events.is_empty() {
+                *committed = true;
+                wake = self.post_mail(p, seq, &events)?;
             }
         }
         self.maybe_stop(2);
-        if !(link % 8 == 0 && (PARTS..TOTAL).contains(&link)) {
+        if !(link % 8 == 0 && (PARTS..MAIL).contains(&link)) {
             return Err(Error::Store("a shared-memory intent is corrupt".into()));
         }
         m.set(link, value);
         if queue_it {
             queue::link(m, p, auxb);
+            self.queued.store(true, std::sync::atomic::Ordering::Release);
         }
         self.maybe_stop(3);
         m.set(o + P_INTENT, 0);
@@ -587,60 +641,31 @@ impl ShmBackend {
         Ok(wake)
     }
 
-    /// One database transaction with an operation's work, unless the database says intent `seq`
-    /// of partition `p` was applied already. Returns the processes to wake and their sockets.
-    fn apply_db(&self, p: u64, seq: u64, aux: Aux, events: &[(u64, Vec<u8>)]) -> Result<Vec<(u64, String)>> {
+    /// A mutex that cannot be recovered: the table is poisoned.
+    fn poison(&self, e: String) -> Error {
+        self.map.set(H_STATE, STATE_POISONED);
+        log::error!("unilock: {e}; the shared-memory table is poisoned");
+        Error::Store(e)
+    }
+
+    /// One database transaction with an operation's journal and wait edges, unless the database
+    /// says intent `seq` of partition `p` was applied already.
+    fn apply_db(&self, p: u64, seq: u64, aux: Aux) -> Result<()> {
         let mut conn = self.sh.conn().lock();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(serr)?;
         let done: Option<i64> = tx
             .prepare_cached("SELECT seq FROM shm_applied WHERE part = ?1")
             .and_then(|mut st| st.query_row(params![p as i64], |r| r.get(0)).optional())
             .map_err(serr)?;
-        let mut targets: Vec<u64> = Vec::new();
-        for (t, _) in events {
-            if !targets.contains(t) {
-                targets.push(*t);
-            }
+        if done.is_some_and(|d| d as u64 >= seq) {
+            return Ok(());
         }
-        let applied = done.is_some_and(|d| d as u64 >= seq);
-        if !applied {
-            self.apply_work(&tx, p, seq, aux, events)?;
-        }
-        // The processes mail went to are told even when an earlier, interrupted attempt committed
-        // the mail (their counter may never have moved).
-        let mut wake = Vec::new();
-        for t in targets {
-            if let Some(s) = tx
-                .prepare_cached("SELECT socket FROM procs WHERE proc = ?1")
-                .and_then(|mut st| st.query_row(params![t as i64], |r| r.get::<_, String>(0)).optional())
-                .map_err(serr)?
-            {
-                wake.push((t, s));
-            }
-        }
-        if applied {
-            drop(tx);
-        } else {
-            tx.commit().map_err(serr)?;
-        }
-        Ok(wake)
+        self.apply_work(&tx, p, seq, aux)?;
+        tx.commit().map_err(serr)
     }
 
-    fn apply_work(
-        &self,
-        tx: &rusqlite::Transaction,
-        p: u64,
-        seq: u64,
-        aux: Aux,
-        events: &[(u64, Vec<u8>)],
-    ) -> Result<()> {
+    fn apply_work(&self, tx: &rusqlite::Transaction, p: u64, seq: u64, aux: Aux) -> Result<()> {
         store::apply_journal(tx, aux.journal).map_err(|e| Error::Store(e.0))?;
-        {
-            let mut ins = tx.prepare_cached("INSERT INTO mailbox(proc, event) VALUES (?1, ?2)").map_err(serr)?;
-            for (t, ev) in events {
-                ins.execute(params![*t as i64, ev]).map_err(serr)?;
-            }
-        }
         if let Some(edges) = &aux.edges {
             tx.prepare_cached("DELETE FROM shared_waits WHERE file = ?1")
                 .and_then(|mut st| st.execute(params![&*aux.file]))
@@ -662,14 +687,6 @@ impl ShmBackend {
             .and_then(|mut st| st.execute(params![p as i64, seq as i64]))
             .map_err(serr)?;
         Ok(())
-    }
-
-    /// Wakes the processes mail went to with a datagram.
-    fn wake(&self, wake: &[(u64, String)]) {
-        for (_, path) in wake {
-            // (The counters moved in `roll_forward`.) A lost wake-up only delays delivery: the counter is read on every processing round.
-            let _ = self.sh.socket().send_to(&[1], path);
-        }
     }
 
     /// Runs `f` on `file`'s state atomically with respect to every process (see the module docs).
@@ -797,8 +814,15 @@ impl ShmBackend {
             queue::set_seq(m, auxb, seq);
         }
         m.set(o + P_INTENT, 1);
-        let wake = match self.roll_forward(p) {
+        let mut committed = false;
+        let wake = match self.roll_forward(p, &mut committed) {
             Ok(w) => w,
+            Err(e) if committed => {
+                // Part of the work is done (committed, or mail posted): the intent stays, and the
+                // next process to lock the partition finishes it.
+                log::error!("unilock: an operation in partition {p} is left to be finished: {e:?}");
+                return Err(e);
+            }
             Err(e) => {
                 // The database refused the work: nothing was published; undo the intent.
                 m.set(o + P_INTENT, 0);
@@ -811,9 +835,6 @@ impl ShmBackend {
                 return Err(e);
             }
         };
-        if queue_locks {
-            self.queued.store(true, std::sync::atomic::Ordering::Release);
-        }
         drop(held);
         drop(graph);
         self.wake(&wake);
@@ -997,6 +1018,12 @@ impl Backend for ShmBackend {
     }
 
     fn forget_proc(&self, proc: u64) -> Result<()> {
+        // A dead process's mail slot (and the mail in it) goes with it (this process gives its own
+        // back when the handle is dropped).
+        if proc != self.me {
+            self.check()?;
+            mail::release(&self.map, mail::slot_of(proc), proc, self.epoch).map_err(|e| self.poison(e))?;
+        }
         self.sh.forget_proc(proc)
     }
 
@@ -1008,17 +1035,9 @@ impl Backend for ShmBackend {
         self.sh.end_grace()
     }
 
-    /// This process's mail: read from the database only when the counter in the mapping moved.
+    /// This process's mail (`mail`).
     fn take_mail(&self) -> Result<Vec<Event>> {
-        let now = self.map.get(MAILSEQ + (self.me % MAILSEQ_SLOTS) * 8);
-        if now == self.mail_seen.load(std::sync::atomic::Ordering::Acquire) {
-            let mut buf = [0u8; 64];
-            while self.sh.socket().recv(&mut buf).is_ok() {}
-            return Ok(Vec::new());
-        }
-        let evs = self.sh.take_mail()?;
-        self.mail_seen.store(now, std::sync::atomic::Ordering::Release);
-        Ok(evs)
+        self.take_mail_now()
     }
 
     /// PROCESS and BATCH: this process queued lock rows since its last flush.
@@ -1053,6 +1072,13 @@ impl Drop for ShmBackend {
     fn drop(&mut self) {
         if let Err(e) = self.flush() {
             log::error!("unilock: flushing batched lock rows at close failed: {e:?}");
+        }
+        if let Some(s) = self.slot {
+            if self.check().is_ok() {
+                if let Err(e) = mail::release(&self.map, s, self.me, self.epoch) {
+                    log::error!("unilock: giving the mail slot back at close failed: {e}");
+                }
+            }
         }
         // The last process to leave removes the mapping (the next one starts afresh anyway: with no
         // process alive, an open is a restart that rebuilds the table from the database).

@@ -414,3 +414,235 @@ fn a_sync_process_writes_the_queued_rows_before_its_own() {
     assert_eq!(lock(&b, &env, b"g", b"nlm:b", 0).unwrap(), Ok(()));
     assert_eq!(db_rows(&d.db(), "locks"), 1);
 }
+
+// ---- Mail in the mapping (`mail`) ----
+
+fn ev(proc: u64, file: &[u8], n: u64) -> Event {
+    Event {
+        kind: crate::requests::EventKind::LockDone,
+        result: Ok(()),
+        request_id: n,
+        token: n + 1,
+        user_data: 0,
+        file: file.into(),
+        client: b"nlm:x".to_vec(),
+        owner: b"o".to_vec(),
+        open_id: 1,
+        flavour: Flavour::Posix,
+        lock_kind: LockType::Exclusive,
+        offset: 0,
+        length: 10,
+        lease: Default::default(),
+        proc,
+    }
+}
+
+/// One operation of `a` on `file` whose only work is mail: `n` events for `to`, numbered from `first`.
+fn send(a: &ShmBackend, env: &Env, file: &[u8], to: u64, first: u64, n: u64) {
+    a.with_file(file, true, &env.ctx(a.me), |_| {
+        let mut o = env.outbox.lock();
+        for i in first..first + n {
+            o.push(ev(to, file, i));
+        }
+    })
+    .unwrap();
+}
+
+fn ids(evs: &[Event]) -> Vec<u64> {
+    evs.iter().map(|e| e.request_id).collect()
+}
+
+fn wal_len(db: &str) -> u64 {
+    std::fs::metadata(format!("{db}-wal")).map(|m| m.len()).unwrap_or(0)
+}
+
+#[test]
+fn mail_reaches_another_handle_through_the_mapping_in_order_without_sqlite() {
+    let d = Dir::new("mail");
+    let env = Env::new();
+    let (a, _) = ShmBackend::open(&d.db(), Durability::Process).unwrap();
+    let (b, _) = ShmBackend::open(&d.db(), Durability::Process).unwrap();
+    assert!(a.slot.is_some() && b.slot.is_some(), "both handles have a mail slot");
+    assert!(b.take_mail().unwrap().is_empty());
+    let wal = wal_len(&d.db());
+    for i in 0..10 {
+        send(&a, &env, b"f", b.me, i * 3, 3);
+    }
+    assert_eq!(db_rows(&d.db(), "mailbox"), 0, "mail went to SQLite");
+    assert_eq!(wal_len(&d.db()), wal, "an operation whose only work is mail wrote to the database");
+    let got = b.take_mail().unwrap();
+    assert_eq!(ids(&got), (0..30).collect::<Vec<_>>(), "mail lost, duplicated or reordered");
+    assert!(got.iter().all(|e| e.proc == b.me && &*e.file == b"f"));
+    assert!(b.take_mail().unwrap().is_empty(), "mail read twice");
+    assert!(a.take_mail().unwrap().is_empty(), "mail went to the wrong process");
+    assert_eq!(wal_len(&d.db()), wal, "reading the ring wrote to the database");
+    // The wake-up datagram reached b's socket (computed from its proc id, no SELECT).
+    send(&a, &env, b"f", b.me, 100, 1);
+    let mut buf = [0u8; 8];
+    assert!(b.sh.socket().recv(&mut buf).is_ok(), "no wake-up datagram");
+    assert_eq!(ids(&b.take_mail().unwrap()), vec![100]);
+}
+
+#[test]
+fn a_full_ring_falls_back_to_sqlite_and_nothing_is_lost_or_reordered() {
+    let d = Dir::new("mailfull");
+    let env = Env::new();
+    let (a, _) = ShmBackend::open(&d.db(), Durability::Process).unwrap();
+    let (b, _) = ShmBackend::open(&d.db(), Durability::Process).unwrap();
+    assert!(b.take_mail().unwrap().is_empty());
+    // ~130 bytes an event: 1000 events overflow the ring several times over.
+    let file = vec![b'x'; 40];
+    for i in 0..100 {
+        send(&a, &env, &file, b.me, i * 10, 10);
+    }
+    assert!(db_rows(&d.db(), "mailbox") > 0, "the ring never filled: the test tests nothing");
+    let s = slot_off(b.slot.unwrap());
+    assert_eq!(a.map.get(s + S_STICKY), 1, "the owner's mail did not stay in SQLite once the ring was full");
+    let got = b.take_mail().unwrap();
+    assert_eq!(ids(&got), (0..1000).collect::<Vec<_>>(), "mail lost, duplicated or reordered");
+    assert_eq!(db_rows(&d.db(), "mailbox"), 0);
+    assert_eq!(a.map.get(s + S_STICKY), 0, "the slot stayed on SQLite after its mail was read");
+    // Back to the ring.
+    send(&a, &env, &file, b.me, 1000, 5);
+    assert_eq!(db_rows(&d.db(), "mailbox"), 0);
+    assert_eq!(ids(&b.take_mail().unwrap()), (1000..1005).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_process_without_a_slot_gets_its_mail_through_sqlite() {
+    let d = Dir::new("mailnoslot");
+    let env = Env::new();
+    let (a, _) = ShmBackend::open(&d.db(), Durability::Process).unwrap();
+    let (b, _) = ShmBackend::open(&d.db(), Durability::Process).unwrap();
+    // A (live) process already owns b's slot: b has none.
+    let s = b.slot.unwrap();
+    mail::release(&a.map, s, b.me, a.epoch).unwrap();
+    let alive = |_| true;
+    assert!(mail::claim(&a.map, s, a.me, a.epoch, alive).unwrap());
+    assert!(!mail::claim(&a.map, s, b.me, a.epoch, alive).unwrap(), "a live owner's slot was taken");
+    let mut b = b;
+    b.slot = None;
+    send(&a, &env, b"f", b.me, 0, 3);
+    assert_eq!(db_rows(&d.db(), "mailbox"), 3);
+    assert!(a.take_mail().unwrap().is_empty(), "the slot's owner got another process's mail");
+    assert_eq!(ids(&b.take_mail().unwrap()), vec![0, 1, 2]);
+    // A dead owner's slot is taken over, and its stale mail discarded.
+    mail::release(&a.map, s, a.me, a.epoch).unwrap();
+    assert!(mail::claim(&a.map, s, 999_999, a.epoch, |_| true).unwrap());
+    send(&a, &env, b"f", 999_999, 0, 2);
+    assert!(mail::claim(&a.map, s, b.me, a.epoch, |_| false).unwrap(), "a dead owner's slot was not taken");
+    b.slot = Some(s);
+    assert!(b.take_mail().unwrap().is_empty(), "the dead owner's mail was delivered to the new owner");
+}
+
+/// Records an intent in `file`'s partition whose only work is `events` (as a process killed right
+/// after recording it leaves it), and returns (partition, seq).
+fn intent_with_mail(a: &ShmBackend, file: &[u8], events: Vec<Event>) -> (u64, u64) {
+    let h = fnv1a(file);
+    let p = h % NPART;
+    let aux = Aux { events, file: file.into(), ..Default::default() };
+    let _g = a.lock_part(p).unwrap();
+    let (link, _) = a.find(p, h, file).unwrap();
+    let o = part_off(p);
+    let m = &a.map;
+    let seq = m.get(o + P_SEQ) + 1;
+    m.set(o + P_SEQ, seq);
+    let auxb = a.write_aux(p, &aux.encode()).unwrap();
+    for (f, v) in [(P_I_LINK, link), (P_I_VALUE, m.get(link)), (P_I_OLD, 0), (P_I_AUX, auxb), (P_I_SEQ, seq)] {
+        m.set(o + f, v);
+    }
+    m.set(o + P_INTENT, 1);
+    (p, seq)
+}
+
+/// The same intent left once more (its mail already posted): a roll-forward repeated after a crash.
+fn leave_again(a: &ShmBackend, p: u64, events: Vec<Event>, file: &[u8]) {
+    let _g = a.lock_part(p).unwrap();
+    let o = part_off(p);
+    let aux = Aux { events, file: file.into(), ..Default::default() };
+    a.map.set(o + P_I_AUX, a.write_aux(p, &aux.encode()).unwrap());
+    a.map.set(o + P_I_OLD, 0);
+    a.map.set(o + P_INTENT, 1);
+}
+
+#[test]
+fn a_repeated_roll_forward_posts_nothing_twice() {
+    let d = Dir::new("mailtwice");
+    let env = Env::new();
+    let (a, _) = ShmBackend::open(&d.db(), Durability::Process).unwrap();
+    let (b, _) = ShmBackend::open(&d.db(), Durability::Process).unwrap();
+    assert!(b.take_mail().unwrap().is_empty());
+    let evs = vec![ev(b.me, b"f", 1), ev(b.me, b"f", 2)];
+    let (p, _) = intent_with_mail(&a, b"f", evs.clone());
+    // The next locker finishes it; then it is found again, as if the finisher died before clearing it.
+    assert!(test_lock(&a, &env, b"f", b"nlm:a", 0).unwrap());
+    assert_eq!(a.map.get(part_off(p) + P_INTENT), 0);
+    leave_again(&a, p, evs.clone(), b"f");
+    assert!(test_lock(&a, &env, b"f", b"nlm:a", 0).unwrap());
+    assert_eq!(ids(&b.take_mail().unwrap()), vec![1, 2], "the roll-forward posted twice");
+    // The same through the SQLite fallback (b's ring full): inserted once.
+    let big: Vec<Event> = (0..600).map(|i| ev(b.me, b"f", 10 + i)).collect();
+    let (p, _) = intent_with_mail(&a, b"f", big.clone());
+    assert!(test_lock(&a, &env, b"f", b"nlm:a", 0).unwrap());
+    let rows = db_rows(&d.db(), "mailbox");
+    assert_eq!(rows, 600, "600 events overflow the ring: all of them go to SQLite");
+    leave_again(&a, p, big, b"f");
+    assert!(test_lock(&a, &env, b"f", b"nlm:a", 0).unwrap());
+    assert_eq!(db_rows(&d.db(), "mailbox"), rows, "the fallback was inserted twice");
+    assert_eq!(ids(&b.take_mail().unwrap()), (10..610).collect::<Vec<_>>());
+}
+
+/// A child posts to b's slot and stops itself inside the slot mutex at `step`; it is SIGKILLed there.
+fn kill_poster_at(a: &ShmBackend, s: u64, part: u64, seq: u64, evs: &[(u64, Vec<u8>)], step: u64) {
+    // SAFETY: the child only posts into the mapping (no allocation after fork beyond Vec pushes,
+    // which glibc's fork-safe malloc allows) and is killed stopped.
+    unsafe {
+        let pid = libc::fork();
+        assert!(pid >= 0);
+        if pid == 0 {
+            let stop = |st: u64| {
+                if st == step {
+                    libc::raise(libc::SIGSTOP);
+                }
+            };
+            let _ = mail::post(&a.map, s, part, seq, evs, &stop);
+            libc::_exit(3); // never reached: killed while stopped
+        }
+        let mut st = 0;
+        assert_eq!(libc::waitpid(pid, &mut st, libc::WUNTRACED), pid);
+        assert!(libc::WIFSTOPPED(st), "the poster did not stop inside the slot mutex: {st:#x}");
+        libc::kill(pid, libc::SIGKILL);
+        assert_eq!(libc::waitpid(pid, &mut st, 0), pid);
+        assert!(libc::WIFSIGNALED(st));
+    }
+}
+
+#[test]
+fn a_poster_killed_inside_the_slot_mutex_leaves_the_slot_consistent() {
+    let d = Dir::new("mailkill");
+    let (a, _) = ShmBackend::open(&d.db(), Durability::Process).unwrap();
+    let (b, _) = ShmBackend::open(&d.db(), Durability::Process).unwrap();
+    assert!(b.take_mail().unwrap().is_empty());
+    let s = b.slot.unwrap();
+    let enc = |n| (b.me, crate::backend::sqlite_shared::encode_event(&ev(b.me, b"f", n)));
+    // A partition and sequence numbers no operation of this test uses.
+    let part = 5;
+    for (seq, step, delivered) in [(1000, 4, false), (1001, 5, true)] {
+        let evs = vec![enc(seq * 10), enc(seq * 10 + 1)];
+        kill_poster_at(&a, s, part, seq, &evs, step);
+        // The mutex's holder died: the reader takes it with EOWNERDEAD and finishes (or drops) the post.
+        let got = b.take_mail().unwrap();
+        let want: Vec<u64> = if delivered { vec![seq * 10, seq * 10 + 1] } else { vec![] };
+        assert_eq!(ids(&got), want, "killed at step {step}: a half or lost post");
+        assert_eq!(a.map.get(slot_off(s) + S_INTENT), 0);
+        // The partition's roll-forward then posts again: delivered exactly once in all.
+        let p = mail::post(&a.map, s, part, seq, &evs, &|_| {}).unwrap();
+        assert!(p.fallback.is_empty());
+        let again = b.take_mail().unwrap();
+        assert_eq!(ids(&again), if delivered { vec![] } else { vec![seq * 10, seq * 10 + 1] }, "step {step}");
+    }
+    // The slot still works.
+    let p = mail::post(&a.map, s, part, 2000, &[enc(7)], &|_| {}).unwrap();
+    assert_eq!(p.ring, vec![b.me]);
+    assert_eq!(ids(&b.take_mail().unwrap()), vec![7]);
+}
