@@ -189,25 +189,43 @@ fn unlock_mapping_file(f: Locked) {
     drop(f);
 }
 
+/// Do two lease sets of one file hold the same leases (client, key, kind), whatever their states?
+fn same_leases(a: &[store::LeaseRow], b: &[store::LeaseRow]) -> bool {
+    fn keys(rows: &[store::LeaseRow]) -> Vec<(&[u8], [u8; 16], u8)> {
+        let mut k: Vec<(&[u8], [u8; 16], u8)> = rows.iter().map(|r| (&*r.client, r.key, r.kind)).collect();
+        k.sort_unstable();
+        k
+    }
+    a.len() == b.len() && keys(a) == keys(b)
+}
+
 /// Most blocks a partition's write-behind queue holds before an operation flushes it itself.
 const QUEUE_MAX: u64 = 4096;
 
 /// Applies the lock rows of queued blocks (sequence number, aux bytes) of partition `p` that the
 /// database does not have yet (`shm_flushed`), coalesced; does not move `shm_flushed`.
-fn apply_queued<'a>(tx: &rusqlite::Transaction, p: u64, blocks: impl Iterator<Item = (u64, &'a [u8])>) -> Result<()> {
+fn apply_queued<'a>(
+    tx: &rusqlite::Transaction,
+    p: u64,
+    blocks: impl Iterator<Item = (u64, bool, &'a [u8])>,
+) -> Result<()> {
     let done: u64 = tx
         .prepare_cached("SELECT seq FROM shm_flushed WHERE part = ?1")
         .and_then(|mut st| st.query_row(params![p as i64], |r| r.get::<_, i64>(0)).optional())
         .map_err(serr)?
         .unwrap_or(0) as u64;
     let mut j = Journal::default();
-    for (seq, bytes) in blocks {
+    for (seq, leases, bytes) in blocks {
         if seq <= done {
             continue;
         }
         let (aux, _) =
             Aux::decode(bytes).ok_or_else(|| Error::Store("a shared-memory write-behind block is corrupt".into()))?;
         j.locks.extend(aux.journal.locks);
+        if leases {
+            // In order: a later set of the same file replaces an earlier one.
+            j.leases.extend(aux.journal.leases);
+        }
     }
     store::apply_journal(tx, j).map_err(|e| Error::Store(e.0))
 }
@@ -235,7 +253,7 @@ fn apply_left_queues(tx: &rusqlite::Transaction, file: &std::fs::File) -> Result
             continue;
         };
         let mut data = Vec::new();
-        for (seq, b) in blocks {
+        for (seq, leases, b) in blocks {
             let c = m.get(b + R_CLASS) & 0xffff_ffff;
             let len = m.get(b + R_STATE_LEN);
             if c >= NCLASS || R_BODY + len > alloc::class_size(c) {
@@ -243,11 +261,11 @@ fn apply_left_queues(tx: &rusqlite::Transaction, file: &std::fs::File) -> Result
                 continue;
             }
             if let Some(bytes) = m.bytes(b + R_BODY, len) {
-                data.push((seq, bytes.to_vec()));
+                data.push((seq, leases, bytes.to_vec()));
             }
         }
         n += data.len();
-        apply_queued(tx, p, data.iter().map(|(s, b)| (*s, &b[..])))?;
+        apply_queued(tx, p, data.iter().map(|(s, l, b)| (*s, *l, &b[..])))?;
     }
     if n > 0 {
         log::info!(
@@ -602,14 +620,21 @@ impl ShmBackend {
             let bytes = self.aux_bytes(p, auxb)?;
             let (mut aux, events) =
                 Aux::decode(&bytes).ok_or_else(|| Error::Store("a shared-memory intent is corrupt".into()))?;
-            if m.get(o + P_I_QUEUE) != 0 && !aux.journal.locks.is_empty() {
+            let q = m.get(o + P_I_QUEUE);
+            if q & 1 != 0 && !aux.journal.locks.is_empty() {
                 queue_it = true;
                 aux.journal.locks.clear();
-            } else if !aux.journal.locks.is_empty() && queue::pending(m, p) {
-                // A SYNC process's rows, while other processes' rows of this partition wait in the
-                // queue: those are written first, so that each file's rows reach the database in
-                // the order they were made (an unlock written before its lock would leave a row
-                // for a lock nobody holds).
+            }
+            if q & 2 != 0 && !aux.journal.leases.is_empty() {
+                queue_it = true;
+                aux.journal.leases.clear();
+            }
+            if !aux.journal.is_empty() && queue::pending(m, p) {
+                // Rows written now (SYNC, or lease sets that add or remove a lease) while rows of
+                // this partition wait in the queue: those are written first, so that each file's
+                // rows reach the database in the order they were made (an unlock written before its
+                // lock would leave a row for a lock nobody holds; an older lease set would
+                // overwrite a newer one).
                 self.flush_held(p)?;
             }
             if !aux.journal.is_empty() || aux.edges.is_some() {
@@ -778,7 +803,13 @@ impl ShmBackend {
         }
         let edges_changed = had_waits || fs.waiter_count() > 0;
         self.maybe_stop(0);
+        // Outside SYNC, lock rows wait in the write-behind queue, and so do lease sets that only
+        // changed the states of the file's leases (a break, an ack): those that add or remove a lease
+        // are written in the call, as `lease_file` ("a lease key belongs to one file") reads them.
         let queue_locks = self.mode != Durability::Sync && !journal.locks.is_empty();
+        let queue_leases = self.mode != Durability::Sync
+            && !journal.leases.is_empty()
+            && journal.leases.iter().all(|(_, rows)| same_leases(rows, &leases_before));
         let mut aux = Aux { journal, events, edges: edges_changed.then(|| fs.wait_edges()), file: Box::default() };
         if !aux.is_empty() {
             aux.file = file.into();
@@ -809,9 +840,9 @@ impl ShmBackend {
         m.set(o + P_I_OLD, rec);
         m.set(o + P_I_AUX, auxb);
         m.set(o + P_I_SEQ, seq);
-        m.set(o + P_I_QUEUE, queue_locks as u64);
+        m.set(o + P_I_QUEUE, queue_locks as u64 | (queue_leases as u64) << 1);
         if auxb != 0 {
-            queue::set_seq(m, auxb, seq);
+            queue::set_seq(m, auxb, seq, queue_leases);
         }
         m.set(o + P_INTENT, 1);
         let mut committed = false;
@@ -854,11 +885,11 @@ impl ShmBackend {
     /// killed anywhere leaves the blocks queued, and the next one writes only what is not written.
     fn flush_part(&self, p: u64) -> Result<()> {
         let corrupt = || Error::Store("a shared-memory write-behind queue is corrupt".into());
-        let blocks: Vec<(u64, Vec<u8>)> = {
+        let blocks: Vec<(u64, bool, Vec<u8>)> = {
             let _g = self.lock_part(p)?;
             let mut out = Vec::new();
-            for (seq, b) in queue::blocks(&self.map, p, 0).ok_or_else(corrupt)? {
-                out.push((seq, self.aux_bytes(p, b)?));
+            for (seq, leases, b) in queue::blocks(&self.map, p, 0).ok_or_else(corrupt)? {
+                out.push((seq, leases, self.aux_bytes(p, b)?));
             }
             out
         };
@@ -873,8 +904,8 @@ impl ShmBackend {
     fn flush_held(&self, p: u64) -> Result<()> {
         let corrupt = || Error::Store("a shared-memory write-behind queue is corrupt".into());
         let mut blocks = Vec::new();
-        for (seq, b) in queue::blocks(&self.map, p, 0).ok_or_else(corrupt)? {
-            blocks.push((seq, self.aux_bytes(p, b)?));
+        for (seq, leases, b) in queue::blocks(&self.map, p, 0).ok_or_else(corrupt)? {
+            blocks.push((seq, leases, self.aux_bytes(p, b)?));
         }
         self.write_queued(p, &blocks)?;
         if let Some(last) = blocks.iter().map(|b| b.0).max() {
@@ -886,11 +917,11 @@ impl ShmBackend {
     /// One transaction: the queued blocks' lock rows not written yet, and `shm_flushed` moved to the
     /// last of them (never backwards: a flush that read fewer blocks may commit after one that read
     /// more).
-    fn write_queued(&self, p: u64, blocks: &[(u64, Vec<u8>)]) -> Result<()> {
+    fn write_queued(&self, p: u64, blocks: &[(u64, bool, Vec<u8>)]) -> Result<()> {
         let Some(last) = blocks.iter().map(|b| b.0).max() else { return Ok(()) };
         let mut conn = self.sh.conn().lock();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(serr)?;
-        apply_queued(&tx, p, blocks.iter().map(|(s, b)| (*s, &b[..])))?;
+        apply_queued(&tx, p, blocks.iter().map(|(s, l, b)| (*s, *l, &b[..])))?;
         tx.execute(
             "INSERT INTO shm_flushed(part, seq) VALUES (?1, ?2)
              ON CONFLICT(part) DO UPDATE SET seq = MAX(seq, excluded.seq)",

@@ -1,5 +1,6 @@
-//! The write-behind queue of one partition: operations' aux blocks whose lock rows are not in the
-//! database yet (PROCESS and BATCH durability; SYNC writes them in the operation). A block joins the
+//! The write-behind queue of one partition: operations' aux blocks whose lock rows (and, where they
+//! only changed the states of existing leases, lease sets) are not in the database yet (PROCESS and
+//! BATCH durability; SYNC writes them in the operation). A block joins the
 //! queue when its operation's intent is rolled forward, and leaves it once a flush has committed its
 //! rows (the database's `shm_flushed` row of the partition says up to which intent sequence number,
 //! in the same transaction, so a flush repeated after a crash writes nothing twice).
@@ -19,14 +20,23 @@
 use super::alloc;
 use super::layout::*;
 
+/// In a block's sequence word: its lease sets are queued too (they only changed the states of
+/// leases that stay: a break, an ack), not only its lock rows.
+const LEASES_QUEUED: u64 = 1 << 63;
+
 /// The sequence number of the intent whose block this is (kept in the block's `R_HASH` word, unused
 /// by aux blocks otherwise).
 pub fn seq_of(m: &Map, b: u64) -> u64 {
-    m.get(b + R_HASH)
+    m.get(b + R_HASH) & !LEASES_QUEUED
 }
 
-pub fn set_seq(m: &Map, b: u64, seq: u64) {
-    m.set(b + R_HASH, seq);
+/// Does block `b` carry queued lease sets (else its lease sets were written in its operation)?
+pub fn leases_queued(m: &Map, b: u64) -> bool {
+    m.get(b + R_HASH) & LEASES_QUEUED != 0
+}
+
+pub fn set_seq(m: &Map, b: u64, seq: u64, leases: bool) {
+    m.set(b + R_HASH, seq | if leases { LEASES_QUEUED } else { 0 });
 }
 
 /// Appends block `b` (its `R_NEXT` is 0) to partition `p`'s queue, unless it is already its tail.
@@ -56,9 +66,10 @@ pub fn count(m: &Map, p: u64) -> u64 {
     m.get(part_off(p) + P_Q_COUNT)
 }
 
-/// The queued blocks of partition `p`, head first, with their sequence numbers, except `skip` (the
-/// block of an intent not finished: its operation never returned). `None` if a link is corrupt.
-pub fn blocks(m: &Map, p: u64, skip: u64) -> Option<Vec<(u64, u64)>> {
+/// The queued blocks of partition `p`, head first: (sequence number, lease sets queued, block),
+/// except `skip` (the block of an intent not finished: its operation never returned). `None` if a
+/// link is corrupt.
+pub fn blocks(m: &Map, p: u64, skip: u64) -> Option<Vec<(u64, bool, u64)>> {
     let o = part_off(p);
     let tail = m.get(o + P_Q_TAIL);
     let mut out = Vec::new();
@@ -71,7 +82,7 @@ pub fn blocks(m: &Map, p: u64, skip: u64) -> Option<Vec<(u64, u64)>> {
             return None;
         }
         if b != skip {
-            out.push((seq_of(m, b), b));
+            out.push((seq_of(m, b), leases_queued(m, b), b));
         }
         if b == tail {
             return Some(out);

@@ -372,7 +372,7 @@ fn a_restart_writes_the_rows_left_queued_in_the_mapping() {
         let b = a.write_aux(p, &aux.encode()).unwrap();
         let o = part_off(p);
         let seq = a.map.get(o + P_SEQ) + 1;
-        queue::set_seq(&a.map, b, seq);
+        queue::set_seq(&a.map, b, seq, false);
         // Linked as a roll-forward would, but the intent is left set: the process "died" there.
         queue::link(&a.map, p, b);
         a.map.set(o + P_SEQ, seq);
@@ -645,4 +645,46 @@ fn a_poster_killed_inside_the_slot_mutex_leaves_the_slot_consistent() {
     let p = mail::post(&a.map, s, part, 2000, &[enc(7)], &|_| {}).unwrap();
     assert_eq!(p.ring, vec![b.me]);
     assert_eq!(ids(&b.take_mail().unwrap()), vec![7]);
+}
+
+/// Outside SYNC, a lease set that only changed the states of the file's leases (a break) waits in
+/// the write-behind queue, while one that adds a lease is written in the call (`lease_file` reads it
+/// across files).
+#[test]
+fn a_break_is_queued_and_a_new_lease_written_at_once() {
+    use crate::core::file::OpenSpec;
+    let d = Dir::new("leaseq");
+    let env = Env::new();
+    let (a, _) = ShmBackend::open(&d.db(), Durability::Process).unwrap();
+    let spec = |key: u8, requested: u8| OpenSpec {
+        kind: Some(crate::core::lease::Kind::Lease),
+        key: [key; 16],
+        requested,
+        version: 2,
+        epoch: 1,
+        timeout_ms: 35_000,
+        ..Default::default()
+    };
+    let breaking = || -> i64 {
+        rusqlite::Connection::open(d.db())
+            .unwrap()
+            .query_row("SELECT breaking FROM leases WHERE client = ?1", [&b"smb:a"[..]], |r| r.get(0))
+            .unwrap()
+    };
+    a.with_file(b"f", true, &env.ctx(a.me), |fs| fs.unwrap().open_file(&env.ctx(a.me), b"smb:a", 1, &spec(1, 7), None))
+        .unwrap()
+        .unwrap();
+    assert_eq!(db_rows(&d.db(), "leases"), 1, "a new lease is written in the call");
+    assert_eq!(a.lease_file(b"smb:a", &[1; 16]).unwrap().as_deref(), Some(&b"f"[..]));
+    // Another client's open breaks a's RWH lease (it waits for the ack): a state change, queued.
+    let r = a
+        .with_file(b"f", false, &env.ctx(a.me), |fs| {
+            fs.unwrap().open_file(&env.ctx(a.me), b"smb:b", 2, &spec(2, 7), Some((9, 0, 0)))
+        })
+        .unwrap();
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(breaking(), 0, "the break is queued, not written yet");
+    assert!(a.has_pending());
+    a.flush().unwrap();
+    assert_eq!(breaking(), 1, "the flush wrote the breaking lease");
 }
