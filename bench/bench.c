@@ -123,7 +123,7 @@ static fid_t fid_of(uint64_t ino) {
 /* Results                                                                                          */
 
 #define MAX_REPS 31
-#define MAX_ROWS 160
+#define MAX_ROWS 200
 
 enum goal_cmp { GOAL_NONE, GOAL_LE, GOAL_GE };
 
@@ -2089,8 +2089,32 @@ static void fig7(void) {
                          "us/pair");
     row_anchor(r_b10k, r_b10, GOAL_LE, 1.5, "10 files");
 
+    /* Issue 17: 2 processes on one file should scale no worse than 2 threads on one file in process.
+     * The in-process ratio is measured here, in the same run (loop-mode handle; the threads are joined
+     * before any fork), and each repetition's shm ratio is divided by it. */
+    int r_i1 = row_new(7, "fig7_inprocess_one_file_1thread_pairs_s", "in-process pairs/s, 1 thread, one file",
+                       "pairs/s");
+    row_tag(r_i1, "in-process, 1 thread");
+    int r_i2 = row_new(7, "fig7_inprocess_one_file_2thread_pairs_s", "in-process pairs/s, 2 threads, one file",
+                       "pairs/s");
+    row_anchor(r_i2, r_i1, GOAL_NONE, 0, "1 thread");
+    int r_rr[2];
+    for (int d = 0; d < 2; d++) {
+        snprintf(name, sizeof name, "shm_shared_%s_one_file_scaling_over_inprocess", dur[d].key);
+        snprintf(label, sizeof label, "shm %s one-file 2/1 scaling over in-process's", dur[d].name);
+        r_rr[d] = row_new(7, name, label, "x");
+        row_anchor_value(r_rr[d], 1.0, "in-process 2-thread ratio", GOAL_GE, 1.0);
+    }
+
     /* Anchors, in this process: loop-mode handles (no library thread in the parent when it forks). */
     unilock *ulm = ul_open(UNILOCK_EVENTS_LOOP, NULL, NULL);
+    static f4_thread_t ti[2];
+    memset(ti, 0, sizeof ti);
+    fid_t fi = fid_of(8);
+    static const char *ti_clients[2] = {"nlm:t0", "nlm:t1"};
+    for (int t = 0; t < 2; t++)
+        ul_pair_init(&ti[t].up, ulm, &fi, ti_clients[t], (const uint8_t *)"thrd", 4, 1, UNILOCK_POSIX,
+                     UNILOCK_EXCLUSIVE, (uint64_t)t * 4096, 100);
     fid_t fm = fid_of(7);
     static const uint8_t owner[8] = "bench-07";
     ul_pair_t pm;
@@ -2110,6 +2134,10 @@ static void fig7(void) {
             die("figure 7: %s", fig_unmeasured);
         row_add(r_k, k_pair_time("figure 7 kernel pair", &kp, cfg.min_s) / 1e3);
         row_add(r_m, ul_pair_time("figure 7 in-memory pair", &pm, cfg.min_s) / 1e3);
+        double i1 = f4_run(ti, 1, "figure 7 in-process one file, 1 thread", NULL) * 1e6;
+        double i2 = f4_run(ti, 2, "figure 7 in-process one file, 2 threads", NULL) * 1e6;
+        row_add(r_i1, i1);
+        row_add(r_i2, i2);
         for (int b = 0; b < 2; b++) {
             setenv("UNILOCK_SHARED_BACKEND", be[b].env, 1);
             for (int d = 0; d < 2; d++)
@@ -2124,6 +2152,11 @@ static void fig7(void) {
                 }
         }
         unsetenv("UNILOCK_SHARED_BACKEND");
+        for (int d = 0; d < 2; d++) {
+            int n = rows[r_t[1][d][2]].n, m = rows[r_t[1][d][0]].n;
+            if (n > 0 && m > 0 && i1 > 0 && i2 > 0)
+                row_add(r_rr[d], (rows[r_t[1][d][2]].samples[n - 1] / rows[r_t[1][d][0]].samples[m - 1]) / (i2 / i1));
+        }
         row_add(r_bl, f6_unilock_r(ull, &log_l, 1, cfg.lease_samples));
         for (int b = 0; b < 2; b++) {
             setenv("UNILOCK_SHARED_BACKEND", be[b].env, 1);
