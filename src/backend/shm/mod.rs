@@ -922,11 +922,11 @@ impl ShmBackend {
         let mut conn = self.sh.conn().lock();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(serr)?;
         apply_queued(&tx, p, blocks.iter().map(|(s, l, b)| (*s, *l, &b[..])))?;
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO shm_flushed(part, seq) VALUES (?1, ?2)
              ON CONFLICT(part) DO UPDATE SET seq = MAX(seq, excluded.seq)",
-            params![p as i64, last as i64],
         )
+        .and_then(|mut st| st.execute(params![p as i64, last as i64]))
         .map_err(serr)?;
         tx.commit().map_err(serr)
     }
