@@ -140,7 +140,8 @@
  * mapping (tmpfs) before the call returns and committed at most `batch_ms` later by any process of
  * the server (the flush timer, `unilock_close`, or a restart that finds every process dead, which
  * writes them before reading the pre-restart state): a crash of any or every process loses nothing;
- * a power loss may lose the last `batch_ms`. Lease changes are committed in the call.
+ * a power loss may lose the last `batch_ms`. Lease changes are queued the same way, except those
+ * that grant or remove an SMB lease, which are committed in the call.
  */
 #define UNILOCK_DURABILITY_PROCESS 1
 

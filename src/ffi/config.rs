@@ -43,7 +43,8 @@ pub const UNILOCK_DURABILITY_SYNC: u32 = 0;
 /// mapping (tmpfs) before the call returns and committed at most `batch_ms` later by any process of
 /// the server (the flush timer, `unilock_close`, or a restart that finds every process dead, which
 /// writes them before reading the pre-restart state): a crash of any or every process loses nothing;
-/// a power loss may lose the last `batch_ms`. Lease changes are committed in the call.
+/// a power loss may lose the last `batch_ms`. Lease changes are queued the same way, except those
+/// that grant or remove an SMB lease, which are committed in the call.
 pub const UNILOCK_DURABILITY_PROCESS: u32 = 1;
 /// Changes are coalesced in memory (a lock and its unlock cancel out and are never written) and
 /// committed at most `batch_ms` later, by the library thread or by `unilock_process_events` (the

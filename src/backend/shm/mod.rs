@@ -189,14 +189,20 @@ fn unlock_mapping_file(f: Locked) {
     drop(f);
 }
 
-/// Do two lease sets of one file hold the same leases (client, key, kind), whatever their states?
+/// Do two lease sets of one file hold the same SMB leases (client, key), whatever their states? Only
+/// those are read across files (`lease_file`: "a lease key belongs to one file"); oplocks,
+/// delegations and the records of plain opens (`PLAIN_OPEN_KEY`) are not, and may come and go.
 fn same_leases(a: &[store::LeaseRow], b: &[store::LeaseRow]) -> bool {
-    fn keys(rows: &[store::LeaseRow]) -> Vec<(&[u8], [u8; 16], u8)> {
-        let mut k: Vec<(&[u8], [u8; 16], u8)> = rows.iter().map(|r| (&*r.client, r.key, r.kind)).collect();
+    fn keys(rows: &[store::LeaseRow]) -> Vec<(&[u8], [u8; 16])> {
+        let mut k: Vec<(&[u8], [u8; 16])> = rows
+            .iter()
+            .filter(|r| r.kind == crate::core::lease::Kind::Lease as u8 && r.key != crate::core::file::PLAIN_OPEN_KEY)
+            .map(|r| (&*r.client, r.key))
+            .collect();
         k.sort_unstable();
         k
     }
-    a.len() == b.len() && keys(a) == keys(b)
+    keys(a) == keys(b)
 }
 
 /// Most blocks a partition's write-behind queue holds before an operation flushes it itself.
@@ -803,9 +809,9 @@ impl ShmBackend {
         }
         let edges_changed = had_waits || fs.waiter_count() > 0;
         self.maybe_stop(0);
-        // Outside SYNC, lock rows wait in the write-behind queue, and so do lease sets that only
-        // changed the states of the file's leases (a break, an ack): those that add or remove a lease
-        // are written in the call, as `lease_file` ("a lease key belongs to one file") reads them.
+        // Outside SYNC, lock rows wait in the write-behind queue, and so do lease sets that add or
+        // remove no SMB lease (a break, an ack, a plain open or close, an oplock): those that do are
+        // written in the call, as `lease_file` ("a lease key belongs to one file") reads them.
         let queue_locks = self.mode != Durability::Sync && !journal.locks.is_empty();
         let queue_leases = self.mode != Durability::Sync
             && !journal.leases.is_empty()

@@ -647,9 +647,9 @@ fn a_poster_killed_inside_the_slot_mutex_leaves_the_slot_consistent() {
     assert_eq!(ids(&b.take_mail().unwrap()), vec![7]);
 }
 
-/// Outside SYNC, a lease set that only changed the states of the file's leases (a break) waits in
-/// the write-behind queue, while one that adds a lease is written in the call (`lease_file` reads it
-/// across files).
+/// Outside SYNC, a lease set that adds or removes no SMB lease (a break, a plain open, its close)
+/// waits in the write-behind queue, while one that adds a lease is written in the call (`lease_file`
+/// reads it across files).
 #[test]
 fn a_break_is_queued_and_a_new_lease_written_at_once() {
     use crate::core::file::OpenSpec;
@@ -687,4 +687,19 @@ fn a_break_is_queued_and_a_new_lease_written_at_once() {
     assert!(a.has_pending());
     a.flush().unwrap();
     assert_eq!(breaking(), 1, "the flush wrote the breaking lease");
+    // A plain open (no lease) and its close on another file: recorded, but no SMB lease comes or
+    // goes, so nothing is written in the call.
+    let plain = OpenSpec { kind: None, ..spec(0, 0) };
+    a.with_file(b"g", true, &env.ctx(a.me), |fs| fs.unwrap().open_file(&env.ctx(a.me), b"smb:c", 3, &plain, None))
+        .unwrap()
+        .unwrap();
+    assert_eq!(db_rows(&d.db(), "leases"), 1, "a plain open's record waits in the queue");
+    a.flush().unwrap();
+    assert_eq!(db_rows(&d.db(), "leases"), 2, "and the flush writes it");
+    a.with_file(b"g", false, &env.ctx(a.me), |fs| fs.unwrap().close_file(&env.ctx(a.me), b"smb:c", 3))
+        .unwrap()
+        .unwrap();
+    assert_eq!(db_rows(&d.db(), "leases"), 2, "its close waits too");
+    a.flush().unwrap();
+    assert_eq!(db_rows(&d.db(), "leases"), 1);
 }
