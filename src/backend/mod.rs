@@ -68,11 +68,12 @@ pub trait Backend: Send + Sync {
     fn put_client(&self, client: &[u8], adapter: &str, address: &str, ttl_ms: u64) -> Result<()>;
     /// Forgets the pre-restart state (grace is over).
     fn end_grace(&self) -> Result<()>;
-    /// Changes kept back for the durable record (BATCH): the facade arms its flush timer.
+    /// Changes kept back for the durable record (the shared-memory table's write-behind queue, in
+    /// PROCESS and BATCH durability): the facade arms its flush timer.
     fn has_pending(&self) -> bool {
         false
     }
-    /// Writes the changes kept back (the flush timer, BATCH).
+    /// Writes the changes kept back (the flush timer).
     fn flush(&self) -> Result<()> {
         Ok(())
     }

@@ -318,7 +318,7 @@ impl Manager {
                 e
             })
             .map(|r| {
-                // BATCH on the shared-memory table: lock rows wait for the flush timer.
+                // The shared-memory table outside SYNC: queued rows wait for the flush timer.
                 if sh.has_pending() && !self.flush_armed.swap(true, Ordering::AcqRel) {
                     let now = self.driver.events.now_ms();
                     self.driver.events.add_timer(now.saturating_add(self.batch_ms), TimerKind::Flush);

@@ -236,6 +236,16 @@ fn apply_queued<'a>(
     store::apply_journal(tx, j).map_err(|e| Error::Store(e.0))
 }
 
+/// The bytes of aux block `a` of partition `p`, bounds-checked (`None`: corrupt).
+fn aux_block(m: &Map, p: u64, a: u64) -> Option<&[u8]> {
+    let class = m.get(a + R_CLASS) & 0xffff_ffff;
+    let n = m.get(a + R_STATE_LEN);
+    if class >= NCLASS || !alloc::in_heap(p, a, alloc::class_size(class)) || R_BODY + n > alloc::class_size(class) {
+        return None;
+    }
+    m.bytes(a + R_BODY, n)
+}
+
 /// At a whole-server restart, before the pre-restart state is read from the database: writes the
 /// lock rows still queued in the old mapping when it is the table the database's running instance
 /// used (same boot, layout and epoch). Intents never finished are not applied (their operations
@@ -260,14 +270,11 @@ fn apply_left_queues(tx: &rusqlite::Transaction, file: &std::fs::File) -> Result
         };
         let mut data = Vec::new();
         for (seq, leases, b) in blocks {
-            let c = m.get(b + R_CLASS) & 0xffff_ffff;
-            let len = m.get(b + R_STATE_LEN);
-            if c >= NCLASS || R_BODY + len > alloc::class_size(c) {
-                log::error!("unilock: a write-behind block of the shared-memory table is corrupt; its rows are lost");
-                continue;
-            }
-            if let Some(bytes) = m.bytes(b + R_BODY, len) {
-                data.push((seq, leases, bytes.to_vec()));
+            match aux_block(&m, p, b) {
+                Some(bytes) => data.push((seq, leases, bytes.to_vec())),
+                None => log::error!(
+                    "unilock: a write-behind block of the shared-memory table is corrupt; its rows are lost"
+                ),
             }
         }
         n += data.len();
@@ -598,13 +605,17 @@ impl ShmBackend {
     }
 
     fn aux_bytes(&self, p: u64, a: u64) -> Result<Vec<u8>> {
-        let m = &self.map;
-        let class = m.get(a + R_CLASS) & 0xffff_ffff;
-        let n = m.get(a + R_STATE_LEN);
-        if class >= NCLASS || !alloc::in_heap(p, a, alloc::class_size(class)) || R_BODY + n > alloc::class_size(class) {
-            return Err(Error::Store("a shared-memory intent is corrupt".into()));
+        Ok(aux_block(&self.map, p, a).ok_or_else(|| Error::Store("a shared-memory intent is corrupt".into()))?.to_vec())
+    }
+
+    /// Partition `p`'s queued blocks, head first: (sequence number, lease sets queued, bytes).
+    fn queued_blocks(&self, p: u64) -> Result<Vec<(u64, bool, Vec<u8>)>> {
+        let corrupt = || Error::Store("a shared-memory write-behind queue is corrupt".into());
+        let mut out = Vec::new();
+        for (seq, leases, b) in queue::blocks(&self.map, p, 0).ok_or_else(corrupt)? {
+            out.push((seq, leases, self.aux_bytes(p, b)?));
         }
-        Ok(m.bytes(a + R_BODY, n).ok_or_else(|| Error::Store("a shared-memory intent is corrupt".into()))?.to_vec())
+        Ok(out)
     }
 
     /// Finishes the intent recorded in partition `p` (held): the database work (skipped if the
@@ -890,14 +901,9 @@ impl ShmBackend {
     /// number written (`shm_flushed`), then the blocks are removed under the mutex again. A flush
     /// killed anywhere leaves the blocks queued, and the next one writes only what is not written.
     fn flush_part(&self, p: u64) -> Result<()> {
-        let corrupt = || Error::Store("a shared-memory write-behind queue is corrupt".into());
-        let blocks: Vec<(u64, bool, Vec<u8>)> = {
+        let blocks = {
             let _g = self.lock_part(p)?;
-            let mut out = Vec::new();
-            for (seq, leases, b) in queue::blocks(&self.map, p, 0).ok_or_else(corrupt)? {
-                out.push((seq, leases, self.aux_bytes(p, b)?));
-            }
-            out
+            self.queued_blocks(p)?
         };
         let Some(last) = blocks.iter().map(|b| b.0).max() else { return Ok(()) };
         self.write_queued(p, &blocks)?;
@@ -908,11 +914,7 @@ impl ShmBackend {
 
     /// Writes partition `p`'s queue with the partition mutex held throughout (see `flush_part`).
     fn flush_held(&self, p: u64) -> Result<()> {
-        let corrupt = || Error::Store("a shared-memory write-behind queue is corrupt".into());
-        let mut blocks = Vec::new();
-        for (seq, leases, b) in queue::blocks(&self.map, p, 0).ok_or_else(corrupt)? {
-            blocks.push((seq, leases, self.aux_bytes(p, b)?));
-        }
+        let blocks = self.queued_blocks(p)?;
         self.write_queued(p, &blocks)?;
         if let Some(last) = blocks.iter().map(|b| b.0).max() {
             queue::trim(&self.map, p, last);
